@@ -1,0 +1,1 @@
+"""runner: declarative YAML workflows for multi-agent systems over MCP."""

@@ -1,0 +1,147 @@
+"""The one error tree of runner, with exit codes on the classes.
+
+    RunnerError (70, internal)
+    ├── WorkflowInvalid (2)        schema, cycle, reference, template, YAML, unreadable file
+    ├── InputInvalid (2)           bad CLI argument, bad --inputs, inputs failing their schema
+    ├── StepFailed (1)             a step (and so the run) failed
+    ├── RunTimedOut (4)            the run hit its timeout or was cancelled
+    ├── AgentError (3)             a required agent could not be started or reached
+    ├── StoreError (70)            the store is unreachable, locked, too new, inconsistent
+    │   └── NotFound (2)           an unknown run/workflow id
+    ├── AuthError (2)              an MCP caller lacks the right to do something
+    └── Interrupted (130)          the user pressed Ctrl-C (the run stays resumable)
+
+Like click's exceptions, each class carries its ``exit_code``; the CLI has exactly one
+handler that maps an exception to an exit code, so no command picks codes by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One validation problem, positioned in its source file.
+
+    ``line`` and ``col`` are 1-based and point at the most specific YAML node at fault.
+    """
+
+    message: str
+    path: str = "$"
+    file: str = "<string>"
+    line: int = 0
+    col: int = 0
+    severity: str = "error"
+    rank: int = 50  # lower sorts first: YAML errors, then structure, then references
+
+    def format(self) -> str:
+        """``file:line:col: message [json.path]`` — the text format of SPEC §2."""
+        return f"{self.file}:{self.line}:{self.col}: {self.message} [{self.path}]"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "line": self.line,
+            "col": self.col,
+            "message": self.message,
+            "path": self.path,
+            "severity": self.severity,
+        }
+
+
+class RunnerError(Exception):
+    """Root of every error runner raises on purpose."""
+
+    exit_code: ClassVar[int] = 70
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class WorkflowInvalid(RunnerError):
+    """A workflow or pattern file is malformed; carries every problem found."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[Problem] | str, file: str = "<string>") -> None:
+        if isinstance(problems, str):
+            problems = [Problem(problems, file=file)]
+        self.problems: list[Problem] = problems
+        first = problems[0].format() if problems else "invalid workflow"
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(first + more)
+
+
+class InputInvalid(RunnerError):
+    """A command-line argument, inputs file or workflow input value is wrong."""
+
+    exit_code = 2
+
+
+class StepFailed(RunnerError):
+    """A step failed and the run failed with it."""
+
+    exit_code = 1
+
+
+class RunTimedOut(RunnerError):
+    """The run exceeded its timeout or was cancelled."""
+
+    exit_code = 4
+
+
+class AgentError(RunnerError):
+    """An agent could not be started, reached, or does not offer a tool."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, agent_id: str | None = None) -> None:
+        super().__init__(message)
+        self.agent_id = agent_id
+
+
+class StoreError(RunnerError):
+    """The store is unreachable, locked, of a newer schema version, or inconsistent."""
+
+    exit_code = 70
+
+
+class NotFound(StoreError):
+    """An unknown run, workflow or agent id."""
+
+    exit_code = 2
+
+
+class AuthError(RunnerError):
+    """A caller is not allowed to do what it asked."""
+
+    exit_code = 2
+
+
+class Interrupted(RunnerError):
+    """The user interrupted the run; it is left resumable."""
+
+    exit_code = 130
+
+
+@dataclass
+class ToolFailure(Exception):
+    """A tool call that failed: the tool's own ``isError`` message, a timeout, a lost agent.
+
+    ``retryable`` is False for failures that another attempt cannot fix (sandbox violations,
+    unknown tools), so the scheduler does not waste attempts on them.
+    """
+
+    message: str
+    retryable: bool = True
+    agent_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.message

@@ -1,0 +1,89 @@
+"""Events: the contract between the engine, the store, progress output and resume.
+
+The engine emits one ``Event`` per state change, *before* acting on it (write-ahead), to
+every sink: the store persists it and derives run/step state from it, the progress printer
+shows it, ``--events F`` writes it as a JSON line. Resume replays the stored state.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+# Event types (SPEC §8). Item events carry ``data["index"]`` for one for_each item.
+RUN_STARTED = "run_started"
+RUN_RESUMED = "run_resumed"
+RUN_COMPLETED = "run_completed"
+RUN_FAILED = "run_failed"
+RUN_TIMED_OUT = "run_timed_out"
+RUN_CANCELLED = "run_cancelled"
+STEP_STARTED = "step_started"
+STEP_RETRYING = "step_retrying"
+STEP_COMPLETED = "step_completed"
+STEP_FAILED = "step_failed"
+STEP_SKIPPED = "step_skipped"
+STEP_CANCELLED = "step_cancelled"
+STEP_PROGRESS = "step_progress"
+STEP_RESET = "step_reset"  # `retry --from`: the step is pending again (history keeps the old events)
+ITEM_STARTED = "item_started"
+ITEM_COMPLETED = "item_completed"
+ITEM_FAILED = "item_failed"
+
+RUN_TERMINAL = {RUN_COMPLETED: "completed", RUN_FAILED: "failed", RUN_TIMED_OUT: "timed_out", RUN_CANCELLED: "cancelled"}
+
+
+def now_iso() -> str:
+    """ISO 8601, UTC, microseconds: ``2026-11-24T22:45:28.123456Z``."""
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def epoch_to_iso(ts: float) -> str:
+    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One state change of a run. ``data`` holds type-specific fields (result, outputs…)."""
+
+    type: str
+    run_id: str
+    ts: str = field(default_factory=now_iso)
+    step_id: str | None = None
+    attempt: int | None = None
+    agent_id: str | None = None
+    error: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON-lines shape of SPEC §8: fixed keys first, then ``data`` merged in."""
+        out: dict[str, Any] = {"ts": self.ts, "run_id": self.run_id, "type": self.type}
+        if self.step_id is not None:
+            out["step_id"] = self.step_id
+        if self.attempt is not None:
+            out["attempt"] = self.attempt
+        if self.agent_id is not None:
+            out["agent_id"] = self.agent_id
+        if self.error is not None:
+            out["error"] = self.error
+        for k, v in self.data.items():
+            out.setdefault(k, v)
+        return out
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Event:
+        fixed = {"ts", "run_id", "type", "step_id", "attempt", "agent_id", "error"}
+        return cls(
+            type=obj["type"],
+            run_id=obj["run_id"],
+            ts=obj.get("ts") or now_iso(),
+            step_id=obj.get("step_id"),
+            attempt=obj.get("attempt"),
+            agent_id=obj.get("agent_id"),
+            error=obj.get("error"),
+            data={k: v for k, v in obj.items() if k not in fixed},
+        )
+
+
+EventSink = Callable[[Event], None]

@@ -1,0 +1,220 @@
+"""The workflow model: frozen dataclasses and string enums, no I/O.
+
+Field names follow the seed (``step_id``, ``assigned_role``, ``assigned_agent_id``,
+``depends_on``, ``tool_to_call``, ``tool_arguments``) so a workflow read from YAML, sent
+over MCP, or stored, speaks one vocabulary. Everything here is immutable: the scheduler,
+engine and store share these objects without copying.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class StrEnum(str, Enum):
+    """``enum.StrEnum`` spelled so it behaves the same on 3.10."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (StepStatus.PENDING, StepStatus.IN_PROGRESS)
+
+
+class RunStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (RunStatus.PENDING, RunStatus.RUNNING)
+
+
+class TransportKind(StrEnum):
+    STDIO = "stdio"
+    HTTP = "http"
+    INPROCESS = "inprocess"
+    PULL = "pull"
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: object) -> float:
+    """``500ms``, ``30s``, ``10m``, ``1h`` or a number of seconds → seconds (float).
+
+    Raises ValueError with a message fit for a validation error.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"invalid duration {value!r}")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError(f"invalid duration {value!r}: must not be negative")
+        return float(value)
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m:
+            return float(m.group(1)) * _UNIT[m.group(2)]
+    raise ValueError(f"invalid duration {value!r}: use e.g. 500ms, 30s, 10m, 1h or seconds")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a failing step is tried again."""
+
+    max_attempts: int = 1
+    delay: float = 0.0
+    backoff: float = 1.0
+    max_delay: float | None = None
+    jitter: float = 0.0  # fraction of the delay, 0..1, added at random
+
+    def delay_before(self, attempt: int) -> float:
+        """Delay (seconds, without jitter) before ``attempt`` (2 = first retry)."""
+        d = self.delay * (self.backoff ** max(0, attempt - 2))
+        if self.max_delay is not None:
+            d = min(d, self.max_delay)
+        return d
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """An agent: an MCP server the runner dispatches steps to (seed ``RegisteredAgent``)."""
+
+    id: str
+    transport: TransportKind = TransportKind.STDIO
+    name: str | None = None
+    role: str | None = None
+    capabilities: tuple[str, ...] = ()
+    description: str | None = None
+    # stdio
+    command: str | None = None
+    args: tuple[Any, ...] = ()
+    env: Mapping[str, Any] = field(default_factory=dict)
+    cwd: str | None = None
+    # http
+    url: str | None = None
+    headers: Mapping[str, Any] = field(default_factory=dict)
+    # inprocess: "package.module:attribute" naming an MCPServer (or a zero-arg factory)
+    module: str | None = None
+    max_concurrency: int | None = None
+    required: bool = True
+    timeout: float | None = None  # connect timeout, seconds
+    model_type: str | None = None
+    model_version: str | None = None
+    group: str | None = None
+    source: str | None = None  # file that declared it (for messages)
+
+    @property
+    def label(self) -> str:
+        return self.name or self.id
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One step of a workflow (seed ``WorkflowStep`` plus the runner's control fields)."""
+
+    step_id: str
+    description: str | None = None
+    assigned_role: str | None = None
+    assigned_agent_id: str | None = None
+    required_capabilities: tuple[str, ...] = ()
+    depends_on: tuple[str, ...] = ()
+    tool_to_call: str | None = None
+    tool_arguments: Any = None
+    condition: str | None = None  # YAML key `if`
+    retry: RetryPolicy = RetryPolicy()
+    timeout: float | None = None
+    continue_on_error: bool = False
+    for_each: Any = None  # a template string or a literal list
+    max_parallel: int | None = None
+    fallback_agents: tuple[str, ...] = ()
+    uses: str | None = None
+    with_: Mapping[str, Any] = field(default_factory=dict)  # YAML key `with`
+    is_finally: bool = False
+
+    @property
+    def is_pull(self) -> bool:
+        return self.tool_to_call is None and self.uses is None
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """A validated workflow. ``steps`` are in file order; ``finally_steps`` run after the DAG."""
+
+    name: str
+    steps: tuple[StepSpec, ...]
+    description: str | None = None
+    inputs: Mapping[str, Any] = field(default_factory=dict)  # name -> JSON Schema
+    agents: tuple[AgentSpec, ...] = ()
+    concurrency: int = 16
+    timeout: float | None = None
+    finally_steps: tuple[StepSpec, ...] = ()
+    outputs: Mapping[str, Any] = field(default_factory=dict)
+    agent_modifiable: bool = False
+    source: str | None = None  # the file it was read from
+    source_text: str | None = None  # exact text, for content hashing and resume checks
+
+    def step(self, step_id: str) -> StepSpec:
+        for s in self.steps:
+            if s.step_id == step_id:
+                return s
+        for s in self.finally_steps:
+            if s.step_id == step_id:
+                return s
+        raise KeyError(step_id)
+
+    @property
+    def all_steps(self) -> tuple[StepSpec, ...]:
+        return self.steps + self.finally_steps
+
+
+@dataclass
+class StepOutcome:
+    """What one finished step (or for_each item) produced. Mutable while a step runs."""
+
+    status: StepStatus = StepStatus.PENDING
+    result: Any = None
+    text: str | None = None
+    content: list[Any] | None = None
+    error: str | None = None
+    attempts: int = 0
+    agent_id: str | None = None
+    started_at: float | None = None  # epoch seconds
+    finished_at: float | None = None
+
+    @property
+    def duration_ms(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return round((self.finished_at - self.started_at) * 1000.0, 3)
+
+    def as_context(self) -> dict[str, Any]:
+        """The ``steps.<id>`` view templates see."""
+        return {
+            "result": self.result,
+            "text": self.text,
+            "content": self.content,
+            "status": str(self.status),
+            "error": self.error,
+            "attempts": self.attempts,
+            "agent_id": self.agent_id,
+        }

@@ -1,0 +1,365 @@
+"""The scheduler: a pure state machine over a workflow's step DAG (no I/O, no clock).
+
+Modelled on dagster's ``ActiveExecution``: the engine pulls startable work with
+``take(limit, now)``, pushes outcomes back with ``complete``/``fail``, and answers the
+scheduler's questions (``decisions()``: evaluate this step's ``if`` and ``for_each``, then
+``activate`` or ``skip``). Time is passed in, never read, so every path — retries with
+backoff, for_each fan-out, skip cascades, finally steps — is unit-tested without
+processes and property-tested on random DAGs.
+
+A step moves: PENDING (waiting for dependencies) → READY (the engine must decide) →
+ACTIVE (tasks queued or running) → COMPLETED | FAILED | SKIPPED | CANCELLED.
+``finally`` steps become eligible only when every main step is terminal.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from runner.model import StepSpec, StepStatus
+
+_READY = "ready"
+_ACTIVE = "active"
+_TERMINAL = frozenset(s.value for s in StepStatus if s.terminal)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of dispatch: a step, or one item of a ``for_each`` step, at an attempt."""
+
+    step_id: str
+    index: int | None
+    attempt: int
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A step reached a terminal status (for the engine to emit as an event)."""
+
+    step_id: str
+    status: StepStatus
+    reason: str | None = None
+
+
+@dataclass
+class _Step:
+    spec: StepSpec
+    status: str = StepStatus.PENDING.value
+    waiting: int = 0  # dependencies not yet terminal
+    dependents: list[str] = field(default_factory=list)
+    attempts: int = 0  # simple steps: attempts started so far
+    n_items: int | None = None  # for_each: number of items once activated
+    next_item: int = 0
+    running: int = 0
+    item_attempts: dict[int, int] = field(default_factory=dict)
+    items_done: set[int] = field(default_factory=set)
+    in_ready: bool = False
+
+
+class Scheduler:
+    """Decides what may run next. See the module docstring for the protocol."""
+
+    def __init__(
+        self,
+        steps: Sequence[StepSpec],
+        *,
+        concurrency: int = 16,
+        finally_steps: Sequence[StepSpec] = (),
+        completed: Iterable[str] = (),
+        attempts: Mapping[str, int] | None = None,
+        items_done: Mapping[str, Iterable[int]] | None = None,
+    ) -> None:
+        """``completed``/``attempts``/``items_done`` restore a resumed run's progress."""
+        self.concurrency = max(1, concurrency)
+        self._steps: dict[str, _Step] = {}
+        self._main: list[str] = []
+        self._finally: list[str] = []
+        for spec in steps:
+            self._steps[spec.step_id] = _Step(spec)
+            self._main.append(spec.step_id)
+        for spec in finally_steps:
+            self._steps[spec.step_id] = _Step(spec)
+            self._finally.append(spec.step_id)
+        self._queue: deque[str] = deque()  # ACTIVE steps with startable work
+        self._retries: list[tuple[float, int, Task]] = []  # heap (not_before, seq, task)
+        self._seq = 0
+        self._decide: list[str] = []
+        self._transitions: list[Transition] = []
+        self._inflight = 0
+        self._main_open = len(self._main)
+        self._finally_started = False
+        self.failed = False  # a step failed without continue_on_error
+        self._restoring: set[str] = set()
+        attempts = attempts or {}
+        for sid, n in attempts.items():
+            if sid in self._steps:
+                self._steps[sid].attempts = n
+        for sid, idx in (items_done or {}).items():
+            if sid in self._steps:
+                self._steps[sid].items_done = set(idx)
+        done = set(completed)
+        self._wire(self._main, done)
+        if not self._finally:
+            self._finally_started = True
+        if self._main_open == 0:
+            self._start_finally()
+
+    # -- wiring -------------------------------------------------------------------------
+    def _wire(self, ids: list[str], done: set[str]) -> None:
+        local = set(ids)
+        for sid in ids:
+            st = self._steps[sid]
+            for dep in st.spec.depends_on:
+                if dep in local:
+                    self._steps[dep].dependents.append(sid)
+        for sid in ids:  # restored completions first, in order, so counts are right
+            st = self._steps[sid]
+            st.waiting = sum(1 for d in st.spec.depends_on if d in local)
+        self._restoring = done
+        for sid in ids:
+            if sid in done:
+                self._finish(sid, StepStatus.COMPLETED, None, record=False)
+        self._restoring = set()
+        for sid in ids:
+            st = self._steps[sid]
+            if st.status == StepStatus.PENDING.value and st.waiting == 0:
+                self._become_ready(sid)
+
+    def _start_finally(self) -> None:
+        if self._finally_started:
+            return
+        self._finally_started = True
+        self._wire(self._finally, set())
+
+    # -- queries --------------------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        """Every step, main and finally, is terminal and nothing is in flight."""
+        return (
+            self._main_open == 0
+            and self._finally_started
+            and self._inflight == 0
+            and all(self._steps[s].status in _TERMINAL for s in self._finally)
+        )
+
+    @property
+    def in_flight(self) -> int:
+        return self._inflight
+
+    @property
+    def main_done(self) -> bool:
+        return self._main_open == 0
+
+    def status(self, step_id: str) -> StepStatus:
+        s = self._steps[step_id].status
+        return StepStatus.PENDING if s in (_READY, _ACTIVE) else StepStatus(s)
+
+    def is_active(self, step_id: str) -> bool:
+        return self._steps[step_id].status == _ACTIVE
+
+    def n_items(self, step_id: str) -> int | None:
+        return self._steps[step_id].n_items
+
+    def decisions(self) -> list[str]:
+        """Steps whose dependencies are done: the engine must ``activate`` or ``skip`` each."""
+        out, self._decide = self._decide, []
+        return out
+
+    def transitions(self) -> list[Transition]:
+        """Terminal transitions since the last call (skips from cascades included)."""
+        out, self._transitions = self._transitions, []
+        return out
+
+    def next_wakeup(self) -> float | None:
+        """When the earliest delayed retry becomes startable (None if none waits)."""
+        return self._retries[0][0] if self._retries else None
+
+    # -- engine answers -------------------------------------------------------------------
+    def activate(self, step_id: str, n_items: int | None = None) -> None:
+        """Start a READY step: one task, or ``n_items`` item tasks for a for_each step."""
+        st = self._steps[step_id]
+        assert st.status == _READY, (step_id, st.status)
+        st.status = _ACTIVE
+        if n_items is not None:
+            st.n_items = n_items
+            if len(st.items_done) >= n_items and all(i in st.items_done for i in range(n_items)):
+                self._finish(step_id, StepStatus.COMPLETED, None)
+                return
+            while st.next_item < n_items and st.next_item in st.items_done:
+                st.next_item += 1
+        self._enqueue(st)
+
+    def skip(self, step_id: str, reason: str | None = None) -> None:
+        """A READY step's ``if`` was false (or its for_each could not be rendered)."""
+        self._finish(step_id, StepStatus.SKIPPED, reason)
+
+    def fail_step(self, step_id: str, reason: str) -> None:
+        """A READY/ACTIVE step failed before dispatch (e.g. its ``for_each`` did not render)."""
+        self._finish(step_id, StepStatus.FAILED, reason)
+
+    def take(self, limit: int, now: float) -> list[Task]:
+        """Tasks to start now, at most ``limit`` and within the run's concurrency."""
+        cap = min(limit, self.concurrency - self._inflight)
+        out: list[Task] = []
+        while cap > 0 and self._retries and self._retries[0][0] <= now:
+            task = heapq.heappop(self._retries)[2]
+            st = self._steps[task.step_id]
+            if st.status != _ACTIVE:
+                continue  # the step failed or was cancelled meanwhile
+            st.running += 1
+            out.append(task)
+            cap -= 1
+        q = self._queue
+        while cap > 0 and q:
+            sid = q[0]
+            st = self._steps[sid]
+            if st.status != _ACTIVE:
+                q.popleft()
+                st.in_ready = False
+                continue
+            if st.n_items is None:
+                q.popleft()
+                st.in_ready = False
+                st.attempts += 1
+                st.running += 1
+                out.append(Task(sid, None, st.attempts))
+                cap -= 1
+                continue
+            limit_par = st.spec.max_parallel or st.n_items
+            while cap > 0 and st.next_item < st.n_items and st.running < limit_par:
+                i = st.next_item
+                st.next_item += 1
+                while st.next_item < st.n_items and st.next_item in st.items_done:
+                    st.next_item += 1
+                att = st.item_attempts.get(i, 0) + 1
+                st.item_attempts[i] = att
+                st.running += 1
+                out.append(Task(sid, i, att))
+                cap -= 1
+            if st.next_item >= st.n_items or st.running >= limit_par:
+                q.popleft()
+                st.in_ready = False
+        self._inflight += len(out)
+        return out
+
+    def complete(self, task: Task) -> bool:
+        """A task succeeded. Returns True when this completed the whole step."""
+        st = self._release(task)
+        if st.status != _ACTIVE:
+            return False
+        if task.index is None:
+            self._finish(task.step_id, StepStatus.COMPLETED, None)
+            return True
+        st.items_done.add(task.index)
+        if st.n_items is not None and len(st.items_done) >= st.n_items:
+            self._finish(task.step_id, StepStatus.COMPLETED, None)
+            return True
+        self._enqueue(st)
+        return False
+
+    def fail(self, task: Task, error: str, now: float, *, retryable: bool = True, delay: float = 0.0) -> float | None:
+        """A task failed. Returns the retry time if it will be retried, else None.
+
+        ``delay`` is the backoff the engine computed (with jitter) from the step's policy;
+        the decision whether attempts remain is made here.
+        """
+        st = self._release(task)
+        if st.status != _ACTIVE:
+            return None
+        policy = st.spec.retry
+        if retryable and task.attempt < policy.max_attempts:
+            nxt = Task(task.step_id, task.index, task.attempt + 1)
+            if task.index is None:
+                st.attempts = nxt.attempt
+            else:
+                st.item_attempts[task.index] = nxt.attempt
+            at = now + max(0.0, delay)
+            self._seq += 1
+            heapq.heappush(self._retries, (at, self._seq, nxt))
+            return at
+        self._finish(task.step_id, StepStatus.FAILED, error)
+        return None
+
+    def cancel_pending(self, reason: str = "cancelled") -> list[str]:
+        """Cancel every non-terminal main step (run timeout / cancel). Returns their ids.
+
+        Tasks already in flight stay counted until the engine reports them; ``finally``
+        steps then run as usual.
+        """
+        out: list[str] = []
+        for sid in self._main:
+            st = self._steps[sid]
+            if st.status in (StepStatus.PENDING.value, _READY, _ACTIVE):
+                out.append(sid)
+                self._finish(sid, StepStatus.CANCELLED, reason, cascade=False)
+        return out
+
+    def cancel_all(self, reason: str = "cancelled") -> list[str]:
+        """Cancel everything not terminal, finally steps included (second Ctrl-C)."""
+        out = self.cancel_pending(reason)
+        self._start_finally()
+        for sid in self._finally:
+            st = self._steps[sid]
+            if st.status in (StepStatus.PENDING.value, _READY, _ACTIVE):
+                out.append(sid)
+                self._finish(sid, StepStatus.CANCELLED, reason, cascade=False)
+        return out
+
+    # -- internals ------------------------------------------------------------------------
+    def _release(self, task: Task) -> _Step:
+        st = self._steps[task.step_id]
+        st.running -= 1
+        self._inflight -= 1
+        return st
+
+    def _enqueue(self, st: _Step) -> None:
+        if not st.in_ready:
+            st.in_ready = True
+            self._queue.append(st.spec.step_id)
+
+    def _become_ready(self, sid: str) -> None:
+        if sid in self._restoring:
+            return  # completed in an earlier session; finished by _wire right after
+        st = self._steps[sid]
+        blockers = [d for d in st.spec.depends_on if d in self._steps and self._blocks(d, st)]
+        if blockers:
+            b = blockers[0]
+            self._finish(sid, StepStatus.SKIPPED, f"dependency '{b}' {self._steps[b].status}")
+            return
+        st.status = _READY
+        self._decide.append(sid)
+
+    def _blocks(self, dep: str, st: _Step) -> bool:
+        """Whether a terminal dependency prevents ``st`` from running."""
+        d = self._steps[dep]
+        if st.spec.is_finally and not d.spec.is_finally:
+            return False  # finally steps always run; main deps only order them
+        if d.status == StepStatus.COMPLETED.value:
+            return False
+        if d.status == StepStatus.FAILED.value and d.spec.continue_on_error:
+            return False
+        return True
+
+    def _finish(self, sid: str, status: StepStatus, reason: str | None, *, record: bool = True, cascade: bool = True) -> None:
+        st = self._steps[sid]
+        if st.status in _TERMINAL:
+            return
+        st.status = status.value
+        if record:
+            self._transitions.append(Transition(sid, status, reason))
+        if status == StepStatus.FAILED and not st.spec.continue_on_error:
+            self.failed = True
+        if not st.spec.is_finally:
+            self._main_open -= 1
+        for dep_id in st.dependents:
+            d = self._steps[dep_id]
+            if d.status != StepStatus.PENDING.value:
+                continue
+            d.waiting -= 1
+            if d.waiting == 0 and cascade:
+                self._become_ready(dep_id)
+        if self._main_open == 0 and not self._finally_started:
+            self._start_finally()

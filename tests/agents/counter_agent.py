@@ -1,0 +1,111 @@
+"""A tiny MCP server for the transport tests: counts calls, fails, sleeps, dies on demand.
+
+Runnable three ways, so one agent covers every transport the runner speaks:
+
+    python tests/agents/counter_agent.py               # stdio
+    python tests/agents/counter_agent.py --http PORT   # streamable HTTP on 127.0.0.1:PORT/mcp
+    inprocess: module "tests.agents.counter_agent:server" (or the file's directory + "counter_agent:server")
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import anyio
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+
+server = MCPServer("counter", log_level="WARNING")
+
+_calls = 0
+
+
+def _tick() -> int:
+    """Count one served call; `count` tells a fresh process from a reused one."""
+    global _calls
+    _calls += 1
+    return _calls
+
+
+@server.tool()
+async def echo(text: str) -> str:
+    """Return the text unchanged."""
+    _tick()
+    return text
+
+
+@server.tool()
+async def add(a: int, b: int) -> int:
+    """Add two integers (a primitive result: the SDK wraps it as {"result": ...})."""
+    _tick()
+    return a + b
+
+
+@server.tool()
+async def slow(seconds: float, ctx: Context, steps: int = 3) -> str:
+    """Sleep `seconds` in `steps` slices, reporting progress after each one."""
+    _tick()
+    for i in range(steps):
+        await anyio.sleep(seconds / max(steps, 1))
+        await ctx.report_progress(i + 1, steps, f"slice {i + 1} of {steps}")
+    return f"slept {seconds}s"
+
+
+@server.tool()
+async def fail(message: str) -> str:
+    """Fail with `message` (ToolError, so the client sees isError with that text)."""
+    _tick()
+    raise ToolError(message)
+
+
+@server.tool()
+async def die() -> str:
+    """Exit the process at once, as a crashing agent would."""
+    os._exit(1)
+
+
+@server.tool()
+async def count() -> int:
+    """How many calls this process has served, this one included."""
+    return _tick()
+
+
+@server.tool()
+async def whoami(ctx: Context) -> dict[str, Any]:
+    """The request `_meta` this call arrived with (proves the idempotency key reaches us)."""
+    _tick()
+    meta = ctx.request_context.meta or {}
+    return {"meta": {k: v for k, v in dict(meta).items() if _jsonable(v)}, "pid": os.getpid()}
+
+
+@server.tool()
+async def env(name: str) -> str | None:
+    """The value of environment variable `name` in this process, or null."""
+    _tick()
+    return os.environ.get(name)
+
+
+@server.tool()
+async def header(name: str, ctx: Context) -> str | None:
+    """The value of HTTP request header `name` (None over stdio and in-process)."""
+    _tick()
+    headers = ctx.headers
+    return None if headers is None else headers.get(name)
+
+
+def _jsonable(value: object) -> bool:
+    return isinstance(value, (str, int, float, bool, type(None), dict, list))
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) >= 2 and argv[0] == "--http":
+        server.run("streamable-http", host="127.0.0.1", port=int(argv[1]))
+    else:
+        server.run()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
