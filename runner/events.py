@@ -19,6 +19,7 @@ RUN_COMPLETED = "run_completed"
 RUN_FAILED = "run_failed"
 RUN_TIMED_OUT = "run_timed_out"
 RUN_CANCELLED = "run_cancelled"
+RUN_INTERRUPTED = "run_interrupted"  # Ctrl-C: the run stays resumable
 STEP_STARTED = "step_started"
 STEP_RETRYING = "step_retrying"
 STEP_COMPLETED = "step_completed"

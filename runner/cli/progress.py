@@ -1,0 +1,167 @@
+"""What a run shows while it runs (stderr) and leaves behind (events file, JUnit).
+
+Non-TTY (CI logs): one compact line per step event. TTY: the same lines in colour, plus a
+status line (done/running/failed counts) redrawn in place at the bottom.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Mapping
+from typing import IO, Any
+from xml.sax.saxutils import escape, quoteattr
+
+from runner import events as ev
+from runner.events import Event
+
+_SYM = {
+    ev.STEP_STARTED: ("→", "start", "36"),
+    ev.STEP_COMPLETED: ("✓", "ok", "32"),
+    ev.STEP_FAILED: ("✗", "FAIL", "31"),
+    ev.STEP_RETRYING: ("↻", "retry", "33"),
+    ev.STEP_SKIPPED: ("-", "skip", "90"),
+    ev.STEP_CANCELLED: ("⊘", "cancel", "90"),
+    ev.ITEM_FAILED: ("✗", "item-fail", "31"),
+}
+
+
+class Progress:
+    """An event sink that prints progress to a stream (stderr)."""
+
+    def __init__(self, stream: IO[str] | None = None, *, verbose: int = 0, tty: bool | None = None) -> None:
+        self.out = stream or sys.stderr
+        self.tty = self.out.isatty() if tty is None else tty
+        self.verbose = verbose
+        self.t0 = time.perf_counter()
+        self.total = 0
+        self.done = 0
+        self.failed = 0
+        self.running: set[str] = set()
+        self._status_shown = False
+
+    def _elapsed(self) -> str:
+        return f"{time.perf_counter() - self.t0:7.2f}s"
+
+    def _line(self, text: str, color: str | None = None) -> None:
+        if self.tty and self._status_shown:
+            self.out.write("\r\x1b[2K")
+        if self.tty and color:
+            text = f"\x1b[{color}m{text}\x1b[0m"
+        self.out.write(text + "\n")
+        if self.tty:
+            self._status()
+        self.out.flush()
+
+    def _status(self) -> None:
+        run = ", ".join(sorted(self.running)[:4]) + (" …" if len(self.running) > 4 else "")
+        self.out.write(f"\x1b[2m  [{self.done}/{self.total or '?'} done, {self.failed} failed] {run}\x1b[0m")
+        self._status_shown = True
+
+    def __call__(self, e: Event) -> None:
+        t = e.type
+        if t in (ev.RUN_STARTED, ev.RUN_RESUMED):
+            verb = "resuming" if t == ev.RUN_RESUMED else "running"
+            self._line(f"{verb} {e.data.get('workflow', '')} (run {e.run_id})", "1")
+            return
+        if t in ev.RUN_TERMINAL or t == ev.RUN_INTERRUPTED:
+            if self.tty and self._status_shown:
+                self.out.write("\r\x1b[2K")
+                self._status_shown = False
+            status = ev.RUN_TERMINAL.get(t, "interrupted")
+            msg = f"run {status} in {time.perf_counter() - self.t0:.2f}s"
+            if e.error:
+                msg += f": {e.error}"
+            color = "32" if status == "completed" else "31"
+            self.out.write((f"\x1b[1;{color}m{msg}\x1b[0m" if self.tty else msg) + "\n")
+            self.out.flush()
+            return
+        if t == ev.STEP_PROGRESS:
+            p, total, m = e.data.get("progress"), e.data.get("total"), e.data.get("message")
+            frac = f"{p:g}/{total:g}" if total else f"{p:g}"
+            self._line(f"{self._elapsed()} … {e.step_id} progress {frac}" + (f" {m}" if m else ""), "2")
+            return
+        if t == ev.ITEM_STARTED or t == ev.ITEM_COMPLETED:
+            if self.verbose:
+                self._line(f"{self._elapsed()}   {e.step_id}[{e.data.get('index')}] {t.split('_')[1]}", "2")
+            return
+        sym = _SYM.get(t)
+        if sym is None:
+            if self.verbose:
+                self._line(f"{self._elapsed()} {t} {e.step_id or ''} {e.error or ''}".rstrip())
+            return
+        if t == ev.STEP_STARTED:
+            self.running.add(e.step_id or "")
+        elif t in (ev.STEP_COMPLETED, ev.STEP_FAILED, ev.STEP_SKIPPED, ev.STEP_CANCELLED):
+            self.running.discard(e.step_id or "")
+            self.done += 1
+            if t == ev.STEP_FAILED:
+                self.failed += 1
+        mark = sym[0] if self.tty else sym[1]
+        parts = [self._elapsed(), f"{mark:<5}" if not self.tty else mark, e.step_id or ""]
+        if e.agent_id and t == ev.STEP_STARTED:
+            parts.append(f"on {e.agent_id}")
+        if e.attempt and e.attempt > 1:
+            parts.append(f"(attempt {e.attempt})")
+        if t == ev.STEP_COMPLETED and e.data.get("duration_ms") is not None:
+            parts.append(f"{e.data['duration_ms']:.1f} ms")
+        if t == ev.STEP_RETRYING and e.data.get("delay_s"):
+            parts.append(f"in {e.data['delay_s']}s")
+        if e.error:
+            parts.append(f"— {e.error}")
+        elif t == ev.STEP_SKIPPED and e.data.get("reason"):
+            parts.append(f"— {e.data['reason']}")
+        self._line(" ".join(parts), sym[2])
+
+
+def progress_event(step_id: str, progress: float, total: float | None, message: str | None) -> dict[str, Any]:
+    return {"progress": progress, "total": total, "message": message}
+
+
+class EventsFile:
+    """``--events F``: one JSON object per line, flushed as it happens (tail -f friendly)."""
+
+    def __init__(self, path: str) -> None:
+        self.f = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed by close()
+
+    def __call__(self, e: Event) -> None:
+        self.f.write(json.dumps(e.to_json(), default=str) + "\n")
+        self.f.flush()
+
+    def close(self) -> None:
+        self.f.close()
+
+
+def write_junit(path: str, result: Mapping[str, Any]) -> None:
+    """One ``<testcase>`` per step so CI systems show the steps (``result`` is RunResult.to_json())."""
+    steps: Mapping[str, Any] = result.get("steps", {})
+    failures = sum(1 for s in steps.values() if s["status"] in ("failed", "cancelled"))
+    skipped = sum(1 for s in steps.values() if s["status"] in ("skipped", "pending"))
+    total_s = (result.get("duration_ms") or 0) / 1000.0
+    name = result.get("workflow") or "workflow"
+    out = ['<?xml version="1.0" encoding="UTF-8"?>',
+           f'<testsuites name={quoteattr("runner")} tests="{len(steps)}" failures="{failures}" '
+           f'skipped="{skipped}" time="{total_s:.3f}">',
+           f'  <testsuite name={quoteattr(name)} tests="{len(steps)}" failures="{failures}" errors="0" '
+           f'skipped="{skipped}" time="{total_s:.3f}" timestamp={quoteattr(str(result.get("started_at", "")))}>',
+           f'    <properties><property name="run_id" value={quoteattr(str(result.get("run_id")))}/>'
+           f'<property name="status" value={quoteattr(str(result.get("status")))}/></properties>']
+    for sid, s in steps.items():
+        t = (s.get("duration_ms") or 0) / 1000.0
+        out.append(f'    <testcase classname={quoteattr(name)} name={quoteattr(sid)} time="{t:.3f}">')
+        if s["status"] in ("failed", "cancelled"):
+            msg = s.get("error") or s["status"]
+            out.append(f'      <failure message={quoteattr(msg[:500])} type={quoteattr(s["status"])}>'
+                       f'{escape(msg)}</failure>')
+        elif s["status"] in ("skipped", "pending"):
+            out.append(f'      <skipped message={quoteattr(s.get("error") or s["status"])}/>')
+        else:
+            body = json.dumps(s.get("result"), default=str)
+            if len(body) > 4000:
+                body = body[:4000] + "…"
+            out.append(f"      <system-out>{escape(body)}</system-out>")
+        out.append("    </testcase>")
+    out += ["  </testsuite>", "</testsuites>"]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(out) + "\n")

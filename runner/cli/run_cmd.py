@@ -1,0 +1,102 @@
+"""``runner run FILE``: run a workflow to completion; the exit code is the verdict."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+import click
+
+from runner.cli.app import App, common_options, pass_app
+from runner.model import RunStatus
+
+EXIT_FOR_STATUS = {RunStatus.COMPLETED: 0, RunStatus.FAILED: 1, RunStatus.TIMED_OUT: 4, RunStatus.CANCELLED: 4}
+
+
+def emit_result(result: Any, output: str, junit: str | None, quiet: bool) -> None:
+    """Print the result (text or JSON on stdout) and write the JUnit file."""
+    data = result.to_json()
+    if junit:
+        from runner.cli.progress import write_junit
+
+        write_junit(junit, data)
+    if output == "json":
+        click.echo(json.dumps(data, indent=2, default=str))
+    elif not quiet:
+        if data["outputs"]:
+            for k, v in data["outputs"].items():
+                click.echo(f"{k}: {v if isinstance(v, str) else json.dumps(v, default=str)}")
+
+
+async def _drive(engine: Any, inputs: Any, **kw: Any) -> Any:
+    """Run the engine; on Ctrl-C the engine sees a cancellation and records the interruption."""
+    return await engine.run(inputs, **kw)
+
+
+def execute(app: App, wf: Any, inputs: Any, *, output: str, junit: str | None, events: str | None,
+            secrets_file: str | None, store: Any, registry: Any, **run_kw: Any) -> int:
+    """Shared by ``run``, ``resume`` and ``retry``: sinks, engine, result, exit code."""
+    from runner.api import load_secrets
+    from runner.cli.progress import EventsFile, Progress
+    from runner.engine import Engine
+
+    sinks: list[Any] = []
+    if not app.quiet:
+        sinks.append(Progress(sys.stderr, verbose=app.verbose))
+    ev_file = EventsFile(events) if events else None
+    if ev_file is not None:
+        sinks.append(ev_file)
+    engine = Engine(wf, store=store, sinks=sinks, registry=registry, secrets=load_secrets(secrets_file))
+    try:
+        try:
+            result = asyncio.run(_drive(engine, inputs, **run_kw))
+        except KeyboardInterrupt:
+            from runner.errors import Interrupted
+
+            raise Interrupted(f"interrupted; resume with: runner resume {engine.run_id}") from None
+        except Exception as exc:
+            partial = getattr(exc, "result", None)
+            if partial is not None:
+                emit_result(partial, output, junit, True)
+            raise
+    finally:
+        if ev_file is not None:
+            ev_file.close()
+        store.close()
+    emit_result(result, output, junit, app.quiet)
+    return EXIT_FOR_STATUS[result.status]
+
+
+@click.command()
+@click.argument("file", type=click.Path())
+@click.option("-i", "--input", "pairs", multiple=True, metavar="NAME=VALUE",
+              help="A workflow input (repeatable); typed by the input's schema.")
+@click.option("--inputs", "inputs_file", type=click.Path(dir_okay=False), help="YAML/JSON file of inputs.")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="What to print on stdout when the run ends.")
+@click.option("--junit", type=click.Path(dir_okay=False), help="Write a JUnit XML report (one testcase per step).")
+@click.option("--events", type=click.Path(dir_okay=False), help="Write every event as a JSON line.")
+@click.option("--secrets", "secrets_file", type=click.Path(dir_okay=False),
+              help="YAML mapping of secrets (also RUNNER_SECRET_<NAME> env vars).")
+@common_options
+@pass_app
+def run(app: App, file: str, pairs: tuple[str, ...], inputs_file: str | None, output: str, junit: str | None,
+        events: str | None, secrets_file: str | None) -> int:
+    """Run a workflow to completion with live progress on stderr.
+
+    Exit codes: 0 completed, 1 a step failed, 2 invalid input, 3 a required agent could not
+    be reached, 4 timed out or cancelled, 70 internal error, 130 interrupted (resumable).
+    """
+    from runner.api import load_workflow, open_store, parse_cli_inputs
+
+    registry = app.registry()
+    wf = load_workflow(file, registry)
+    inputs = parse_cli_inputs(wf, pairs, inputs_file)
+    from runner.engine import resolve_inputs
+
+    inputs = resolve_inputs(wf, inputs)  # bad inputs: exit 2 before anything is stored
+    store = open_store(app.store)
+    return execute(app, wf, inputs, output=output, junit=junit, events=events, secrets_file=secrets_file,
+                   store=store, registry=registry)

@@ -1,0 +1,201 @@
+"""``runner runs list|show``, ``runner resume`` and ``runner retry``: history and re-runs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from runner.cli.app import App, common_options, pass_app
+from runner.cli.run_cmd import execute
+from runner.errors import InputInvalid, NotFound
+
+
+def _find_run(store: Any, run_id: str) -> Any:
+    run = store.get_run(run_id)
+    if run is None and hasattr(store, "find_run"):
+        run = store.find_run(run_id)
+    if run is None:
+        raise NotFound(f"no run with id {run_id!r} in {store.url}")
+    return run
+
+
+def _record_json(r: Any) -> dict[str, Any]:
+    return {
+        "run_id": r.run_id, "workflow": r.workflow_name, "status": r.status, "started_at": r.started_at,
+        "finished_at": r.finished_at, "inputs": r.inputs, "outputs": r.outputs, "error": r.error,
+        "source": r.source, "workflow_hash": r.workflow_hash,
+    }
+
+
+def _duration_ms(start: str | None, end: str | None) -> float | None:
+    if not start or not end:
+        return None
+    import datetime as dt
+
+    f = "%Y-%m-%dT%H:%M:%S.%fZ"
+    try:
+        return round((dt.datetime.strptime(end, f) - dt.datetime.strptime(start, f)).total_seconds() * 1000, 3)
+    except ValueError:
+        return None
+
+
+@click.group()
+def runs() -> None:
+    """Run history from the store."""
+
+
+@runs.command("list")
+@click.option("--workflow", help="Only runs of this workflow name.")
+@click.option("--status", type=click.Choice(["pending", "running", "completed", "failed", "timed_out",
+                                            "cancelled", "interrupted"]), help="Only runs with this status.")
+@click.option("--since", metavar="ISO", help="Only runs started at or after this ISO 8601 time.")
+@click.option("--limit", type=click.IntRange(1, 100000), default=50, show_default=True)
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@common_options
+@pass_app
+def list_runs(app: App, workflow: str | None, status: str | None, since: str | None, limit: int,
+              output: str) -> int:
+    """List runs, newest first."""
+    from runner.api import open_store
+
+    store = open_store(app.store)
+    try:
+        rows = store.list_runs(workflow=workflow, status=status, since=since, limit=limit)
+    finally:
+        store.close()
+    if output == "json":
+        click.echo(json.dumps([_record_json(r) for r in rows], indent=2, default=str))
+        return 0
+    if not rows:
+        click.echo("no runs", err=True)
+        return 0
+    click.echo(f"{'RUN ID':<26} {'WORKFLOW':<24} {'STATUS':<11} {'STARTED':<27} DURATION")
+    for r in rows:
+        d = _duration_ms(r.started_at, r.finished_at)
+        click.echo(f"{r.run_id:<26} {r.workflow_name[:24]:<24} {r.status:<11} {r.started_at or '-':<27} "
+                   f"{'-' if d is None else f'{d / 1000:.2f}s'}")
+    return 0
+
+
+@runs.command("show")
+@click.argument("run_id")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@common_options
+@pass_app
+def show_run(app: App, run_id: str, output: str) -> int:
+    """Show one run: every step with status, attempts, agent, duration, result or error."""
+    from runner.api import open_store
+
+    store = open_store(app.store)
+    try:
+        run = _find_run(store, run_id)
+        steps = store.get_steps(run.run_id)
+    finally:
+        store.close()
+    data = _record_json(run)
+    data["duration_ms"] = _duration_ms(run.started_at, run.finished_at)
+    data["steps"] = {
+        s.step_id: {"status": s.status, "attempts": s.attempts, "agent_id": s.agent_id,
+                    "duration_ms": s.duration_ms, "result": s.result, "error": s.error,
+                    "started_at": s.started_at, "finished_at": s.finished_at}
+        for s in steps
+    }
+    if output == "json":
+        click.echo(json.dumps(data, indent=2, default=str))
+        return 0
+    click.echo(f"run {run.run_id}  workflow {run.workflow_name}  status {run.status}")
+    click.echo(f"started {run.started_at or '-'}  finished {run.finished_at or '-'}")
+    if run.error:
+        click.echo(f"error: {run.error}")
+    click.echo(f"{'STEP':<24} {'STATUS':<11} {'ATT':>3} {'AGENT':<16} {'MS':>9}  RESULT / ERROR")
+    for s in steps:
+        detail = s.error if s.error else json.dumps(s.result, default=str)
+        if detail and len(detail) > 60:
+            detail = detail[:57] + "..."
+        ms = "-" if s.duration_ms is None else f"{s.duration_ms:.1f}"
+        click.echo(f"{s.step_id[:24]:<24} {s.status:<11} {s.attempts:>3} {(s.agent_id or '-')[:16]:<16} "
+                   f"{ms:>9}  {detail or ''}")
+    if run.outputs:
+        click.echo("outputs: " + json.dumps(run.outputs, default=str))
+    return 0
+
+
+def _load_for_resume(app: App, store: Any, run: Any, force: bool) -> Any:
+    """The workflow of a stored run; refuse if its file changed, unless ``--force``."""
+    from pathlib import Path
+
+    from runner.loader import load_workflow, workflow_hash
+
+    registry = app.registry()
+    src = run.source
+    if src and Path(src).is_file():
+        text = Path(src).read_text(encoding="utf-8")
+        if workflow_hash(text) != run.workflow_hash and not force:
+            raise InputInvalid(f"workflow file {src} changed since run {run.run_id} started; "
+                               f"resuming could mix two versions (use --force to resume anyway)")
+        return load_workflow(src, registry=registry), registry
+    rec = store.get_workflow(run.workflow_name, run.workflow_hash)
+    if rec is None:
+        raise NotFound(f"the workflow of run {run.run_id} is neither at {src!r} nor in the store")
+    return load_workflow(rec.source_text, file=src or f"<stored {run.workflow_name}>", registry=registry), registry
+
+
+def _rerun(app: App, run_id: str, force: bool, from_step: str | None, output: str, junit: str | None,
+           events: str | None, secrets_file: str | None) -> int:
+    from runner.api import descendants, open_store, resume_state
+
+    store = open_store(app.store)
+    try:
+        run = _find_run(store, run_id)
+        wf, registry = _load_for_resume(app, store, run, force)
+        reset: set[str] = set()
+        if from_step is not None:
+            if from_step not in {s.step_id for s in wf.steps}:
+                raise InputInvalid(f"--from: no step {from_step!r} in workflow {wf.name} "
+                                   f"(steps: {', '.join(s.step_id for s in wf.steps)})")
+            reset = descendants(wf, from_step)
+        elif run.status == "completed":
+            click.echo(f"run {run.run_id} already completed; nothing to resume "
+                       f"(use `runner retry {run.run_id} --from STEP` to re-run steps)", err=True)
+            store.close()
+            return 0
+        state = resume_state(store, run.run_id, wf, reset=sorted(reset))
+    except BaseException:
+        store.close()
+        raise
+    return execute(app, wf, None, output=output, junit=junit, events=events, secrets_file=secrets_file,
+                   store=store, registry=registry, resume=state, reset=sorted(reset))
+
+
+def _rerun_options(f: Any) -> Any:
+    f = click.option("--force", is_flag=True, help="Resume even if the workflow file changed since.")(f)
+    f = click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)(f)
+    f = click.option("--junit", type=click.Path(dir_okay=False))(f)
+    f = click.option("--events", type=click.Path(dir_okay=False))(f)
+    f = click.option("--secrets", "secrets_file", type=click.Path(dir_okay=False))(f)
+    return f
+
+
+@click.command()
+@click.argument("run_id")
+@_rerun_options
+@common_options
+@pass_app
+def resume(app: App, run_id: str, force: bool, output: str, junit: str | None, events: str | None,
+           secrets_file: str | None) -> int:
+    """Continue an interrupted or failed run: completed steps are not re-run."""
+    return _rerun(app, run_id, force, None, output, junit, events, secrets_file)
+
+
+@click.command()
+@click.argument("run_id")
+@click.option("--from", "from_step", metavar="STEP", help="Re-run STEP and all its descendants.")
+@_rerun_options
+@common_options
+@pass_app
+def retry(app: App, run_id: str, from_step: str | None, force: bool, output: str, junit: str | None,
+          events: str | None, secrets_file: str | None) -> int:
+    """Re-run a run from a step (default: its failed steps), as a new attempt of the same run."""
+    return _rerun(app, run_id, force, from_step, output, junit, events, secrets_file)

@@ -1,0 +1,685 @@
+"""The engine: drives the pure scheduler, dispatches tasks to agents, emits events.
+
+One ``Engine`` runs one workflow run. It owns the async loop: it answers the scheduler's
+decisions (``if``, ``for_each``), starts tasks, and feeds outcomes back. Every state change
+becomes an ``Event`` handed to the sinks (store, progress, events file) *before* the engine
+acts on it, so a crash leaves a store that ``resume`` can continue from.
+
+Speed (SPEC §7: ≤ 50 µs of runner overhead per step): templates are compiled once per
+step, completions come back through a deque + one ``asyncio.Event`` (no ``asyncio.wait``
+over all tasks), and timers are ``call_at`` callbacks rather than ``wait_for`` tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runner import events as ev
+from runner.errors import AgentError, Problem, RunnerError, ToolFailure, WorkflowInvalid
+from runner.events import Event, EventSink, epoch_to_iso
+from runner.model import AgentSpec, RunStatus, StepOutcome, StepSpec, StepStatus, TransportKind, Workflow
+from runner.scheduler import Scheduler, Task
+from runner.selection import eligible, order
+from runner.templates import Compiled, Masker, TemplateError, compile_value, is_templated, render_condition
+
+if TYPE_CHECKING:
+    from runner.agents.pool import AgentPool
+    from runner.store.base import Store
+
+IDEMPOTENCY_META_KEY = "runner/idempotency_key"
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced (the ``--output json`` object of SPEC §4)."""
+
+    run_id: str
+    workflow: str
+    status: RunStatus
+    outputs: dict[str, Any]
+    steps: dict[str, StepOutcome]
+    started_at: float
+    finished_at: float
+    preflight_ms: float = 0.0
+    error: str | None = None
+
+    @property
+    def duration_ms(self) -> float:
+        return round((self.finished_at - self.started_at) * 1000.0, 3)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "workflow": self.workflow,
+            "status": str(self.status),
+            "outputs": self.outputs,
+            "started_at": epoch_to_iso(self.started_at),
+            "finished_at": epoch_to_iso(self.finished_at),
+            "duration_ms": self.duration_ms,
+            "preflight_ms": round(self.preflight_ms, 3),
+            "error": self.error,
+            "steps": {
+                sid: {
+                    "status": str(o.status),
+                    "result": o.result,
+                    "error": o.error,
+                    "attempts": o.attempts,
+                    "agent_id": o.agent_id,
+                    "duration_ms": o.duration_ms,
+                }
+                for sid, o in self.steps.items()
+            },
+        }
+
+
+@dataclass
+class ResumeState:
+    """Progress of an earlier session of the same run, read back from the store."""
+
+    run_id: str
+    inputs: dict[str, Any]
+    completed: dict[str, StepOutcome] = field(default_factory=dict)
+    attempts: dict[str, int] = field(default_factory=dict)
+    items: dict[str, dict[int, Any]] = field(default_factory=dict)
+
+
+class _Fallback(Exception):
+    """Internal: the chosen agent is unreachable; try the next candidate."""
+
+
+class Engine:
+    """Runs one workflow once. Construct, then ``await engine.run(inputs)``."""
+
+    def __init__(
+        self,
+        workflow: Workflow,
+        *,
+        store: Store | None = None,
+        sinks: Sequence[EventSink] = (),
+        registry: Sequence[AgentSpec] = (),
+        secrets: Mapping[str, str] | None = None,
+        base_dir: str | None = None,
+        pool: AgentPool | None = None,
+        on_progress: Callable[[str, float, float | None, str | None], None] | None = None,
+    ) -> None:
+        self.wf = workflow
+        self.store = store
+        self.sinks: list[EventSink] = list(sinks)
+        self.secrets = dict(secrets or {})
+        self.masker = Masker(self.secrets.values())
+        self.base_dir = base_dir or (str(Path(workflow.source).resolve().parent) if workflow.source else None)
+        self.agents: dict[str, AgentSpec] = {a.id: a for a in registry}
+        self.agents.update({a.id: a for a in workflow.agents})
+        self._pool = pool
+        self._own_pool = pool is None
+        self._on_progress = on_progress
+        self.outcomes: dict[str, StepOutcome] = {}
+        self._items: dict[str, list[Any]] = {}
+        self._item_results: dict[str, dict[int, Any]] = {}
+        self._finished: deque[tuple[Task, Any, ToolFailure | None]] = deque()
+        self._running: dict[Task, asyncio.Task[None]] = {}
+        self._load: dict[str, int] = {}
+        self._sems: dict[str, asyncio.Semaphore] = {}
+        self._unavailable: set[str] = set()
+        self._compiled: dict[str, tuple[Compiled, Compiled | None, Compiled | None]] = {}
+        self._candidates: dict[str, tuple[list[str], int]] = {}
+        self.run_id = ""
+        self._ctx: dict[str, Any] = {}
+        self._main_status: RunStatus | None = None
+        self._timed_out = False
+        self._cancelled = False
+
+    # -- events ---------------------------------------------------------------------------
+    def emit(self, type_: str, step_id: str | None = None, **kw: Any) -> None:
+        data = kw.pop("data", None) or {}
+        if self.secrets:
+            data = self.masker.mask(data)
+            if kw.get("error"):
+                kw["error"] = self.masker.mask_text(kw["error"])
+        e = Event(type=type_, run_id=self.run_id, step_id=step_id, data=data, **kw)
+        if self.store is not None:
+            self.store.append(e)
+        for sink in self.sinks:
+            sink(e)
+
+    def _emit_progress(self, sid: str, progress: float, total: float | None, message: str | None) -> None:
+        """Progress notifications go to the live sinks only, not to the store (they are chatty)."""
+        if message and self.secrets:
+            message = self.masker.mask_text(message)
+        e = Event(type=ev.STEP_PROGRESS, run_id=self.run_id, step_id=sid,
+                  data={"progress": progress, "total": total, "message": message})
+        for sink in self.sinks:
+            sink(e)
+        if self._on_progress is not None:
+            self._on_progress(sid, progress, total, message)
+
+    # -- public entry -----------------------------------------------------------------------
+    async def run(self, inputs: Mapping[str, Any] | None = None, *, run_id: str | None = None,
+                  resume: ResumeState | None = None, reset: Iterable[str] = ()) -> RunResult:
+        """Run to the end and return the result; raise for preflight failures.
+
+        A preflight failure (agent down, unknown tool) raises ``AgentError`` or
+        ``WorkflowInvalid`` with ``.result`` set to the failed ``RunResult``.
+        """
+        wf = self.wf
+        started = time.time()
+        if resume is not None:
+            self.run_id = resume.run_id
+            values = dict(resume.inputs)
+        else:
+            self.run_id = run_id or new_run_id()
+            values = resolve_inputs(wf, inputs or {})
+        self._ctx = {
+            "inputs": values,
+            "steps": {},
+            "run": {"id": self.run_id, "status": "running"},
+            "workflow": {"name": wf.name},
+            "secrets": self.secrets,
+        }
+        for s in wf.all_steps:
+            self.outcomes[s.step_id] = StepOutcome()
+        if resume is not None:
+            for sid, o in resume.completed.items():
+                if sid in self.outcomes:
+                    self.outcomes[sid] = o
+                    self._ctx["steps"][sid] = o.as_context()
+            for sid, items in resume.items.items():
+                self._item_results[sid] = dict(items)
+            for sid in sorted(reset):
+                self.emit(ev.STEP_RESET, sid, data={"reason": "retry --from"})
+            self.emit(ev.RUN_RESUMED, data={"workflow": wf.name, "reset": sorted(reset)})
+        else:
+            if self.store is not None:
+                from runner.loader import workflow_hash
+                from runner.store.base import RunRecord, WorkflowRecord
+
+                text = wf.source_text or ""
+                h = workflow_hash(text)
+                self.store.put_workflow(WorkflowRecord(name=wf.name, content_hash=h, source_text=text))
+                self.store.create_run(RunRecord(
+                    run_id=self.run_id, workflow_name=wf.name, workflow_hash=h, status="pending",
+                    inputs=self.masker.mask(values), source=str(Path(wf.source).resolve()) if wf.source else None,
+                ))
+            self.emit(ev.RUN_STARTED, data={"workflow": wf.name, "inputs": values})
+        loop = asyncio.get_running_loop()
+        t0 = time.perf_counter()
+        try:
+            try:
+                await self._preflight()
+            except RunnerError as exc:
+                self.emit(ev.RUN_FAILED, error=str(exc), data={"outputs": {}})
+                res = self._result(started, RunStatus.FAILED, {}, (time.perf_counter() - t0) * 1000, str(exc))
+                exc.result = res  # type: ignore[attr-defined]
+                raise
+            preflight_ms = (time.perf_counter() - t0) * 1000
+            self._sched = Scheduler(
+                wf.steps,
+                concurrency=wf.concurrency,
+                finally_steps=wf.finally_steps,
+                completed=(resume.completed if resume else {}).keys(),
+                attempts=resume.attempts if resume else None,
+                items_done={k: v.keys() for k, v in self._item_results.items()},
+            )
+            deadline = loop.time() + wf.timeout if wf.timeout else None
+            try:
+                await self._loop(deadline)
+            except asyncio.CancelledError:
+                await self._cancel_running()
+                self.emit(ev.RUN_INTERRUPTED, error="interrupted by the user")
+                raise
+            status = self._final_status()
+            outputs = self._render_outputs(status)
+            error = None
+            if status == RunStatus.FAILED:
+                failed = [s for s, o in self.outcomes.items() if o.status == StepStatus.FAILED]
+                error = f"step(s) failed: {', '.join(failed)}" if failed else "run failed"
+            elif status == RunStatus.TIMED_OUT:
+                error = f"run timed out after {wf.timeout:g}s"
+            term = {RunStatus.COMPLETED: ev.RUN_COMPLETED, RunStatus.FAILED: ev.RUN_FAILED,
+                    RunStatus.TIMED_OUT: ev.RUN_TIMED_OUT, RunStatus.CANCELLED: ev.RUN_CANCELLED}[status]
+            self.emit(term, error=error, data={"outputs": outputs})
+            return self._result(started, status, outputs, preflight_ms, error)
+        finally:
+            if self._own_pool and self._pool is not None:
+                await self._pool.close()
+
+    def cancel(self) -> None:
+        """Ask a running run to stop: pending steps are cancelled, ``finally`` still runs."""
+        self._cancelled = True
+        if hasattr(self, "_wake"):
+            self._wake.set()
+
+    # -- preflight ----------------------------------------------------------------------------
+    async def _preflight(self) -> None:
+        """Connect every agent the workflow can use, in parallel, and check every tool name."""
+        wf = self.wf
+        self.agents = {aid: self._render_agent(a) for aid, a in self.agents.items()}
+        needed: dict[str, AgentSpec] = {}
+        problems: list[Problem] = []
+        for s in wf.all_steps:
+            if s.uses is not None:
+                continue
+            cands = eligible(s, self.agents)
+            self._candidates[s.step_id] = cands
+            if not cands[0]:
+                problems.append(Problem(f"step '{s.step_id}': no agent can run it ({_describe_need(s)})",
+                                        path=f"$.steps[{s.step_id}]", file=wf.source or "<string>"))
+            for aid in cands[0]:
+                needed[aid] = self.agents[aid]
+        if problems:
+            raise WorkflowInvalid(problems)
+        remote = [a for a in needed.values() if a.transport != TransportKind.PULL]
+        if remote and self._pool is None:
+            from runner.agents.pool import AgentPool
+
+            self._pool = AgentPool()
+        if remote:
+            assert self._pool is not None
+            errors = await self._pool.open(remote, base_dir=self.base_dir)
+            for aid, err in errors.items():
+                if err is None:
+                    continue
+                spec = self.agents[aid]
+                if spec.required:
+                    msg = str(err)
+                    if aid not in msg:
+                        msg = f"agent '{aid}' could not be reached: {msg}"
+                    raise AgentError(self.masker.mask_text(msg), agent_id=aid)
+                self._unavailable.add(aid)
+        connected = self._pool.connected() if self._pool is not None else {}
+        for aid, a in needed.items():
+            if a.max_concurrency:
+                self._sems[aid] = asyncio.Semaphore(a.max_concurrency)
+        for s in wf.all_steps:
+            if not s.tool_to_call:
+                continue
+            ids = [c for c in self._candidates[s.step_id][0] if c in connected]
+            if ids and not any(s.tool_to_call in connected[c].tools for c in ids):
+                offers = sorted(connected[ids[0]].tools)
+                problems.append(Problem(
+                    f"step '{s.step_id}': agent '{ids[0]}' has no tool '{s.tool_to_call}'; "
+                    f"it offers: {', '.join(offers) or '(no tools)'}",
+                    path=f"$.steps[{s.step_id}].tool_to_call", file=wf.source or "<string>"))
+        if problems:
+            raise WorkflowInvalid(problems)
+
+    def _render_agent(self, a: AgentSpec) -> AgentSpec:
+        """Agent args/env/headers/url may template ``inputs`` and ``secrets``."""
+        ctx = {"inputs": self._ctx["inputs"], "secrets": self.secrets, "workflow": self._ctx["workflow"]}
+        changes: dict[str, Any] = {}
+        for name in ("args", "env", "headers", "url", "cwd", "command"):
+            val = getattr(a, name)
+            if is_templated(val):
+                try:
+                    out = compile_value(val).render(ctx)
+                except TemplateError as exc:
+                    raise AgentError(f"agent '{a.id}': {name}: {exc}", agent_id=a.id) from None
+                if name == "args":
+                    out = tuple(str(x) for x in out)
+                elif name in ("env", "headers"):
+                    out = {k: str(v) for k, v in out.items()}
+                changes[name] = out
+        return dataclasses.replace(a, **changes) if changes else a
+
+    # -- the loop ---------------------------------------------------------------------------
+    async def _loop(self, deadline: float | None) -> None:
+        sched = self._sched
+        loop = asyncio.get_running_loop()
+        self._wake = wake = asyncio.Event()
+        timers: list[asyncio.TimerHandle] = []
+        if deadline is not None:
+            timers.append(loop.call_at(deadline, wake.set))
+        armed_retry: float | None = None
+        finished = self._finished
+        try:
+            while True:
+                self._decide()
+                self._drain()
+                if self._cancelled or (deadline is not None and not self._timed_out and loop.time() >= deadline):
+                    if not self._cancelled:
+                        self._timed_out = True
+                    if self._main_status is None:
+                        reason = "run timed out" if self._timed_out else "run cancelled"
+                        sched.cancel_pending(reason)
+                        await self._cancel_running(main_only=True)
+                        self._drain()
+                        self._decide()
+                        self._drain()
+                now = loop.time()
+                for task in sched.take(1 << 30, now):
+                    self._running[task] = asyncio.ensure_future(self._exec(task))
+                if not finished:
+                    if sched.done:
+                        return
+                    wake.clear()
+                    nxt = sched.next_wakeup()
+                    if nxt is not None and nxt != armed_retry:
+                        armed_retry = nxt
+                        timers.append(loop.call_at(nxt, wake.set))
+                    if not finished:
+                        await wake.wait()
+                while finished:
+                    task, res, err = finished.popleft()
+                    self._running.pop(task, None)
+                    self._settle(task, res, err, loop.time())
+                self._drain()
+        finally:
+            for t in timers:
+                t.cancel()
+
+    def _decide(self) -> None:
+        """Answer the scheduler: evaluate ``if`` and ``for_each`` of steps that became ready."""
+        sched = self._sched
+        while ds := sched.decisions():
+            for sid in ds:
+                spec = self.wf.step(sid)
+                if self._main_status is None and sched.main_done:
+                    self._enter_finally()
+                args_c, cond_c, each_c = self._compile(spec)
+                ctx = self._ctx
+                if cond_c is not None:
+                    try:
+                        ok = render_condition(cond_c, ctx)
+                    except TemplateError as exc:
+                        sched.fail_step(sid, f"if: {exc}")
+                        continue
+                    if not ok:
+                        sched.skip(sid, "if: condition was false")
+                        continue
+                if each_c is not None:
+                    try:
+                        items = each_c.render(ctx)
+                    except TemplateError as exc:
+                        sched.fail_step(sid, f"for_each: {exc}")
+                        continue
+                    if isinstance(items, dict):
+                        items = list(items.items())
+                    if not isinstance(items, list):
+                        sched.fail_step(sid, f"for_each: expected a list, got {type(items).__name__}")
+                        continue
+                    self._items[sid] = items
+                    self._item_results.setdefault(sid, {})
+                    self._step_started(sid, None, None)
+                    sched.activate(sid, len(items))
+                else:
+                    sched.activate(sid)
+            if self._main_status is None and sched.main_done:
+                self._enter_finally()
+
+    def _enter_finally(self) -> None:
+        """The main DAG is over: fix ``run.status`` as ``finally`` steps will see it."""
+        if self._timed_out:
+            st = RunStatus.TIMED_OUT
+        elif self._cancelled:
+            st = RunStatus.CANCELLED
+        elif self._sched.failed:
+            st = RunStatus.FAILED
+        else:
+            st = RunStatus.COMPLETED
+        self._main_status = st
+        self._ctx["run"] = {"id": self.run_id, "status": str(st)}
+
+    def _final_status(self) -> RunStatus:
+        if self._main_status is None:
+            self._enter_finally()
+        assert self._main_status is not None
+        if self._main_status == RunStatus.COMPLETED and self._sched.failed:
+            return RunStatus.FAILED  # a finally step failed
+        return self._main_status
+
+    def _compile(self, spec: StepSpec) -> tuple[Compiled, Compiled | None, Compiled | None]:
+        c = self._compiled.get(spec.step_id)
+        if c is None:
+            cond = spec.condition
+            c = (
+                compile_value(spec.tool_arguments if spec.tool_arguments is not None else {}),
+                compile_value(cond) if cond is not None else None,
+                compile_value(spec.for_each) if spec.for_each is not None else None,
+            )
+            self._compiled[spec.step_id] = c
+        return c
+
+    def _drain(self) -> None:
+        """Turn the scheduler's terminal transitions into outcomes and events."""
+        for tr in self._sched.transitions():
+            sid = tr.step_id
+            o = self.outcomes[sid]
+            o.status = tr.status
+            if o.finished_at is None or tr.status != StepStatus.COMPLETED:
+                o.finished_at = time.time()
+            if tr.status == StepStatus.COMPLETED:
+                if sid in self._items:
+                    res = self._item_results.get(sid, {})
+                    o.result = [res.get(i) for i in range(len(self._items[sid]))]
+                    o.text = None
+                self._ctx["steps"][sid] = o.as_context()
+                self.emit(ev.STEP_COMPLETED, sid, attempt=o.attempts or None, agent_id=o.agent_id,
+                          data={"result": o.result, "text": o.text, "duration_ms": o.duration_ms})
+            else:
+                if tr.status != StepStatus.SKIPPED:
+                    o.error = tr.reason
+                self._ctx["steps"][sid] = o.as_context()
+                kind = {StepStatus.FAILED: ev.STEP_FAILED, StepStatus.SKIPPED: ev.STEP_SKIPPED,
+                        StepStatus.CANCELLED: ev.STEP_CANCELLED}[tr.status]
+                self.emit(kind, sid, attempt=o.attempts or None, agent_id=o.agent_id, error=o.error,
+                          data={"reason": tr.reason} if tr.status == StepStatus.SKIPPED else None)
+                if tr.status == StepStatus.FAILED and sid in self._items:
+                    for t, fut in list(self._running.items()):
+                        if t.step_id == sid:
+                            fut.cancel()
+
+    def _settle(self, task: Task, res: Any, err: ToolFailure | None, now: float) -> None:
+        """Feed one finished task back to the scheduler."""
+        sched = self._sched
+        sid = task.step_id
+        o = self.outcomes[sid]
+        if err is None:
+            if task.index is None:
+                o.result, o.text, o.content = res
+                o.finished_at = time.time()
+            else:
+                self._item_results[sid][task.index] = res[0]
+                self.emit(ev.ITEM_COMPLETED, sid, attempt=task.attempt, agent_id=o.agent_id,
+                          data={"index": task.index, "result": res[0]})
+            sched.complete(task)
+            return
+        spec = self.wf.step(sid)
+        delay = 0.0
+        if err.retryable and task.attempt < spec.retry.max_attempts:
+            delay = spec.retry.delay_before(task.attempt + 1)
+            if spec.retry.jitter:
+                delay *= 1.0 + random.uniform(0.0, spec.retry.jitter)
+        msg = self.masker.mask_text(str(err)) if self.secrets else str(err)
+        if task.index is not None:
+            msg = f"item {task.index}: {msg}"
+            self.emit(ev.ITEM_FAILED, sid, attempt=task.attempt, agent_id=err.agent_id, error=msg,
+                      data={"index": task.index})
+        at = sched.fail(task, msg, now, retryable=err.retryable, delay=delay)
+        if at is not None:
+            self.emit(ev.STEP_RETRYING, sid, attempt=task.attempt + 1, agent_id=err.agent_id, error=msg,
+                      data={"delay_s": round(delay, 3), **({"index": task.index} if task.index is not None else {})})
+        else:
+            o.error = msg
+
+    async def _cancel_running(self, main_only: bool = False) -> None:
+        tasks = [f for t, f in self._running.items() if not (main_only and self.wf.step(t.step_id).is_finally)]
+        for f in tasks:
+            f.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- one task -------------------------------------------------------------------------------
+    def _step_started(self, sid: str, attempt: int | None, agent_id: str | None) -> None:
+        o = self.outcomes[sid]
+        if o.started_at is None:
+            o.started_at = time.time()
+        if attempt is not None:
+            o.attempts = max(o.attempts, attempt)
+        if agent_id is not None:
+            o.agent_id = agent_id
+        o.status = StepStatus.IN_PROGRESS
+        self.emit(ev.STEP_STARTED, sid, attempt=attempt, agent_id=agent_id)
+
+    async def _exec(self, task: Task) -> None:
+        try:
+            res = await self._dispatch(task)
+            self._finished.append((task, res, None))
+        except ToolFailure as exc:
+            self._finished.append((task, None, exc))
+        except asyncio.CancelledError:
+            self._finished.append((task, None, ToolFailure("cancelled", retryable=False)))
+        except TemplateError as exc:
+            self._finished.append((task, None, ToolFailure(f"tool_arguments: {exc}", retryable=False)))
+        except Exception as exc:  # a bug in runner or an agent transport: fail the step, not the runner
+            self._finished.append((task, None, ToolFailure(f"internal error: {type(exc).__name__}: {exc}",
+                                                           retryable=False)))
+        self._wake.set()
+
+    async def _dispatch(self, task: Task) -> tuple[Any, str | None, list[Any] | None]:
+        sid = task.step_id
+        spec = self.wf.step(sid)
+        args_c = self._compile(spec)[0]
+        ctx = self._ctx
+        if task.index is not None:
+            ctx = {**ctx, "item": self._items[sid][task.index], "index": task.index}
+        arguments = args_c.render(ctx)
+        if spec.uses is not None:
+            raise ToolFailure(f"step '{sid}': uses: patterns are not supported by this engine yet", retryable=False)
+        if spec.tool_to_call is None:
+            raise ToolFailure(f"step '{sid}' is a pull step; no agent reported completion", retryable=False)
+        if not isinstance(arguments, dict):
+            raise ToolFailure(f"tool_arguments must render to a mapping, got {type(arguments).__name__}",
+                              retryable=False)
+        ids, n_primary = self._candidates[sid]
+        cands = order(ids, n_primary, self._load, self._unavailable) if len(ids) > 1 or self._unavailable else ids
+        assert self._pool is not None
+        connected = self._pool.connected()
+        last: ToolFailure | None = None
+        key = f"{self.run_id}:{sid}:{task.attempt}" + (f":{task.index}" if task.index is not None else "")
+        for aid in cands:
+            conn = connected.get(aid)
+            if conn is None or spec.tool_to_call not in conn.tools:
+                continue
+            if task.index is None:
+                self._step_started(sid, task.attempt, aid)
+            else:
+                o = self.outcomes[sid]
+                o.attempts = max(o.attempts, task.attempt)
+                o.agent_id = aid
+                self.emit(ev.ITEM_STARTED, sid, attempt=task.attempt, agent_id=aid, data={"index": task.index})
+            on_progress = None
+            if self.sinks:
+
+                def on_progress(p: float, total: float | None, msg: str | None, _sid: str = sid) -> None:
+                    self._emit_progress(_sid, p, total, msg)
+            sem = self._sems.get(aid)
+            self._load[aid] = self._load.get(aid, 0) + 1
+            try:
+                if sem is not None:
+                    async with sem:
+                        r = await conn.call(spec.tool_to_call, arguments, timeout=spec.timeout,
+                                            meta={IDEMPOTENCY_META_KEY: key}, on_progress=on_progress)
+                else:
+                    r = await conn.call(spec.tool_to_call, arguments, timeout=spec.timeout,
+                                        meta={IDEMPOTENCY_META_KEY: key}, on_progress=on_progress)
+            except ToolFailure as exc:
+                exc.agent_id = exc.agent_id or aid
+                if _is_unreachable(exc):
+                    self._unavailable.add(aid)
+                    last = exc
+                    continue
+                raise
+            finally:
+                self._load[aid] -= 1
+            if r.is_error:
+                raise ToolFailure(r.text or f"tool '{spec.tool_to_call}' reported an error", agent_id=aid)
+            result, text = r.result, r.text
+            if self.secrets:
+                result, text = self.masker.mask(result), self.masker.mask_text(text)
+            return result, text, r.content
+        if last is not None:
+            raise last
+        raise ToolFailure(f"step '{sid}': no available agent offers tool '{spec.tool_to_call}'"
+                          + (f" (unavailable: {', '.join(sorted(self._unavailable))})" if self._unavailable else ""))
+
+    # -- outputs --------------------------------------------------------------------------------
+    def _render_outputs(self, status: RunStatus) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, tmpl in self.wf.outputs.items():
+            try:
+                out[name] = compile_value(tmpl).render(self._ctx)
+            except TemplateError as exc:
+                out[name] = None
+                if status == RunStatus.COMPLETED:
+                    self.emit("output_failed", error=f"outputs.{name}: {exc}", data={"output": name})
+        return self.masker.mask(out) if self.secrets else out
+
+    def _result(self, started: float, status: RunStatus, outputs: dict[str, Any], preflight_ms: float,
+                error: str | None) -> RunResult:
+        return RunResult(
+            run_id=self.run_id, workflow=self.wf.name, status=status, outputs=outputs,
+            steps=dict(self.outcomes), started_at=started, finished_at=time.time(),
+            preflight_ms=preflight_ms, error=error,
+        )
+
+
+def _is_unreachable(exc: ToolFailure) -> bool:
+    kind = exc.extra.get("kind") if exc.extra else None
+    if kind is not None:
+        return kind == "unreachable"
+    return "unreachable" in exc.message
+
+
+def _describe_need(s: StepSpec) -> str:
+    parts = []
+    if s.assigned_agent_id:
+        parts.append(f"agent '{s.assigned_agent_id}'")
+    if s.assigned_role:
+        parts.append(f"role '{s.assigned_role}'")
+    if s.required_capabilities:
+        parts.append(f"capabilities {list(s.required_capabilities)}")
+    return ", ".join(parts) or "no agents declared"
+
+
+def new_run_id() -> str:
+    """Sortable, unique run ids: time prefix + random suffix."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
+
+
+def resolve_inputs(wf: Workflow, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Apply defaults and check each input against its JSON Schema (InputInvalid otherwise)."""
+    from runner.errors import InputInvalid
+
+    unknown = sorted(set(given) - set(wf.inputs))
+    if unknown:
+        raise InputInvalid(f"unknown input(s): {', '.join(unknown)} (declared: {', '.join(wf.inputs) or 'none'})")
+    values: dict[str, Any] = {}
+    missing = []
+    for name, schema in wf.inputs.items():
+        if name in given:
+            values[name] = given[name]
+        elif isinstance(schema, dict) and "default" in schema:
+            values[name] = schema["default"]
+        else:
+            missing.append(name)
+    if missing:
+        raise InputInvalid(f"missing required input(s): {', '.join(missing)} (pass -i NAME=VALUE)")
+    import jsonschema
+
+    for name, value in values.items():
+        schema = wf.inputs[name]
+        if not isinstance(schema, dict):
+            continue
+        err = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(value))
+        if err is not None:
+            raise InputInvalid(f"input '{name}': {err.message}")
+    return values

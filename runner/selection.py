@@ -1,0 +1,56 @@
+"""Agent selection: which agents may run a step, in which order (pure, no I/O).
+
+SPEC §2: ``assigned_agent_id``, else every agent matching ``assigned_role`` and all
+``required_capabilities``, least loaded first, skipping agents that are offline or whose
+circuit is open; ``fallback_agents`` are tried when the chosen agent fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from runner.model import AgentSpec, StepSpec
+
+
+def matches(agent: AgentSpec, step: StepSpec) -> bool:
+    """Whether ``agent`` satisfies the step's role and capability requirements."""
+    if step.assigned_role is not None and agent.role != step.assigned_role:
+        return False
+    if step.required_capabilities:
+        caps = set(agent.capabilities)
+        if not all(c in caps for c in step.required_capabilities):
+            return False
+    return True
+
+
+def eligible(step: StepSpec, agents: Mapping[str, AgentSpec]) -> tuple[list[str], int]:
+    """Agent ids that may run ``step``: primary choices first, then fallbacks (deduplicated).
+
+    Returns ``(ids, n_primary)``.
+    """
+    if step.assigned_agent_id is not None:
+        primary = [step.assigned_agent_id] if step.assigned_agent_id in agents else []
+    elif step.assigned_role is None and not step.required_capabilities:
+        primary = list(agents)  # any agent may run an unconstrained step
+    else:
+        primary = [a.id for a in agents.values() if matches(a, step)]
+    out = list(primary)
+    for fb in step.fallback_agents:
+        if fb in agents and fb not in out:
+            out.append(fb)
+    return out, len(primary)
+
+
+def order(
+    candidates: Sequence[str],
+    n_primary: int,
+    load: Mapping[str, int],
+    unavailable: Iterable[str] = (),
+) -> list[str]:
+    """Primary candidates least loaded first (stable), then fallbacks in declared order."""
+    down = set(unavailable)
+    primary = [c for c in candidates[:n_primary] if c not in down]
+    if len(primary) > 1:
+        primary.sort(key=lambda a: load.get(a, 0))
+    rest = [c for c in candidates[n_primary:] if c not in down]
+    return primary + rest
