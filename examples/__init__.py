@@ -1,0 +1,1 @@
+"""Example agents and scenarios for runner (importable from the project root)."""

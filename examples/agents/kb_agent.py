@@ -128,6 +128,7 @@ def _save(path: Path, data: dict[str, Any]) -> None:
     """Write atomically: a temp file in the same directory, fsync'd, then ``os.replace``."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, _file_mode(path))  # mkstemp makes 0600; keep what a plain open() would
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(data, fh, ensure_ascii=False, indent=1)
             fh.write("\n")
@@ -138,6 +139,16 @@ def _save(path: Path, data: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _file_mode(path: Path) -> int:
+    """The existing file's permissions, else the default for a new file under the umask."""
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 @contextlib.contextmanager
@@ -220,7 +231,7 @@ def _title_key(title: str) -> str:
 
 @server.tool()
 async def add_note(title: str, body: str, tags: Sequence[str] = ()) -> NoteRef:
-    """Add a note, or update the note that already has this title (same id).
+    """Add a note, or replace body and tags of the note that already has this title.
 
     Returns the note's id, its title and ``created`` (false when an existing note with
     the same title, compared case-insensitively, was updated).

@@ -105,16 +105,18 @@ def _tokens(text: str) -> list[str]:
     return [t.replace("’", "'") for t in _TOKEN.findall(text.lower())]
 
 
-def _content_terms(text: str) -> list[str]:
+def _content_terms(text: str, vocabulary: set[str] | None = None) -> list[str]:
     """Tokens that carry meaning: no stopwords, no bare numbers, at least 3 characters.
 
     A plural is folded into its singular when the singular also occurs in the same
     text ("steps" counts as "step" next to "step"), so one concept is not split in two;
     without a singular to lean on, the word is left alone rather than guessed at.
+    ``vocabulary`` (default: the text's own words) is where singulars are looked up, so
+    a sentence can be folded the same way as the document it comes from.
     """
     terms = [t for t in _tokens(text) if len(t) >= 3 and t not in STOPWORDS and not t.isdigit()]
-    vocabulary = set(terms)
-    return [_singular(t, vocabulary) for t in terms]
+    known = set(terms) if vocabulary is None else vocabulary
+    return [_singular(t, known) for t in terms]
 
 
 def _singular(term: str, vocabulary: set[str]) -> str:
@@ -173,10 +175,11 @@ async def summarize(text: str, max_sentences: int = 2) -> str:
         return ""
     if len(sentences) <= max_sentences:
         return " ".join(sentences)
-    freq = Counter(_content_terms(text))
+    vocabulary = set(_content_terms(text, vocabulary=set()))  # unfolded words of the text
+    freq = Counter(_content_terms(text, vocabulary))
 
     def score(sentence: str) -> float:
-        terms = _content_terms(sentence)
+        terms = _content_terms(sentence, vocabulary)
         if not terms:
             return 0.0
         return sum(freq[t] for t in set(terms)) / math.sqrt(len(terms))
