@@ -132,6 +132,8 @@ class Engine:
         self._unavailable: set[str] = set()
         self._compiled: dict[str, tuple[Compiled, Compiled | None, Compiled | None]] = {}
         self._candidates: dict[str, tuple[list[str], int]] = {}
+        self._conns: dict[str, Any] = {}
+        self._pull: dict[tuple[str, int | None], tuple[asyncio.Future[Any], str | None, Any]] = {}
         self.run_id = ""
         self._ctx: dict[str, Any] = {}
         self._main_status: RunStatus | None = None
@@ -295,7 +297,7 @@ class Engine:
                         msg = f"agent '{aid}' could not be reached: {msg}"
                     raise AgentError(self.masker.mask_text(msg), agent_id=aid)
                 self._unavailable.add(aid)
-        connected = self._pool.connected() if self._pool is not None else {}
+        connected = self._conns = self._pool.connected() if self._pool is not None else {}
         for aid, a in needed.items():
             if a.max_concurrency:
                 self._sems[aid] = asyncio.Semaphore(a.max_concurrency)
@@ -440,8 +442,9 @@ class Engine:
         c = self._compiled.get(spec.step_id)
         if c is None:
             cond = spec.condition
+            args = spec.with_ if spec.uses is not None else spec.tool_arguments
             c = (
-                compile_value(spec.tool_arguments if spec.tool_arguments is not None else {}),
+                compile_value(args if args is not None else {}),
                 compile_value(cond) if cond is not None else None,
                 compile_value(spec.for_each) if spec.for_each is not None else None,
             )
@@ -538,7 +541,10 @@ class Engine:
         except asyncio.CancelledError:
             self._finished.append((task, None, ToolFailure("cancelled", retryable=False)))
         except TemplateError as exc:
-            self._finished.append((task, None, ToolFailure(f"tool_arguments: {exc}", retryable=False)))
+            where = "with" if self.wf.step(task.step_id).uses is not None else "tool_arguments"
+            self._finished.append((task, None, ToolFailure(f"{where}: {exc}", retryable=False)))
+        except RunnerError as exc:  # a nested pattern that is invalid or whose agents are down
+            self._finished.append((task, None, ToolFailure(str(exc), retryable=False)))
         except Exception as exc:  # a bug in runner or an agent transport: fail the step, not the runner
             self._finished.append((task, None, ToolFailure(f"internal error: {type(exc).__name__}: {exc}",
                                                            retryable=False)))
@@ -553,16 +559,15 @@ class Engine:
             ctx = {**ctx, "item": self._items[sid][task.index], "index": task.index}
         arguments = args_c.render(ctx)
         if spec.uses is not None:
-            raise ToolFailure(f"step '{sid}': uses: patterns are not supported by this engine yet", retryable=False)
+            return await self._run_uses(sid, spec, task, arguments)
         if spec.tool_to_call is None:
-            raise ToolFailure(f"step '{sid}' is a pull step; no agent reported completion", retryable=False)
-        if not isinstance(arguments, dict):
+            return await self._await_pull(sid, spec, task, arguments)
+        if not isinstance(arguments, dict):  # noqa: SIM102
             raise ToolFailure(f"tool_arguments must render to a mapping, got {type(arguments).__name__}",
                               retryable=False)
         ids, n_primary = self._candidates[sid]
         cands = order(ids, n_primary, self._load, self._unavailable) if len(ids) > 1 or self._unavailable else ids
-        assert self._pool is not None
-        connected = self._pool.connected()
+        connected = self._conns
         last: ToolFailure | None = None
         key = f"{self.run_id}:{sid}:{task.attempt}" + (f":{task.index}" if task.index is not None else "")
         for aid in cands:
@@ -610,6 +615,81 @@ class Engine:
             raise last
         raise ToolFailure(f"step '{sid}': no available agent offers tool '{spec.tool_to_call}'"
                           + (f" (unavailable: {', '.join(sorted(self._unavailable))})" if self._unavailable else ""))
+
+    async def _await_pull(self, sid: str, spec: StepSpec, task: Task, arguments: Any
+                          ) -> tuple[Any, str | None, list[Any] | None]:
+        """A pull step: assign it, then wait for ``report()`` (from ``report_step_completion``)."""
+        ids, n_primary = self._candidates.get(sid, ([], 0))
+        cands = order(ids, n_primary, self._load, self._unavailable)
+        aid = cands[0] if cands else None
+        if task.index is None:
+            self._step_started(sid, task.attempt, aid)
+        fut: asyncio.Future[tuple[Any, str | None]] = asyncio.get_running_loop().create_future()
+        self._pull[(sid, task.index)] = (fut, aid, arguments)
+        try:
+            if spec.timeout is not None:
+                result, error = await asyncio.wait_for(fut, spec.timeout)
+            else:
+                result, error = await fut
+        except asyncio.TimeoutError:
+            raise ToolFailure(f"pull step '{sid}' was not reported within {spec.timeout:g}s"
+                              + (f" by agent '{aid}'" if aid else "")) from None
+        finally:
+            self._pull.pop((sid, task.index), None)
+        if error is not None:
+            raise ToolFailure(error, agent_id=aid)
+        text = result if isinstance(result, str) else None
+        return (self.masker.mask(result) if self.secrets else result), text, None
+
+    def assigned(self, agent_id: str | None = None) -> list[dict[str, Any]]:
+        """Pull steps waiting for a report (for ``list_assigned_steps``)."""
+        return [{"run_id": self.run_id, "step_id": sid, "index": idx, "agent_id": aid, "arguments": args}
+                for (sid, idx), (_f, aid, args) in self._pull.items() if agent_id is None or aid == agent_id]
+
+    def report(self, step_id: str, *, result: Any = None, error: str | None = None, agent_id: str | None = None,
+               index: int | None = None) -> None:
+        """Complete (or fail, with ``error``) a waiting pull step. Raises KeyError if none waits."""
+        entry = self._pull.get((step_id, index))
+        if entry is None:
+            raise KeyError(f"step '{step_id}' of run {self.run_id} is not waiting for a report")
+        fut, aid, _args = entry
+        if agent_id is not None and aid is not None and agent_id != aid:
+            raise PermissionError(f"step '{step_id}' is assigned to agent '{aid}', not '{agent_id}'")
+        if not fut.done():
+            fut.set_result((result, error))
+
+    async def _run_uses(self, sid: str, spec: StepSpec, task: Task, with_values: dict[str, Any]
+                        ) -> tuple[Any, str | None, list[Any] | None]:
+        """A ``uses:`` step: run the pattern (or workflow file) as a nested run on the same agents.
+
+        The pattern sees only its own ``inputs`` (the rendered ``with``) and its own steps;
+        its step events reach this run's sinks and store as ``<step>.<inner step>``.
+        Its result is the pattern's ``outputs``.
+        """
+        from runner.loader import load_workflow
+        from runner.patterns import resolve_uses
+
+        path = resolve_uses(spec.uses or "", self.wf.source)
+        registry = list(self.agents.values())
+        child_wf = load_workflow(str(path), registry=registry)
+        if task.index is None:
+            self._step_started(sid, task.attempt, None)
+
+        def forward(e: Event) -> None:
+            if e.step_id is None or e.type.startswith("run_"):
+                return
+            fwd = dataclasses.replace(e, run_id=self.run_id, step_id=f"{sid}.{e.step_id}")
+            if self.store is not None and fwd.type != ev.STEP_PROGRESS:
+                self.store.append(fwd)
+            for sink in self.sinks:
+                sink(fwd)
+
+        child = Engine(child_wf, sinks=[forward], registry=registry, secrets=self.secrets, pool=self._pool,
+                       base_dir=str(path.parent))
+        res = await child.run(with_values, run_id=f"{self.run_id}/{sid}")
+        if res.status != RunStatus.COMPLETED:
+            raise ToolFailure(f"uses {spec.uses}: {res.status}: {res.error or 'failed'}", retryable=True)
+        return res.outputs, None, None
 
     # -- outputs --------------------------------------------------------------------------------
     def _render_outputs(self, status: RunStatus) -> dict[str, Any]:

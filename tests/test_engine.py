@@ -262,3 +262,34 @@ def test_real_inprocess_mcp_agent_end_to_end():
     r = asyncio.run(Engine(w).run({}))
     assert r.steps["b"].result == 6
     assert r.steps["e"].status == StepStatus.FAILED and "bad thing" in r.steps["e"].error
+
+
+def test_pull_step_completes_when_reported():
+    pull = AgentSpec(id="human", transport=TransportKind.PULL, role="reviewer")
+    w = wf(StepSpec(step_id="review", assigned_role="reviewer", tool_arguments={"doc": "x"}, timeout=5),
+           outputs={"verdict": "{{ steps.review.result }}"}, agents=[pull])
+
+    async def go():
+        eng = Engine(w, pool=FakePool([]))
+        task = asyncio.ensure_future(eng.run({}))
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if eng.assigned("human"):
+                break
+        [a] = eng.assigned("human")
+        assert a["arguments"] == {"doc": "x"}
+        with pytest.raises(PermissionError):
+            eng.report("review", result="no", agent_id="someone-else")
+        eng.report("review", result={"ok": True}, agent_id="human")
+        return await task
+
+    r = asyncio.run(go())
+    assert r.outputs == {"verdict": {"ok": True}}
+
+
+def test_pull_step_times_out():
+    pull = AgentSpec(id="human", transport=TransportKind.PULL)
+    w = wf(StepSpec(step_id="review", assigned_agent_id="human", timeout=0.05), agents=[pull])
+    r = asyncio.run(Engine(w, pool=FakePool([])).run({}))
+    assert r.steps["review"].status == StepStatus.FAILED
+    assert "not reported within" in r.steps["review"].error

@@ -1,0 +1,44 @@
+"""Where ``uses:`` finds a pattern: ``patterns/<name>.yaml`` shipped with runner, or a path.
+
+SPEC §8: ``uses: <name>`` resolves to the copy of ``patterns/<name>.yaml`` shipped in the
+wheel (``runner/patterns/`` once installed; the repository's ``patterns/`` in a checkout);
+``uses: ./path.yaml`` (or any value with a ``/`` or a YAML suffix) is relative to the file
+of the calling workflow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from runner.errors import WorkflowInvalid
+
+
+def pattern_dirs() -> list[Path]:
+    here = Path(__file__).resolve().parent
+    return [d for d in (here / "patterns", here.parent / "patterns") if d.is_dir()]
+
+
+def is_path_ref(uses: str) -> bool:
+    return "/" in uses or uses.endswith((".yaml", ".yml"))
+
+
+def resolve_uses(uses: str, calling_file: str | None) -> Path:
+    """The file a ``uses:`` value names; WorkflowInvalid naming what was tried otherwise."""
+    if is_path_ref(uses):
+        base = Path(calling_file).resolve().parent if calling_file else Path.cwd()
+        p = (base / uses).resolve()
+        if p.is_file():
+            return p
+        raise WorkflowInvalid(f"uses: no workflow file {uses!r} (looked at {p})", file=calling_file or "<string>")
+    for d in pattern_dirs():
+        for suffix in (".yaml", ".yml"):
+            p = d / f"{uses}{suffix}"
+            if p.is_file():
+                return p
+    known = sorted({p.stem for d in pattern_dirs() for p in d.glob("*.y*ml")})
+    raise WorkflowInvalid(f"uses: no pattern named {uses!r} (available: {', '.join(known) or 'none'})",
+                          file=calling_file or "<string>")
+
+
+def list_patterns() -> list[str]:
+    return sorted({p.stem for d in pattern_dirs() for p in d.glob("*.y*ml")})
