@@ -1,0 +1,236 @@
+"""``runner validate --deep``: typed data flow checked against the real agents.
+
+Connects to every agent a workflow can use (in parallel, as a run's preflight does) and
+checks, with file:line:col positions: that each ``tool_to_call`` exists on an agent that may
+run the step; that literal ``tool_arguments`` satisfy the tool's ``inputSchema`` (templated
+values are unknowable before the run and are left alone); and that every
+``steps.<id>.result.<field>`` reference names a field the producing tool's ``outputSchema``
+declares. Imports the MCP SDK, so plain ``validate`` never loads this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from runner.errors import Problem, WorkflowInvalid
+from runner.loader import SourceMap, load_workflow, load_yaml, read_text
+from runner.model import AgentSpec, StepSpec, TransportKind, Workflow
+from runner.selection import eligible
+from runner.templates import TemplateError, compile_value, is_templated, referenced_result_fields
+from runner.validation import hint
+
+RANK_DEEP = 80
+
+
+def _files(paths: Sequence[str]) -> list[Path]:
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(x for x in p.rglob("*") if x.suffix in (".yaml", ".yml"))
+        else:
+            out.append(p)
+    return out
+
+
+def deep_check_paths(paths: Sequence[str], registry: Sequence[AgentSpec] = ()) -> list[Problem]:
+    """Deep problems of every workflow file under ``paths`` (files that are not workflows are skipped)."""
+    problems: list[Problem] = []
+    for f in _files(paths):
+        text = read_text(f)
+        data, smap = load_yaml(text, str(f))
+        if not isinstance(data, dict) or "steps" not in data:
+            continue  # an agents file or something else validate already judged
+        try:
+            wf = load_workflow(text, file=str(f), registry=registry)
+        except WorkflowInvalid as exc:
+            problems += exc.problems
+            continue
+        problems += asyncio.run(deep_check(wf, smap, registry))
+    return problems
+
+
+def _step_paths(wf: Workflow) -> dict[str, list[str | int]]:
+    paths: dict[str, list[str | int]] = {}
+    for i, s in enumerate(wf.steps):
+        paths[s.step_id] = ["steps", i]
+    for i, s in enumerate(wf.finally_steps):
+        paths[s.step_id] = ["finally", i]
+    return paths
+
+
+def _render_agent(a: AgentSpec, ctx: Mapping[str, Any]) -> AgentSpec:
+    changes: dict[str, Any] = {}
+    for name in ("args", "env", "headers", "url", "cwd", "command"):
+        val = getattr(a, name)
+        if is_templated(val):
+            out = compile_value(val).render(ctx)
+            if name == "args":
+                out = tuple(str(x) for x in out)
+            elif name in ("env", "headers"):
+                out = {k: str(v) for k, v in out.items()}
+            changes[name] = out
+    return dataclasses.replace(a, **changes) if changes else a
+
+
+async def deep_check(wf: Workflow, smap: SourceMap, registry: Sequence[AgentSpec] = ()) -> list[Problem]:
+    """The deep problems of one loaded workflow (see the module docstring)."""
+    from runner.agents.pool import AgentPool
+
+    problems: list[Problem] = []
+    agents: dict[str, AgentSpec] = {a.id: a for a in registry}
+    agents.update({a.id: a for a in wf.agents})
+    defaults = {k: v["default"] for k, v in wf.inputs.items() if isinstance(v, dict) and "default" in v}
+    ctx = {"inputs": defaults, "secrets": _AnySecret(), "workflow": {"name": wf.name}}
+    needed: dict[str, AgentSpec] = {}
+    paths = _step_paths(wf)
+    for s in wf.all_steps:
+        if s.tool_to_call is None:
+            continue
+        for aid in eligible(s, agents)[0]:
+            if aid in needed or agents[aid].transport == TransportKind.PULL:
+                continue
+            try:
+                needed[aid] = _render_agent(agents[aid], ctx)
+            except TemplateError as exc:
+                problems.append(smap.problem(f"--deep: cannot start agent '{aid}' without running: {exc}",
+                                             ["agents"], rank=RANK_DEEP, severity="warning"))
+    base_dir = str(Path(wf.source).resolve().parent) if wf.source else None
+    pool = AgentPool()
+    try:
+        errors = await pool.open(list(needed.values()), base_dir=base_dir)
+        for aid, err in errors.items():
+            if err is not None:
+                where = _agent_path(wf, aid)
+                problems.append(smap.problem(f"--deep: agent '{aid}' could not be reached: {err}", where,
+                                             rank=RANK_DEEP))
+        conns = pool.connected()
+        tool_of: dict[str, Any] = {}
+        for s in wf.all_steps:
+            if s.tool_to_call is None:
+                continue
+            ids = [a for a in eligible(s, agents)[0] if a in conns]
+            if not ids:
+                continue
+            offering = [a for a in ids if s.tool_to_call in conns[a].tools]
+            if not offering:
+                offered = sorted(conns[ids[0]].tools)
+                problems.append(smap.problem(
+                    f"agent '{ids[0]}' has no tool '{s.tool_to_call}'{hint(s.tool_to_call, offered)}; "
+                    f"it offers: {', '.join(offered) or '(none)'}",
+                    [*paths[s.step_id], "tool_to_call"], rank=RANK_DEEP))
+                continue
+            info = conns[offering[0]].tools[s.tool_to_call]
+            tool_of[s.step_id] = info
+            problems += _check_arguments(s, info, smap, paths[s.step_id])
+        problems += _check_result_refs(wf, tool_of, smap, paths)
+    finally:
+        await pool.close()
+    return problems
+
+
+class _AnySecret(dict[str, str]):
+    """Secrets are not needed to check agents' tools; render them as a placeholder."""
+
+    def __missing__(self, key: str) -> str:
+        return "***"
+
+
+def _agent_path(wf: Workflow, aid: str) -> list[str | int]:
+    for i, a in enumerate(wf.agents):
+        if a.id == aid:
+            return ["agents", i]
+    return ["agents"]
+
+
+def _templated_at(instance: Any, path: Sequence[Any]) -> bool:
+    node = instance
+    for p in path:
+        if isinstance(node, str):
+            return is_templated(node)
+        try:
+            node = node[p]
+        except (KeyError, IndexError, TypeError):
+            return False
+    return isinstance(node, str) and is_templated(node)
+
+
+def _check_arguments(s: StepSpec, info: Any, smap: SourceMap, path: list[str | int]) -> list[Problem]:
+    schema = info.input_schema
+    if not schema:
+        return []
+    import jsonschema
+
+    args = s.tool_arguments if s.tool_arguments is not None else {}
+    if isinstance(args, str):
+        return []  # the whole argument object is one template
+    out: list[Problem] = []
+    try:
+        validator = jsonschema.Draft202012Validator(schema)
+        errors = list(validator.iter_errors(args))
+    except jsonschema.SchemaError:
+        return []
+    props = schema.get("properties")
+    if isinstance(props, dict) and isinstance(args, dict) and schema.get("additionalProperties") in (None, False):
+        # SDK-generated schemas leave additionalProperties unset, and servers drop unknown
+        # arguments silently: a misspelt argument name is almost always a bug.
+        for key in args:
+            if key not in props:
+                out.append(smap.problem(
+                    f"tool '{s.tool_to_call}' has no argument '{key}'{hint(key, props)} "
+                    f"(arguments: {', '.join(props)})", [*path, "tool_arguments", key], key=True, rank=RANK_DEEP))
+    for err in errors:
+        where = list(err.absolute_path)
+        if _templated_at(args, where):
+            continue  # a templated value is only known at run time
+        if err.validator == "additionalProperties" and not where:
+            continue  # reported above, key by key
+        out.append(smap.problem(f"tool '{s.tool_to_call}': {err.message}", [*path, "tool_arguments", *where],
+                                rank=RANK_DEEP))
+    return out
+
+
+def _result_schema(info: Any) -> dict[str, Any] | None:
+    schema = info.output_schema
+    if not isinstance(schema, dict):
+        return None
+    props = schema.get("properties")
+    if schema.get("type") == "object" and isinstance(props, dict) and list(props) == ["result"]:
+        inner = props["result"]
+        return inner if isinstance(inner, dict) else None  # the SDK wrapper is unwrapped at run time
+    return schema
+
+
+def _check_result_refs(wf: Workflow, tool_of: Mapping[str, Any], smap: SourceMap,
+                       paths: Mapping[str, list[str | int]]) -> list[Problem]:
+    out: list[Problem] = []
+    places: list[tuple[list[str | int], Any]] = []
+    for s in wf.all_steps:
+        for key, val in (("tool_arguments", s.tool_arguments), ("if", s.condition), ("for_each", s.for_each),
+                         ("with", s.with_)):
+            if val is not None:
+                places.append(([*paths[s.step_id], key], val))
+    for name, val in wf.outputs.items():
+        places.append((["outputs", name], val))
+    for where, val in places:
+        for step_id, field in sorted(referenced_result_fields(val)):
+            info = tool_of.get(step_id)
+            if info is None:
+                continue
+            schema = _result_schema(info)
+            if schema is None:
+                continue
+            t = schema.get("type")
+            props = schema.get("properties")
+            if t in ("string", "integer", "number", "boolean", "array"):
+                out.append(smap.problem(
+                    f"steps.{step_id}.result.{field}: tool '{info.name}' returns a {t}, which has no field "
+                    f"'{field}'", where, rank=RANK_DEEP))
+            elif isinstance(props, dict) and field not in props and not schema.get("additionalProperties"):
+                out.append(smap.problem(
+                    f"steps.{step_id}.result.{field}: tool '{info.name}' output has no field '{field}'"
+                    f"{hint(field, props)} (fields: {', '.join(props) or 'none'})", where, rank=RANK_DEEP))
+    return out
