@@ -134,3 +134,30 @@ def test_unknown_run_id_is_exit_2(tmp_path: Path) -> None:
     p = _cli("resume", "does-not-exist", "--store", f"sqlite:///{tmp_path}/r.db", cwd=tmp_path)
     assert p.returncode == 2
     assert "no run" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_ctrl_c_exits_130_and_leaves_run_resumable(tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.jsonl"
+    store = f"sqlite:///{tmp_path}/r.db"
+    proc = subprocess.Popen([RUNNER, "run", str(CRASHY), "-i", f"ledger={ledger}", "--store", store],
+                            cwd=tmp_path, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not any(e["key"] == "slow" for e in _ledger(ledger)):
+            assert time.monotonic() < deadline, "the slow step never started"
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert "resume with: runner resume" in err and "Traceback" not in err
+    [run] = json.loads(_cli("runs", "list", "--output", "json", "--store", store, cwd=tmp_path).stdout)
+    assert run["status"] == "interrupted"
+    resumed = _cli("resume", run["run_id"], "--store", store, "--output", "json", "-q", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["outputs"] == {"total": 20}
+    assert [e["key"] for e in _ledger(ledger)].count("first") == 1
