@@ -223,6 +223,9 @@ class Engine:
                 exc.result = res  # type: ignore[attr-defined]
                 raise
             preflight_ms = (time.perf_counter() - t0) * 1000
+            # The run timeout counts from the first step: agent start-up has its own bound
+            # (the connect timeout), and a slow machine must not eat the steps' time.
+            deadline = loop.time() + wf.timeout if wf.timeout else None
             self._sched = Scheduler(
                 wf.steps,
                 concurrency=wf.concurrency,
@@ -231,7 +234,6 @@ class Engine:
                 attempts=resume.attempts if resume else None,
                 items_done={k: v.keys() for k, v in self._item_results.items()},
             )
-            deadline = loop.time() + wf.timeout if wf.timeout else None
             try:
                 await self._loop(deadline)
             except asyncio.CancelledError:
@@ -278,7 +280,7 @@ class Engine:
             for aid in cands[0]:
                 needed[aid] = self.agents[aid]
         if problems:
-            raise WorkflowInvalid(problems)
+            raise WorkflowInvalid(self._positioned(problems))
         remote = [a for a in needed.values() if a.transport != TransportKind.PULL]
         if remote and self._pool is None:
             from runner.agents.pool import AgentPool
@@ -312,7 +314,32 @@ class Engine:
                     f"it offers: {', '.join(offers) or '(no tools)'}",
                     path=f"$.steps[{s.step_id}].tool_to_call", file=wf.source or "<string>"))
         if problems:
-            raise WorkflowInvalid(problems)
+            raise WorkflowInvalid(self._positioned(problems))
+
+    def _positioned(self, problems: list[Problem]) -> list[Problem]:
+        """Give preflight problems the file:line:col of the YAML node at fault."""
+        wf = self.wf
+        if not wf.source_text:
+            return problems
+        from runner.loader import load_yaml
+
+        try:
+            _data, smap = load_yaml(wf.source_text, wf.source or "<string>")
+        except RunnerError:
+            return problems
+        index = {s.step_id: ("steps", i) for i, s in enumerate(wf.steps)}
+        index.update({s.step_id: ("finally", i) for i, s in enumerate(wf.finally_steps)})
+        out = []
+        for p in problems:
+            sid, _, rest = p.path.removeprefix("$.steps[").partition("]")
+            if sid in index:
+                path: list[str | int] = [*index[sid]]
+                if rest.startswith("."):
+                    path.append(rest[1:])
+                out.append(smap.problem(p.message, path))
+            else:
+                out.append(p)
+        return out
 
     def _render_agent(self, a: AgentSpec) -> AgentSpec:
         """Agent args/env/headers/url may template ``inputs`` and ``secrets``."""
@@ -506,11 +533,12 @@ class Engine:
             msg = f"item {task.index}: {msg}"
             self.emit(ev.ITEM_FAILED, sid, attempt=task.attempt, agent_id=err.agent_id, error=msg,
                       data={"index": task.index})
+        was_active = sched.is_active(sid)
         at = sched.fail(task, msg, now, retryable=err.retryable, delay=delay)
         if at is not None:
             self.emit(ev.STEP_RETRYING, sid, attempt=task.attempt + 1, agent_id=err.agent_id, error=msg,
                       data={"delay_s": round(delay, 3), **({"index": task.index} if task.index is not None else {})})
-        else:
+        elif was_active:  # not a late report from a step the run already cancelled
             o.error = msg
 
     async def _cancel_running(self, main_only: bool = False) -> None:

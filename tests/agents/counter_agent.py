@@ -18,7 +18,18 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 
-server = MCPServer("counter", log_level="WARNING")
+
+class _CountingServer(MCPServer):
+    """Counts tools/list requests, so tests can prove the runner lists tools once per session."""
+
+    listings = 0
+
+    async def list_tools(self) -> Any:
+        _CountingServer.listings += 1
+        return await super().list_tools()
+
+
+server = _CountingServer("counter", log_level="WARNING")
 
 _calls = 0
 
@@ -74,6 +85,12 @@ async def count() -> int:
 
 
 @server.tool()
+async def listings() -> int:
+    """How many tools/list requests this process has served."""
+    return _CountingServer.listings
+
+
+@server.tool()
 async def whoami(ctx: Context) -> dict[str, Any]:
     """The request `_meta` this call arrived with (proves the idempotency key reaches us)."""
     _tick()
@@ -94,6 +111,11 @@ async def header(name: str, ctx: Context) -> str | None:
     _tick()
     headers = ctx.headers
     return None if headers is None else headers.get(name)
+
+
+def factory() -> MCPServer:
+    """A zero-argument factory, for in-process specs that name a callable."""
+    return server
 
 
 def _jsonable(value: object) -> bool:

@@ -1,0 +1,328 @@
+"""One live MCP session per agent, reused for every step it runs (SPEC §2, §6, §8).
+
+``AgentConnection.start()`` opens the session and lists the tools once; ``call()`` is a
+thin wrapper over ``Client.call_tool``: it checks the tool name against that list before
+anything goes on the wire, carries the step's ``_meta`` (idempotency key) and progress
+callback, converts the result, and turns timeouts and lost transports into
+``ToolFailure``. An agent whose transport is lost gets one reconnect (a new session, a new
+tool list) and the call one retry; if reconnecting fails the agent is marked down and its
+later calls fail at once with the reason.
+
+anyio cancel scopes must be entered and exited in the same task, so each session lives in
+an *owner task* that enters ``mcp.Client`` and then waits to be told to stop. Calls come
+from any task and go straight to the client: no extra task, lock or thread per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+from mcp import Client
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS, METHOD_NOT_FOUND, REQUEST_TIMEOUT, Implementation
+from pydantic import ValidationError
+
+from runner.agents.results import CallResult, ProgressFn, ToolInfo, is_result_wrapper, to_call_result
+from runner.agents.transports import AgentTransport, describe, is_connection_lost, make_transport
+from runner.errors import AgentError, ToolFailure
+from runner.model import AgentSpec, TransportKind
+
+logger = logging.getLogger("runner.agents")
+
+_CLIENT_INFO = Implementation(name="runner", version="0.1.0")
+_LIST_PAGE_CAP = 100  # a server whose tools/list never stops paginating cannot hang start()
+_STOP_GRACE = 8.0  # stdio shutdown is bounded by the SDK (stdin close, 2 s, SIGTERM, 2 s, SIGKILL)
+
+
+class _StartFailed(Exception):
+    """Opening a session failed; ``reason`` says why, without naming the agent."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _Session:
+    """One entered ``mcp.Client`` and the owner task that keeps it open."""
+
+    def __init__(self) -> None:
+        self.client: Client | None = None
+        self.tools: dict[str, ToolInfo] = {}
+        self.unwrap: frozenset[str] = frozenset()
+        self.lost: str | None = None  # why the transport is gone; None while usable
+        self.task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._scope: anyio.CancelScope | None = None
+
+    async def open(self, transport: AgentTransport, timeout: float | None, name: str) -> None:
+        """Start the owner task and wait until the session is up and its tools are listed."""
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        ready.add_done_callback(_retrieve)  # a caller cancelled mid-connect no longer awaits it
+        deadline = math.inf if timeout is None else anyio.current_time() + timeout
+        self.task = asyncio.create_task(self._own(transport, ready, deadline), name=f"mcp-session:{name}")
+        try:
+            await asyncio.shield(ready)
+        except asyncio.CancelledError:
+            await self.stop()
+            raise
+
+    async def _own(self, transport: AgentTransport, ready: asyncio.Future[None], deadline: float) -> None:
+        try:
+            with anyio.CancelScope(deadline=deadline) as scope:
+                self._scope = scope
+                async with transport.target() as target:
+                    async with Client(target, cache=None, client_info=_CLIENT_INFO) as client:
+                        self.tools = await _list_tools(client)
+                        self.unwrap = frozenset(n for n, t in self.tools.items() if is_result_wrapper(t.output_schema))
+                        self.client = client
+                        scope.deadline = math.inf
+                        ready.set_result(None)
+                        await self._stop.wait()
+            if scope.cancelled_caught and not ready.done():
+                ready.set_exception(TimeoutError())
+        except BaseException as exc:  # the owner reports everything; nothing escapes unseen
+            fatal = isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, SystemExit))
+            if not ready.done():
+                ready.set_exception(exc if isinstance(exc, Exception) else ConnectionError(describe(exc)))
+            elif not self._stop.is_set():
+                self.lost = self.lost or transport.reason(exc, starting=False)
+                logger.debug("session task ended: %r", exc)
+            if fatal:
+                raise
+        finally:
+            if not ready.done():
+                ready.set_exception(ConnectionError("the session closed before it was ready"))
+            if self.lost is None and not self._stop.is_set():
+                self.lost = "the session ended"
+            self.client = None
+
+    async def stop(self) -> None:
+        """Close the session (bounded: cancel the owner if the transport will not let go)."""
+        self._stop.set()
+        task = self.task
+        if task is None or task.done():
+            return
+        if self.client is None and self._scope is not None:
+            self._scope.cancel()  # still connecting: nothing to wind down gracefully
+        done, _ = await asyncio.wait({task}, timeout=_STOP_GRACE)
+        if not done and self._scope is not None:
+            self._scope.cancel()
+            await asyncio.wait({task}, timeout=2.0)
+
+
+def _retrieve(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
+async def _list_tools(client: Client) -> dict[str, ToolInfo]:
+    """Every tool the agent offers, following pagination (once per session)."""
+    tools: dict[str, ToolInfo] = {}
+    cursor: str | None = None
+    for _ in range(_LIST_PAGE_CAP):
+        page = await client.list_tools(cursor=cursor)
+        for t in page.tools:
+            tools[t.name] = ToolInfo(t.name, t.description, t.input_schema, t.output_schema)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    return tools
+
+
+def _progress_adapter(fn: ProgressFn) -> Callable[[float, float | None, str | None], Awaitable[None]]:
+    """Accept sync or async progress callbacks; a failing callback must not fail the call."""
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        try:
+            r = fn(progress, total, message)
+            if r is not None and inspect.isawaitable(r):
+                await r
+        except Exception:
+            logger.exception("progress callback failed")
+
+    return on_progress
+
+
+class AgentConnection:
+    """One agent's live MCP session: connect once, call many times, reconnect once if lost."""
+
+    def __init__(self, spec: AgentSpec, transport: AgentTransport, *, connect_timeout: float | None = 30.0) -> None:
+        self.spec = spec
+        self.transport = transport
+        self.connect_timeout = spec.timeout if spec.timeout is not None else connect_timeout
+        self.tools: dict[str, ToolInfo] = {}
+        self._session: _Session | None = None
+        self._down: str | None = None  # set when a reconnect failed: later calls fail at once
+        self._closed = False
+        self._started = False
+        self._revive_lock = asyncio.Lock()
+        self.reconnects = 0
+
+    def __repr__(self) -> str:
+        state = "down" if self._down else "alive" if self.alive else "idle"
+        return f"<AgentConnection {self.spec.id!r} {self.transport.kind} {state}>"
+
+    @property
+    def agent_id(self) -> str:
+        return self.spec.id
+
+    @property
+    def alive(self) -> bool:
+        """True while the session is open and its transport was not seen to fail."""
+        s = self._session
+        return s is not None and s.client is not None and s.lost is None and not self._closed
+
+    @property
+    def protocol_version(self) -> str | None:
+        s = self._session
+        return s.client.protocol_version if s is not None and s.client is not None else None
+
+    async def start(self, timeout: float | None = None) -> None:
+        """Connect and list the tools; AgentError naming the agent and the reason otherwise."""
+        if self._closed:
+            raise AgentError(f"agent '{self.spec.id}' connection is closed", agent_id=self.spec.id)
+        if self._session is not None:
+            return
+        self._started = True
+        try:
+            self._session = await self._open(self.connect_timeout if timeout is None else timeout)
+        except _StartFailed as exc:
+            verb = "could not be reached" if self.transport.kind is TransportKind.HTTP else "could not start"
+            raise AgentError(f"agent '{self.spec.id}' {verb}: {exc.reason}", agent_id=self.spec.id) from exc.__cause__
+        self.tools = self._session.tools
+
+    async def _open(self, timeout: float | None) -> _Session:
+        """A new, ready session; ``_StartFailed`` carrying the reason (no agent name) if not."""
+        session = _Session()
+        try:
+            await session.open(self.transport, timeout, self.spec.id)
+        except Exception as exc:
+            if isinstance(exc, TimeoutError) and not isinstance(exc, MCPError):
+                reason = f"no MCP handshake within {timeout:g}s"
+            else:
+                reason = self.transport.reason(exc, starting=True)
+            raise _StartFailed(reason) from exc
+        return session
+
+    def unknown_tool_message(self, tool: str) -> str:
+        offered = ", ".join(sorted(self.tools)) or "(no tools)"
+        return f"agent '{self.spec.id}' has no tool '{tool}'; it offers: {offered}"
+
+    async def call(
+        self,
+        tool: str,
+        arguments: dict[str, Any] | None,
+        *,
+        timeout: float | None = None,
+        meta: dict[str, Any] | None = None,
+        on_progress: ProgressFn | None = None,
+    ) -> CallResult:
+        """``tools/call`` on this agent's session.
+
+        An ``isError`` result is returned (``is_error=True``); an unknown tool, a timeout or
+        an agent that cannot be reached raise ``ToolFailure``.
+        """
+        session = self._session
+        if session is None or session.lost is not None or session.client is None:
+            session = await self._revive(session)
+        if tool not in session.tools:
+            raise ToolFailure(self.unknown_tool_message(tool), retryable=False, agent_id=self.spec.id)
+        cb = _progress_adapter(on_progress) if on_progress is not None else None
+        try:
+            raw = await session.client.call_tool(tool, arguments, timeout, cb, meta=meta)  # type: ignore[union-attr]
+        except Exception as exc:
+            if not self.transport.session_lost(exc):
+                raise self._failure(tool, exc, timeout) from exc
+            session.lost = session.lost or self.transport.reason(exc, starting=False)
+            session = await self._revive(session)
+            if tool not in session.tools:
+                raise ToolFailure(self.unknown_tool_message(tool), retryable=False, agent_id=self.spec.id) from exc
+            try:
+                raw = await session.client.call_tool(tool, arguments, timeout, cb, meta=meta)  # type: ignore[union-attr]
+            except Exception as exc2:
+                if not is_connection_lost(exc2):
+                    raise self._failure(tool, exc2, timeout) from exc2
+                session.lost = session.lost or self.transport.reason(exc2, starting=False)
+                raise ToolFailure(
+                    f"agent '{self.spec.id}' is unreachable: {session.lost}", agent_id=self.spec.id
+                ) from exc2
+        return to_call_result(raw, unwrap=tool in session.unwrap)
+
+    def _failure(self, tool: str, exc: BaseException, timeout: float | None) -> ToolFailure:
+        sid = self.spec.id
+        if isinstance(exc, MCPError):
+            if exc.code == REQUEST_TIMEOUT:
+                after = f" after {timeout:g}s" if timeout is not None else ""
+                return ToolFailure(f"tool '{tool}' on agent '{sid}' timed out{after}", agent_id=sid)
+            permanent = exc.code in (INVALID_PARAMS, METHOD_NOT_FOUND)
+            return ToolFailure(f"tool '{tool}' on agent '{sid}' failed: {exc.message}", not permanent, sid)
+        if isinstance(exc, ValidationError):
+            return ToolFailure(f"tool '{tool}' on agent '{sid}' returned a malformed result: {exc}", agent_id=sid)
+        return ToolFailure(f"tool '{tool}' on agent '{sid}' failed: {describe(exc)}", agent_id=sid)
+
+    async def _revive(self, dead: _Session | None) -> _Session:
+        """Replace a lost session with a new one, once; concurrent callers share the attempt."""
+        sid = self.spec.id
+        if self._closed:
+            raise ToolFailure(f"agent '{sid}' connection is closed", retryable=False, agent_id=sid)
+        if not self._started:
+            raise RuntimeError(f"agent '{sid}': call() before start()")
+        async with self._revive_lock:
+            current = self._session
+            if current is not None and current is not dead and current.lost is None and current.client is not None:
+                return current  # another caller already reconnected
+            if self._down is not None:
+                raise ToolFailure(f"agent '{sid}' is unreachable: {self._down}", agent_id=sid)
+            reason = dead.lost if dead is not None else "not connected"
+            logger.warning("agent '%s' lost its session (%s); reconnecting", sid, reason)
+            self._session = None
+            if dead is not None:
+                await dead.stop()
+            try:
+                session = await self._open(self.connect_timeout)
+            except _StartFailed as exc:
+                self._down = f"{reason}, and reconnecting failed: {exc.reason}"
+                raise ToolFailure(f"agent '{sid}' is unreachable: {self._down}", agent_id=sid) from exc
+            self.reconnects += 1
+            if self._closed:  # closed while we were reconnecting
+                await session.stop()
+                raise ToolFailure(f"agent '{sid}' connection is closed", retryable=False, agent_id=sid)
+            self._session = session
+            self.tools = session.tools
+            return session
+
+    async def close(self) -> None:
+        """End the session (stdio: about 90 ms while the child exits) and release its log."""
+        self._closed = True
+        session, self._session = self._session, None
+        try:
+            if session is not None:
+                await session.stop()
+        finally:
+            self.transport.close()
+
+
+def connect_agent(
+    spec: AgentSpec,
+    *,
+    base_dir: str | None = None,
+    connect_timeout: float | None = 30.0,
+    stderr_path: str | None = None,
+) -> AgentConnection:
+    """An unstarted ``AgentConnection`` for ``spec``; ``await conn.start()`` connects it.
+
+    ``base_dir`` resolves a stdio agent's relative ``cwd`` and is put on ``sys.path`` for an
+    in-process agent's import. ``stderr_path`` keeps a stdio agent's stderr in that file
+    (appended) instead of an anonymous temporary file. Pull agents have no connection:
+    ValueError.
+    """
+    return AgentConnection(
+        spec, make_transport(spec, base_dir=base_dir, stderr_path=stderr_path), connect_timeout=connect_timeout
+    )

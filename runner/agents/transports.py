@@ -1,0 +1,315 @@
+"""How to reach one agent: stdio, streamable HTTP or in-process (the plug point).
+
+A transport is a small object with one job, like an httpx transport: ``target()`` is an
+async context manager that yields what ``mcp.Client`` accepts (a stdio transport, an HTTP
+transport bound to a configured ``httpx2`` client, or a server object), and ``reason()``
+turns whatever went wrong into one readable sentence. ``AgentConnection`` owns sessions,
+retries and results; transports only know how to open the pipe and explain failures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import importlib
+import os
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import IO, Any, Protocol
+
+import httpx2
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.server import MCPServer, Server
+from mcp.shared.exceptions import MCPError
+from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, INVALID_REQUEST
+
+from runner.errors import AgentError
+from runner.model import AgentSpec, TransportKind
+
+_STDERR_TAIL_LINES = 20
+_STDERR_TAIL_BYTES = 8192
+# Per-call limits come from the step's timeout (read_timeout_seconds), never from httpx.
+_HTTP_TIMEOUT = httpx2.Timeout(30.0, read=None)
+
+
+class AgentTransport(Protocol):
+    """What ``AgentConnection`` needs from a transport."""
+
+    kind: TransportKind
+
+    def target(self) -> Any:
+        """An async context manager yielding the ``server`` argument for ``mcp.Client``."""
+        ...
+
+    def reason(self, exc: BaseException, *, starting: bool) -> str:
+        """One sentence saying why connecting or calling failed (no agent name)."""
+        ...
+
+    def session_lost(self, exc: BaseException) -> bool:
+        """Whether a failed call means the session is gone and a new one may succeed."""
+        ...
+
+    def close(self) -> None:
+        """Release what the transport holds between sessions (log files)."""
+        ...
+
+
+def leaf_exception(exc: BaseException) -> BaseException:
+    """The first real error inside nested exception groups (anyio task groups nest them).
+
+    Cancellations are skipped when something more telling sits beside them.
+    """
+    while True:
+        inner = getattr(exc, "exceptions", None)
+        if not inner:
+            return exc
+        real = [e for e in inner if not _is_cancellation(e)]
+        exc = (real or list(inner))[0]
+
+
+def _is_cancellation(exc: BaseException) -> bool:
+    return isinstance(exc, asyncio.CancelledError) or type(exc).__name__ == "Cancelled"
+
+
+def describe(exc: BaseException) -> str:
+    """A short, readable description of an exception (its message, or its type)."""
+    exc = leaf_exception(exc)
+    if isinstance(exc, MCPError):
+        return exc.message or f"MCP error {exc.code}"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    text = str(exc).strip()
+    return text if text else type(exc).__name__
+
+
+def is_connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` means the session's transport is gone (process died, socket closed)."""
+    exc = leaf_exception(exc)
+    if isinstance(exc, MCPError):
+        return exc.code == CONNECTION_CLOSED
+    return isinstance(exc, (httpx2.TransportError, ConnectionError, BrokenPipeError, EOFError))
+
+
+class _StderrLog:
+    """Where a stdio agent's stderr goes: a file the child appends to, read back on failure.
+
+    A file rather than a pipe keeps the call path free of work (the kernel writes it; we read
+    only when something went wrong) and never lets the child's chatter reach our stdout.
+    Opened in append mode, so several child processes (reconnects) share it safely; reads
+    use ``pread`` and never move the shared offset.
+    """
+
+    def __init__(self, path: str | None) -> None:
+        if path is not None:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            self.file: IO[str] = open(path, "a+", encoding="utf-8", errors="replace")
+        else:
+            self.file = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")
+            fd = self.file.fileno()
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_APPEND)
+        self.path = path
+
+    def size(self) -> int:
+        return os.fstat(self.file.fileno()).st_size
+
+    def tail(self, since: int = 0, lines: int = _STDERR_TAIL_LINES) -> list[str]:
+        """The last ``lines`` non-empty lines written after byte offset ``since``."""
+        if self.file.closed:
+            return []
+        end = self.size()
+        start = max(since, end - _STDERR_TAIL_BYTES)
+        if end <= start:
+            return []
+        data = os.pread(self.file.fileno(), end - start, start).decode("utf-8", "replace")
+        out = [ln.rstrip() for ln in data.splitlines() if ln.strip()]
+        if start > since and out:
+            out = out[1:]  # the first line was cut in the middle
+        return out[-lines:]
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class StdioTransport:
+    """An agent started as a child process, spoken to over its stdin/stdout.
+
+    ``command`` ``python``/``python3`` means the runner's own interpreter, so example agents
+    run inside the runner's environment without PATH tricks. A relative ``cwd`` is taken
+    relative to ``base_dir`` (the workflow file's directory). ``env`` is added to the SDK's
+    minimal default environment (HOME, LOGNAME, PATH, SHELL, TERM, USER).
+    """
+
+    kind = TransportKind.STDIO
+
+    def __init__(self, spec: AgentSpec, *, base_dir: str | None = None, stderr_path: str | None = None) -> None:
+        if not spec.command:
+            raise AgentError(f"agent '{spec.id}' (stdio) has no command", agent_id=spec.id)
+        self.command = sys.executable if spec.command in ("python", "python3") else str(spec.command)
+        self.args = [str(a) for a in spec.args]
+        self.env = {str(k): str(v) for k, v in spec.env.items()} or None
+        self.cwd: str | None = None
+        if spec.cwd:
+            cwd = os.path.expanduser(str(spec.cwd))
+            self.cwd = cwd if os.path.isabs(cwd) else os.path.join(base_dir or os.getcwd(), cwd)
+        self._stderr_path = stderr_path
+        self._log: _StderrLog | None = None
+        self._mark = 0
+
+    @property
+    def params(self) -> StdioServerParameters:
+        return StdioServerParameters(command=self.command, args=self.args, env=self.env, cwd=self.cwd)
+
+    def stderr_tail(self, lines: int = _STDERR_TAIL_LINES) -> list[str]:
+        """The last lines the current (or last) child process wrote to stderr."""
+        return self._log.tail(self._mark, lines) if self._log is not None else []
+
+    @asynccontextmanager
+    async def target(self) -> AsyncIterator[Any]:
+        if self._log is None:
+            self._log = _StderrLog(self._stderr_path)
+        self._mark = self._log.size()
+        yield stdio_client(self.params, errlog=self._log.file)
+
+    def reason(self, exc: BaseException, *, starting: bool) -> str:
+        leaf = leaf_exception(exc)
+        tail = self.stderr_tail()
+        if isinstance(leaf, FileNotFoundError):
+            if self.cwd is not None and leaf.filename == self.cwd:
+                return f"working directory '{self.cwd}' does not exist"
+            return f"command '{self.command}' not found"
+        if isinstance(leaf, PermissionError):
+            return f"command '{self.command}' cannot be executed: permission denied"
+        if is_connection_lost(leaf):
+            what = "exited before completing the MCP handshake" if starting else "exited or closed its stdout"
+            text = f"the process {what}"
+        else:
+            text = describe(leaf)
+        if tail:
+            shown = tail if starting else tail[-3:]
+            text += "; stderr:\n    " + "\n    ".join(shown)
+        elif starting and is_connection_lost(leaf):
+            text += " (nothing on stderr)"
+        return text
+
+    def session_lost(self, exc: BaseException) -> bool:
+        return is_connection_lost(exc)
+
+    def close(self) -> None:
+        if self._log is not None:
+            self._log.close()
+
+
+class HttpTransport:
+    """An agent already running somewhere, spoken to over MCP streamable HTTP."""
+
+    kind = TransportKind.HTTP
+
+    def __init__(self, spec: AgentSpec) -> None:
+        if not spec.url:
+            raise AgentError(f"agent '{spec.id}' (http) has no url", agent_id=spec.id)
+        self.url = str(spec.url)
+        self.headers = {str(k): str(v) for k, v in spec.headers.items()}
+
+    @asynccontextmanager
+    async def target(self) -> AsyncIterator[Any]:
+        async with httpx2.AsyncClient(headers=self.headers, timeout=_HTTP_TIMEOUT) as http:
+            yield streamable_http_client(self.url, http_client=http)
+
+    def reason(self, exc: BaseException, *, starting: bool) -> str:
+        leaf = leaf_exception(exc)
+        if isinstance(leaf, httpx2.HTTPStatusError):
+            return f"{self.url} answered HTTP {leaf.response.status_code}"
+        if isinstance(leaf, httpx2.TransportError):
+            return f"cannot connect to {self.url}: {describe(leaf)}"
+        if is_connection_lost(leaf):
+            return f"the connection to {self.url} was closed"
+        return f"{self.url}: {describe(leaf)}"
+
+    def session_lost(self, exc: BaseException) -> bool:
+        """Also a legacy (2025-11-25) session the server no longer knows, e.g. after a restart.
+
+        The SDK reports a 404 on a session as "Session terminated" and other non-JSON error
+        statuses (server-everything answers 400) as "Server returned an error response";
+        both get the one reconnect, and a retry that fails the same way is a plain failure.
+        """
+        if is_connection_lost(exc):
+            return True
+        leaf = leaf_exception(exc)
+        return isinstance(leaf, MCPError) and (
+            (leaf.code == INVALID_REQUEST and leaf.message == "Session terminated")
+            or (leaf.code == INTERNAL_ERROR and leaf.message == "Server returned an error response")
+        )
+
+    def close(self) -> None:
+        pass
+
+
+class InProcessTransport:
+    """An ``MCPServer`` (or low-level ``Server``) object living in the runner's process.
+
+    ``module`` is ``"package.module:attribute"``; the attribute is the server or a zero-arg
+    callable returning one. ``base_dir`` is put first on ``sys.path`` for the import (and
+    left there: the module may import its siblings later).
+    """
+
+    kind = TransportKind.INPROCESS
+
+    def __init__(self, spec: AgentSpec, *, base_dir: str | None = None) -> None:
+        if not spec.module:
+            raise AgentError(f"agent '{spec.id}' (inprocess) has no module", agent_id=spec.id)
+        self.module = str(spec.module)
+        self.base_dir = base_dir
+        self._server: Any = None
+
+    def resolve(self) -> Any:
+        """Import the server object (once; reconnects reuse it)."""
+        if self._server is not None:
+            return self._server
+        mod_name, sep, attr = self.module.partition(":")
+        if not sep or not mod_name or not attr:
+            raise ValueError(f"module {self.module!r} must be 'package.module:attribute'")
+        if self.base_dir and self.base_dir not in sys.path:
+            sys.path.insert(0, self.base_dir)
+        try:
+            mod = importlib.import_module(mod_name)
+        except ImportError as exc:
+            raise ValueError(f"cannot import module '{mod_name}': {exc}") from exc
+        try:
+            obj: Any = getattr(mod, attr)
+        except AttributeError:
+            raise ValueError(f"module '{mod_name}' has no attribute '{attr}'") from None
+        if not isinstance(obj, (MCPServer, Server)) and callable(obj):
+            factory: Callable[[], Any] = obj
+            obj = factory()
+        if not isinstance(obj, (MCPServer, Server)):
+            raise ValueError(f"'{self.module}' is not an MCPServer or Server (it is {type(obj).__name__})")
+        self._server = obj
+        return obj
+
+    @asynccontextmanager
+    async def target(self) -> AsyncIterator[Any]:
+        yield self.resolve()
+
+    def reason(self, exc: BaseException, *, starting: bool) -> str:
+        return describe(exc)
+
+    def session_lost(self, exc: BaseException) -> bool:
+        return is_connection_lost(exc)
+
+    def close(self) -> None:
+        pass
+
+
+def make_transport(spec: AgentSpec, *, base_dir: str | None = None, stderr_path: str | None = None) -> AgentTransport:
+    """The transport for ``spec.transport``; ValueError for pull agents (no connection)."""
+    kind = TransportKind(spec.transport)
+    if kind is TransportKind.STDIO:
+        return StdioTransport(spec, base_dir=base_dir, stderr_path=stderr_path)
+    if kind is TransportKind.HTTP:
+        return HttpTransport(spec)
+    if kind is TransportKind.INPROCESS:
+        return InProcessTransport(spec, base_dir=base_dir)
+    raise ValueError(f"agent '{spec.id}' uses transport '{kind}', which has no connection")
