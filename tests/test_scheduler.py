@@ -20,11 +20,12 @@ def drive(sched: Scheduler, outcome, *, limit: int = 1000, n_items=None, skip=No
     now = 0.0
     started: list[Task] = []
     for _ in range(100_000):
-        for sid in sched.decisions():
-            if skip and skip(sid):
-                sched.skip(sid, "if false")
-            else:
-                sched.activate(sid, n_items(sid) if n_items else None)
+        while ds := sched.decisions():
+            for sid in ds:
+                if skip and skip(sid):
+                    sched.skip(sid, "if false")
+                else:
+                    sched.activate(sid, n_items(sid) if n_items else None)
         tasks = sched.take(limit, now)
         if not tasks:
             if sched.done:
@@ -218,13 +219,14 @@ def test_random_dags_terminate_and_respect_dependencies(steps, seed, conc):
     now = 0.0
     inflight: list = []
     for _ in range(10_000):
-        for sid in sched.decisions():
-            # never asked to decide before every dependency is terminal
-            assert all(sched.status(d).terminal for d in by_id[sid].depends_on)
-            if rng.random() < 0.1:
-                sched.skip(sid, "if false")
-            else:
-                sched.activate(sid, rng.randint(0, 3) if by_id[sid].for_each else None)
+        while ds := sched.decisions():
+            for sid in ds:
+                # never asked to decide before every dependency is terminal
+                assert all(sched.status(d).terminal for d in by_id[sid].depends_on)
+                if rng.random() < 0.1:
+                    sched.skip(sid, "if false")
+                else:
+                    sched.activate(sid, rng.randint(0, 3) if by_id[sid].for_each else None)
         new = sched.take(rng.randint(1, 4), now)
         for t in new:
             key = (t.step_id, t.index, t.attempt)
