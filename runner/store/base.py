@@ -89,6 +89,87 @@ class Store(Protocol):
 
     def close(self) -> None: ...
 
+    # --- added with the durable stores -------------------------------------------------
+    # Every stored event gets a ``seq`` that grows with each append (``get_events_after``).
+    def schema_version(self) -> int: ...
+    def list_workflow_versions(self, name: str) -> list[WorkflowRecord]: ...
+    def find_run(self, prefix: str) -> RunRecord: ...
+    def get_step(self, run_id: str, step_id: str) -> StepRecord | None: ...
+    def get_events_after(
+        self, after_seq: int = 0, run_id: str | None = None, limit: int = 1000
+    ) -> list[tuple[int, Event]]: ...
+
+    # messages (``since``: only messages created after that ISO timestamp)
+    def add_message(self, sender_id: str, recipient_id: str, content: str, urgent: bool = False) -> dict[str, Any]: ...
+    def get_messages(
+        self, agent_id: str, since: str | None = None, unread_only: bool = False, mark_read: bool = False
+    ) -> list[dict[str, Any]]: ...
+    def sent_messages(self, sender_id: str, since: str | None = None) -> list[dict[str, Any]]: ...
+
+    # file locks: leases that expire; ``acquire_lock`` renews a lease its holder already has
+    def acquire_lock(self, file_path: str, agent_id: str, ttl_s: float) -> bool: ...
+    def release_lock(self, file_path: str, agent_id: str, force: bool = False) -> bool: ...
+    def get_lock(self, file_path: str) -> dict[str, Any] | None: ...
+
+    # projects and goals
+    def create_project(
+        self, name: str, description: str = "", lead_agent_id: str | None = None, status: str = "active"
+    ) -> dict[str, Any]: ...
+    def get_project(self, project_id: str) -> dict[str, Any] | None: ...
+    def list_projects(self) -> list[dict[str, Any]]: ...
+    def create_goal(
+        self, name: str, description: str = "", project_id: str | None = None, status: str = "pending"
+    ) -> dict[str, Any]: ...
+    def get_goal(self, goal_id: str) -> dict[str, Any] | None: ...
+    def list_goals(self, project_id: str | None = None) -> list[dict[str, Any]]: ...
+
+    # audit log
+    def add_audit(
+        self, actor: str, action: str, target: str | None = None, detail: dict[str, Any] | None = None
+    ) -> int: ...
+    def list_audit(
+        self, actor: str | None = None, action: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]: ...
+
+    # agent tokens (hashes only; ``delete_agent`` also revokes the agent's token)
+    def put_token(self, agent_id: str, token_hash: str) -> None: ...
+    def get_token_hash(self, agent_id: str) -> str | None: ...
+    def agent_for_token(self, token_hash: str) -> str | None: ...
+    def delete_token(self, agent_id: str) -> bool: ...
+
+
+def content_hash_of(wf: WorkflowRecord) -> str:
+    """``wf.content_hash``, or when left empty the loader's hash of its source text."""
+    if wf.content_hash:
+        return wf.content_hash
+    from runner.loader import workflow_hash  # the one definition of a workflow's version hash
+
+    return workflow_hash(wf.source_text)
+
+
+def require_run(store: Store, run_id: str) -> RunRecord:
+    """``store.get_run`` for callers that need the run: an unknown id is ``NotFound`` (exit 2)."""
+    run = store.get_run(run_id)
+    if run is None:
+        from runner.errors import NotFound
+
+        raise NotFound(f"no run with id {run_id!r} in {store.url}")
+    return run
+
+
+def pick_run_id(url: str, prefix: str, candidates: Sequence[str]) -> str:
+    """The one run id among ``candidates`` (ids starting with ``prefix``), else ``NotFound``."""
+    from runner.errors import NotFound
+
+    if len(candidates) == 1 and prefix:
+        return candidates[0]
+    if not candidates or not prefix:
+        raise NotFound(f"no run with id {prefix!r} in {url}")
+    shown = ", ".join(sorted(candidates)[:5])
+    raise NotFound(
+        f"run id prefix {prefix!r} is ambiguous in {url}: matches {shown}{', …' if len(candidates) > 5 else ''}"
+    )
+
 
 def open_store(url: str) -> Store:
     """Open a store by URL: ``memory://``, ``sqlite:///rel/path``, ``sqlite:////abs``, ``postgresql://…``."""
@@ -109,4 +190,13 @@ def open_store(url: str) -> Store:
     raise InputInvalid(f"--store: unsupported store URL {url!r} (use memory://, sqlite:///PATH or postgresql://…)")
 
 
-__all__: Sequence[str] = ["RunRecord", "StepRecord", "WorkflowRecord", "Store", "open_store"]
+__all__: Sequence[str] = [
+    "RunRecord",
+    "StepRecord",
+    "WorkflowRecord",
+    "Store",
+    "open_store",
+    "require_run",
+    "pick_run_id",
+    "content_hash_of",
+]

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import replace
+from typing import Any, NamedTuple, TypeVar
 
 from runner import events as ev
 from runner.errors import InputInvalid, StoreError
@@ -38,11 +38,10 @@ _STEP_TYPES = frozenset(
         ev.ITEM_FAILED,
     }
 )
-_RUN_TYPES = frozenset({ev.RUN_STARTED, ev.RUN_RESUMED, *ev.RUN_TERMINAL})
+_RUN_TYPES = frozenset({ev.RUN_STARTED, ev.RUN_RESUMED, ev.RUN_INTERRUPTED, *ev.RUN_TERMINAL})
 
 
-@dataclass(frozen=True)
-class Change:
+class Change(NamedTuple):
     """What one event does to the rows: new records (None = untouched) and an item delta."""
 
     run: RunRecord | None = None
@@ -53,45 +52,82 @@ class Change:
 
 NO_CHANGE = Change()
 
+_R = TypeVar("_R", RunRecord, StepRecord)
+
+
+def _evolve(record: _R, **changes: Any) -> _R:
+    """``dataclasses.replace`` for the records, at a fifth of its cost (on the write path).
+
+    A shallow copy, like ``replace``: the new step shares the old one's ``items`` dict.
+    """
+    new = object.__new__(type(record))
+    new.__dict__.update(record.__dict__)
+    new.__dict__.update(changes)
+    return new
+
 
 def is_step_event(event_type: str) -> bool:
     """True when the event concerns one step (and so must carry a ``step_id``)."""
     return event_type in _STEP_TYPES
 
 
+def is_run_event(event_type: str) -> bool:
+    """True when the event changes the run row (start, resume, interruption, the four endings)."""
+    return event_type in _RUN_TYPES
+
+
+def unknown_run(event: Event) -> StoreError:
+    """The error for an event about a run that was never created."""
+    return StoreError(f"event {event.type} for run {event.run_id!r}, which was never created")
+
+
 def apply_event(run: RunRecord | None, step: StepRecord | None, event: Event) -> Change:
     """Return how ``event`` changes ``run`` (and ``step``, for step and item events).
 
-    ``run`` is None only for a run the store has not seen; a ``run_started`` event then
-    creates it from its data (``workflow``, ``workflow_hash``, ``inputs``). ``step`` is
-    None when the step has no row yet; the first event about it creates one. Unknown
-    event types are kept in the log and change nothing, so older runners can read the
-    logs of newer ones.
+    ``run`` is None only for a run the store has not seen, which only ``run_started``
+    may create. ``step`` is None when the step has no row yet. Unknown event types are
+    kept in the log and change nothing, so older runners can read newer runners' logs.
+    SQL backends call the two halves below directly, to avoid reading the run row for
+    every step event; this function is their composition.
     """
-    t = event.type
+    if run is None and event.type != ev.RUN_STARTED:
+        raise unknown_run(event)
+    if event.type in _RUN_TYPES:
+        return Change(run=apply_run_event(run, event))
+    if event.type in _STEP_TYPES:
+        return apply_step_event(step, event)
+    return NO_CHANGE
+
+
+def apply_run_event(run: RunRecord | None, event: Event) -> RunRecord:
+    """The run row after a run event; ``run_started`` creates a run the store has not seen."""
     if run is None:
-        if t != ev.RUN_STARTED:
-            raise StoreError(f"event {t} for run {event.run_id!r}, which was never created")
+        if event.type != ev.RUN_STARTED:
+            raise unknown_run(event)
         run = RunRecord(
             run_id=event.run_id,
             workflow_name=str(event.data.get("workflow") or ""),
             workflow_hash=str(event.data.get("workflow_hash") or ""),
         )
-    if t in _RUN_TYPES:
-        return Change(run=_apply_run(run, event))
-    if t not in _STEP_TYPES:
-        return NO_CHANGE
+    return _apply_run(run, event)
+
+
+def apply_step_event(step: StepRecord | None, event: Event) -> Change:
+    """How a step or item event changes its step (``step`` is None: no row yet)."""
     if event.step_id is None:
-        raise StoreError(f"event {t} for run {event.run_id!r} has no step_id")
-    if step is None:
-        step = StepRecord(run_id=event.run_id, step_id=event.step_id)
-    return _apply_step(step, event)
+        raise StoreError(f"event {event.type} for run {event.run_id!r} has no step_id")
+    if step is not None:
+        return _apply_step(step, event)
+    # The first event about a step creates its row, even one that changes nothing else.
+    new = StepRecord(run_id=event.run_id, step_id=event.step_id)
+    change = _apply_step(new, event)
+    return change if change.step is not None else change._replace(step=new)
 
 
 def _apply_run(run: RunRecord, e: Event) -> RunRecord:
     d = e.data
     if e.type == ev.RUN_STARTED:
-        return replace(
+        return _evolve(
             run,
             status="running",
             workflow_name=d.get("workflow") or run.workflow_name,
@@ -104,7 +140,7 @@ def _apply_run(run: RunRecord, e: Event) -> RunRecord:
         )
     if e.type == ev.RUN_RESUMED:
         # A resume or retry reopens the run; `runner retry` says which attempt this is.
-        return replace(
+        return _evolve(
             run,
             status="running",
             finished_at=None,
@@ -112,7 +148,10 @@ def _apply_run(run: RunRecord, e: Event) -> RunRecord:
             error=None,
             attempt=e.attempt if e.attempt is not None else run.attempt,
         )
-    return replace(
+    if e.type == ev.RUN_INTERRUPTED:
+        # Ctrl-C ended this session; the run stays resumable and keeps what it had.
+        return _evolve(run, status="interrupted", finished_at=e.ts, error=e.error)
+    return _evolve(
         run,
         status=ev.RUN_TERMINAL[e.type],
         finished_at=e.ts,
@@ -128,7 +167,7 @@ def _apply_step(s: StepRecord, e: Event) -> Change:
         # A fresh attempt: the previous attempt's outcome no longer describes the step.
         attempts = e.attempt if e.attempt is not None else s.attempts + 1
         return Change(
-            step=replace(
+            step=_evolve(
                 s,
                 status="in_progress",
                 attempts=attempts,
@@ -142,10 +181,10 @@ def _apply_step(s: StepRecord, e: Event) -> Change:
             )
         )
     if t == ev.STEP_RETRYING:
-        return Change(step=replace(s, status="in_progress", agent_id=agent, error=e.error))
+        return Change(step=_evolve(s, status="in_progress", agent_id=agent, error=e.error))
     if t in (ev.STEP_COMPLETED, ev.STEP_FAILED):
         return Change(
-            step=replace(
+            step=_evolve(
                 s,
                 status="completed" if t == ev.STEP_COMPLETED else "failed",
                 attempts=max(s.attempts, e.attempt or 0),
@@ -159,11 +198,11 @@ def _apply_step(s: StepRecord, e: Event) -> Change:
         )
     if t in (ev.STEP_SKIPPED, ev.STEP_CANCELLED):
         status = "skipped" if t == ev.STEP_SKIPPED else "cancelled"
-        return Change(step=replace(s, status=status, error=e.error, finished_at=e.ts))
+        return Change(step=_evolve(s, status=status, error=e.error, finished_at=e.ts))
     if t == ev.STEP_RESET:
         # `retry --from`: pending again; attempts are history and stay counted.
         return Change(
-            step=replace(
+            step=_evolve(
                 s,
                 status="pending",
                 result=None,
@@ -175,16 +214,50 @@ def _apply_step(s: StepRecord, e: Event) -> Change:
             ),
             clear_items=True,
         )
-    if t == ev.ITEM_STARTED:
-        if s.status == "pending":
-            return Change(step=replace(s, status="in_progress", started_at=s.started_at or e.ts))
-        return NO_CHANGE if s.run_id and s.step_id and _is_stored(s) else Change(step=s)
+    if t == ev.ITEM_STARTED and s.status == "pending":
+        return Change(step=_evolve(s, status="in_progress", started_at=s.started_at or e.ts))
     if t == ev.ITEM_COMPLETED:
-        return Change(step=None if _is_stored(s) else s, item=(int(d["index"]), d.get("result")))
-    # step_progress, item_failed: kept in the log only (a new step row is still created).
-    return NO_CHANGE if _is_stored(s) else Change(step=s)
+        return Change(item=(int(d["index"]), d.get("result")))
+    # step_progress, item_failed, item_started of a running step: kept in the log only.
+    return NO_CHANGE
 
 
-def _is_stored(s: StepRecord) -> bool:
-    """A step record that came from the store (rather than being created just now)."""
-    return s.status != "pending" or s.attempts > 0 or s.started_at is not None
+def replay(events: Iterable[Event]) -> tuple[dict[str, RunRecord], dict[tuple[str, str], StepRecord]]:
+    """Fold an event log into run and step records, items included: what a store must hold.
+
+    Tests compare every backend's rows with this; tools can rebuild rows from ``--events``.
+    """
+    runs: dict[str, RunRecord] = {}
+    steps: dict[tuple[str, str], StepRecord] = {}
+    for e in events:
+        key = (e.run_id, e.step_id or "")
+        change = apply_event(runs.get(e.run_id), steps.get(key), e)
+        if change.run is not None:
+            runs[e.run_id] = change.run
+        if change.step is not None:
+            steps[key] = change.step
+        if change.clear_items or change.item is not None:
+            step = steps[key]
+            items = {} if change.clear_items else dict(step.items)
+            if change.item is not None:
+                items[change.item[0]] = change.item[1]
+            steps[key] = replace(step, items=items)
+    return runs, steps
+
+
+def normalize_ts(value: str, what: str = "since") -> str:
+    """An ISO 8601 date or timestamp as the stores write them (UTC, microseconds, ``Z``).
+
+    Stored timestamps compare as strings, so a filter such as ``since`` must be spelled
+    exactly like them: ``2026-01-02``, ``2026-01-02T03:04`` and ``…+01:00`` all work.
+    """
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        moment = _dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise InputInvalid(f"{what}: {value!r} is not an ISO 8601 date or timestamp") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=_dt.timezone.utc)
+    return moment.astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -1,0 +1,345 @@
+"""The in-memory store: the same behaviour as the SQL stores, kept in dicts.
+
+For tests, ``--store memory://`` and the engine's fastest path. Runs, steps and events go
+through the same projection (``projection.apply_event``) as SQLite and PostgreSQL, so the
+backends cannot disagree about what an event means. Values are kept by reference (not
+JSON round-tripped, which would cost the engine microseconds per event); reads hand out
+deep copies, so a caller cannot change the store by mutating what it got back.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import itertools
+import os
+import threading
+from dataclasses import replace
+from typing import Any
+
+from runner.errors import NotFound, StoreError
+from runner.events import Event, now_iso
+from runner.store.base import RunRecord, StepRecord, WorkflowRecord, content_hash_of, pick_run_id
+from runner.store.migrations import SCHEMA_VERSION
+from runner.store.projection import apply_event, normalize_ts
+
+
+class MemoryStore:
+    """A store that lives as long as the process; one lock makes it safe across threads."""
+
+    def __init__(self, url: str = "memory://") -> None:
+        self.url = url
+        self._lock = threading.RLock()
+        self._seq = itertools.count(1)
+        self._workflows: dict[str, list[WorkflowRecord]] = {}
+        self._runs: dict[str, tuple[int, str, RunRecord]] = {}  # run_id -> (n, created_at, record)
+        self._steps: dict[str, dict[str, StepRecord]] = {}  # run_id -> step_id -> record, in first-seen order
+        self._events: list[tuple[int, Event]] = []
+        self._events_by_run: dict[str, list[tuple[int, Event]]] = {}
+        self._agents: dict[str, tuple[dict[str, Any], str]] = {}
+        self._tokens: dict[str, str] = {}
+        self._messages: list[dict[str, Any]] = []
+        self._locks: dict[str, dict[str, Any]] = {}
+        self._projects: dict[str, dict[str, Any]] = {}
+        self._goals: dict[str, dict[str, Any]] = {}
+        self._audit: list[dict[str, Any]] = []
+
+    def schema_version(self) -> int:
+        return SCHEMA_VERSION
+
+    def close(self) -> None:
+        """Nothing to release; the data stays readable until the object is dropped."""
+
+    # --- workflows --------------------------------------------------------------------
+    def put_workflow(self, wf: WorkflowRecord) -> WorkflowRecord:
+        digest = content_hash_of(wf)
+        with self._lock:
+            versions = self._workflows.setdefault(wf.name, [])
+            for known in versions:
+                if known.content_hash == digest:
+                    return copy.copy(known)
+            stored = replace(wf, content_hash=digest, version=len(versions) + 1, created_at=wf.created_at or now_iso())
+            versions.append(stored)
+            return copy.copy(stored)
+
+    def get_workflow(self, name: str, content_hash: str | None = None) -> WorkflowRecord | None:
+        with self._lock:
+            versions = self._workflows.get(name, [])
+            found = [w for w in versions if content_hash in (None, w.content_hash)]
+            return copy.copy(found[-1]) if found else None
+
+    def list_workflows(self) -> list[WorkflowRecord]:
+        with self._lock:
+            return [copy.copy(self._workflows[name][-1]) for name in sorted(self._workflows)]
+
+    def list_workflow_versions(self, name: str) -> list[WorkflowRecord]:
+        with self._lock:
+            return [copy.copy(w) for w in self._workflows.get(name, [])]
+
+    # --- runs -------------------------------------------------------------------------
+    def create_run(self, run: RunRecord) -> None:
+        with self._lock:
+            if run.run_id in self._runs:
+                raise StoreError(f"run {run.run_id!r} already exists in {self.url}")
+            self._runs[run.run_id] = (len(self._runs), run.started_at or now_iso(), copy.deepcopy(run))
+            self._steps[run.run_id] = {}
+
+    def append(self, event: Event) -> None:
+        """Record ``event`` and apply it to the run and step it concerns, atomically."""
+        with self._lock:
+            entry = self._runs.get(event.run_id)
+            steps = self._steps.get(event.run_id)
+            step = steps.get(event.step_id) if steps is not None and event.step_id is not None else None
+            change = apply_event(entry[2] if entry else None, step, event)  # raises before any change
+            seq = next(self._seq)
+            self._events.append((seq, event))
+            self._events_by_run.setdefault(event.run_id, []).append((seq, event))
+            if change.run is not None:
+                n, created = (entry[0], entry[1]) if entry else (len(self._runs), event.ts)
+                self._runs[event.run_id] = (n, created, change.run)
+                steps = self._steps.setdefault(event.run_id, {})
+            if change.step is not None and steps is not None and event.step_id is not None:
+                # The new record shares the old one's items dict (a shallow replace): no copy.
+                step = steps[event.step_id] = change.step
+            if step is not None:
+                if change.clear_items:
+                    step.items = {}
+                if change.item is not None:
+                    step.items[change.item[0]] = change.item[1]
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        with self._lock:
+            entry = self._runs.get(run_id)
+            return copy.deepcopy(entry[2]) if entry else None
+
+    def find_run(self, prefix: str) -> RunRecord:
+        with self._lock:
+            if prefix in self._runs:
+                return copy.deepcopy(self._runs[prefix][2])
+            ids = sorted(r for r in self._runs if r.startswith(prefix))[:6]
+            return copy.deepcopy(self._runs[pick_run_id(self.url, prefix, ids)][2])
+
+    def list_runs(
+        self, workflow: str | None = None, status: str | None = None, since: str | None = None, limit: int = 50
+    ) -> list[RunRecord]:
+        cutoff = normalize_ts(since) if since is not None else None
+        with self._lock:
+            rows = [
+                (created, n, run)
+                for n, created, run in self._runs.values()
+                if (workflow is None or run.workflow_name == workflow)
+                and (status is None or run.status == status)
+                and (cutoff is None or created >= cutoff)
+            ]
+            rows.sort(key=lambda r: (r[0], r[1]), reverse=True)
+            return [copy.deepcopy(r[2]) for r in rows[:limit]]
+
+    def get_steps(self, run_id: str) -> list[StepRecord]:
+        with self._lock:
+            return [copy.deepcopy(s) for s in self._steps.get(run_id, {}).values()]
+
+    def get_step(self, run_id: str, step_id: str) -> StepRecord | None:
+        with self._lock:
+            step = self._steps.get(run_id, {}).get(step_id)
+            return copy.deepcopy(step) if step is not None else None
+
+    def get_events(self, run_id: str) -> list[Event]:
+        with self._lock:
+            return [copy.deepcopy(e) for _, e in self._events_by_run.get(run_id, [])]
+
+    def get_events_after(
+        self, after_seq: int = 0, run_id: str | None = None, limit: int = 1000
+    ) -> list[tuple[int, Event]]:
+        with self._lock:
+            source = self._events if run_id is None else self._events_by_run.get(run_id, [])
+            return [(s, copy.deepcopy(e)) for s, e in source if s > after_seq][:limit]
+
+    # --- agents and their tokens ------------------------------------------------------
+    def put_agent(self, agent_id: str, data: dict[str, Any]) -> None:
+        with self._lock:
+            self._agents[agent_id] = (copy.deepcopy(data), now_iso())
+
+    def get_agent(self, agent_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            entry = self._agents.get(agent_id)
+            return {**copy.deepcopy(entry[0]), "id": agent_id} if entry else None
+
+    def list_agents(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [{**copy.deepcopy(self._agents[a][0]), "id": a} for a in sorted(self._agents)]
+
+    def delete_agent(self, agent_id: str) -> bool:
+        with self._lock:
+            self._tokens.pop(agent_id, None)
+            return self._agents.pop(agent_id, None) is not None
+
+    def put_token(self, agent_id: str, token_hash: str) -> None:
+        with self._lock:
+            holder = self.agent_for_token(token_hash)
+            if holder not in (None, agent_id):
+                raise StoreError(f"store {self.url}: token hash already belongs to another agent")
+            self._tokens[agent_id] = token_hash
+
+    def get_token_hash(self, agent_id: str) -> str | None:
+        with self._lock:
+            return self._tokens.get(agent_id)
+
+    def agent_for_token(self, token_hash: str) -> str | None:
+        with self._lock:
+            return next((a for a, h in self._tokens.items() if h == token_hash), None)
+
+    def delete_token(self, agent_id: str) -> bool:
+        with self._lock:
+            return self._tokens.pop(agent_id, None) is not None
+
+    # --- messages ---------------------------------------------------------------------
+    def add_message(self, sender_id: str, recipient_id: str, content: str, urgent: bool = False) -> dict[str, Any]:
+        with self._lock:
+            message = {
+                "id": len(self._messages) + 1,
+                "sender_id": sender_id,
+                "recipient_id": recipient_id,
+                "content": content,
+                "urgent": bool(urgent),
+                "created_at": now_iso(),
+                "read_at": None,
+            }
+            self._messages.append(message)
+            return dict(message)
+
+    def get_messages(
+        self, agent_id: str, since: str | None = None, unread_only: bool = False, mark_read: bool = False
+    ) -> list[dict[str, Any]]:
+        after = normalize_ts(since) if since is not None else None
+        with self._lock:
+            found = [
+                m
+                for m in self._messages
+                if m["recipient_id"] == agent_id
+                and (after is None or m["created_at"] > after)
+                and not (unread_only and m["read_at"] is not None)
+            ]
+            if mark_read:
+                now = now_iso()
+                for m in found:
+                    if m["read_at"] is None:
+                        m["read_at"] = now
+            return [dict(m) for m in sorted(found, key=lambda m: (m["created_at"], m["id"]))]
+
+    def sent_messages(self, sender_id: str, since: str | None = None) -> list[dict[str, Any]]:
+        after = normalize_ts(since) if since is not None else None
+        with self._lock:
+            return [
+                dict(m)
+                for m in self._messages
+                if m["sender_id"] == sender_id and (after is None or m["created_at"] > after)
+            ]
+
+    # --- file locks -------------------------------------------------------------------
+    def acquire_lock(self, file_path: str, agent_id: str, ttl_s: float) -> bool:
+        now = now_iso()
+        expires = (_dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(seconds=ttl_s)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        with self._lock:
+            held = self._locks.get(file_path)
+            if held is not None and held["agent_id"] != agent_id and held["expires_at"] > now:
+                return False
+            acquired = held["acquired_at"] if held is not None and held["agent_id"] == agent_id else now
+            self._locks[file_path] = {
+                "file_path": file_path,
+                "agent_id": agent_id,
+                "acquired_at": acquired,
+                "expires_at": expires,
+            }
+            return True
+
+    def release_lock(self, file_path: str, agent_id: str, force: bool = False) -> bool:
+        with self._lock:
+            held = self._locks.get(file_path)
+            if held is None or (not force and held["agent_id"] != agent_id):
+                return False
+            del self._locks[file_path]
+            return True
+
+    def get_lock(self, file_path: str) -> dict[str, Any] | None:
+        with self._lock:
+            held = self._locks.get(file_path)
+            return dict(held) if held is not None and held["expires_at"] > now_iso() else None
+
+    # --- projects and goals -----------------------------------------------------------
+    def create_project(
+        self, name: str, description: str = "", lead_agent_id: str | None = None, status: str = "active"
+    ) -> dict[str, Any]:
+        project = {
+            "id": "proj_" + os.urandom(8).hex(),
+            "name": name,
+            "description": description,
+            "lead_agent_id": lead_agent_id,
+            "status": status,
+            "created_at": now_iso(),
+        }
+        with self._lock:
+            self._projects[project["id"]] = project
+        return dict(project)
+
+    def get_project(self, project_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            found = self._projects.get(project_id)
+            return dict(found) if found else None
+
+    def list_projects(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(p) for p in sorted(self._projects.values(), key=lambda p: (p["created_at"], p["id"]))]
+
+    def create_goal(
+        self, name: str, description: str = "", project_id: str | None = None, status: str = "pending"
+    ) -> dict[str, Any]:
+        goal = {
+            "id": "goal_" + os.urandom(8).hex(),
+            "name": name,
+            "description": description,
+            "project_id": project_id,
+            "status": status,
+            "created_at": now_iso(),
+        }
+        with self._lock:
+            if project_id is not None and project_id not in self._projects:
+                raise NotFound(f"no project with id {project_id!r} in {self.url}")
+            self._goals[goal["id"]] = goal
+        return dict(goal)
+
+    def get_goal(self, goal_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            found = self._goals.get(goal_id)
+            return dict(found) if found else None
+
+    def list_goals(self, project_id: str | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            goals = [g for g in self._goals.values() if project_id is None or g["project_id"] == project_id]
+            return [dict(g) for g in sorted(goals, key=lambda g: (g["created_at"], g["id"]))]
+
+    # --- audit log --------------------------------------------------------------------
+    def add_audit(
+        self, actor: str, action: str, target: str | None = None, detail: dict[str, Any] | None = None
+    ) -> int:
+        with self._lock:
+            seq = len(self._audit) + 1
+            self._audit.append(
+                {
+                    "seq": seq,
+                    "ts": now_iso(),
+                    "actor": actor,
+                    "action": action,
+                    "target": target,
+                    "detail": copy.deepcopy(detail),
+                }
+            )
+            return seq
+
+    def list_audit(self, actor: str | None = None, action: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        with self._lock:
+            found = [
+                e
+                for e in reversed(self._audit)
+                if (actor is None or e["actor"] == actor) and (action is None or e["action"] == action)
+            ]
+            return copy.deepcopy(found[:limit])

@@ -1,0 +1,142 @@
+"""The SQL schema, as forward-only migrations shared by SQLite and PostgreSQL.
+
+Each entry of :data:`MIGRATIONS` is one script; migration *N* (1-based) takes a database
+from schema version N-1 to N and is recorded in ``schema_version`` in the same
+transaction. The dialects differ in one place only, the auto-numbered key column,
+spelled ``{seq_pk}`` here. Everything else (JSON as TEXT, timestamps as ISO 8601 TEXT in
+UTC, booleans as INTEGER 0/1) is written once. Never edit a published migration: append
+a new one.
+"""
+
+from __future__ import annotations
+
+BOOTSTRAP = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+
+MIGRATIONS: list[str] = [
+    # 1: everything the runner, the CLI and the MCP server keep.
+    """
+    CREATE TABLE workflows (
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        content_hash TEXT NOT NULL,
+        source_text TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        creator_id TEXT,
+        agent_modifiable INTEGER NOT NULL DEFAULT 0,
+        origin TEXT NOT NULL DEFAULT 'operator',
+        PRIMARY KEY (name, version),
+        UNIQUE (name, content_hash)
+    );
+    CREATE TABLE runs (
+        n {seq_pk},
+        run_id TEXT NOT NULL UNIQUE,
+        workflow_name TEXT NOT NULL,
+        workflow_hash TEXT NOT NULL,
+        status TEXT NOT NULL,
+        inputs TEXT,
+        outputs TEXT,
+        error TEXT,
+        started_at TEXT,
+        finished_at TEXT,
+        source TEXT,
+        attempt INTEGER NOT NULL DEFAULT 1,
+        parent_run_id TEXT,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX runs_by_time ON runs (created_at);
+    CREATE INDEX runs_by_workflow ON runs (workflow_name, created_at);
+    CREATE INDEX runs_by_status ON runs (status, created_at);
+    CREATE TABLE steps (
+        n {seq_pk},
+        run_id TEXT NOT NULL,
+        step_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        agent_id TEXT,
+        result TEXT,
+        result_text TEXT,
+        error TEXT,
+        started_at TEXT,
+        finished_at TEXT,
+        duration_ms DOUBLE PRECISION,
+        UNIQUE (run_id, step_id)
+    );
+    CREATE TABLE step_items (
+        run_id TEXT NOT NULL,
+        step_id TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        result TEXT,
+        PRIMARY KEY (run_id, step_id, idx)
+    );
+    CREATE TABLE events (
+        seq {seq_pk},
+        run_id TEXT NOT NULL,
+        ts TEXT NOT NULL,
+        type TEXT NOT NULL,
+        step_id TEXT,
+        attempt INTEGER,
+        agent_id TEXT,
+        error TEXT,
+        data TEXT
+    );
+    CREATE INDEX events_by_run ON events (run_id, seq);
+    CREATE TABLE agents (
+        id TEXT PRIMARY KEY,
+        data TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE messages (
+        id {seq_pk},
+        sender_id TEXT NOT NULL,
+        recipient_id TEXT NOT NULL,
+        content TEXT NOT NULL,
+        urgent INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        read_at TEXT
+    );
+    CREATE INDEX messages_by_recipient ON messages (recipient_id, created_at);
+    CREATE INDEX messages_by_sender ON messages (sender_id, created_at);
+    CREATE TABLE locks (
+        file_path TEXT PRIMARY KEY,
+        agent_id TEXT NOT NULL,
+        acquired_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    CREATE TABLE projects (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        description TEXT NOT NULL,
+        lead_agent_id TEXT,
+        status TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE goals (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        description TEXT NOT NULL,
+        project_id TEXT,
+        status TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX goals_by_project ON goals (project_id);
+    CREATE TABLE audit_log (
+        seq {seq_pk},
+        ts TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT,
+        detail TEXT
+    );
+    CREATE TABLE tokens (
+        agent_id TEXT PRIMARY KEY,
+        token_hash TEXT NOT NULL UNIQUE
+    )
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def statements(script: str, seq_pk: str) -> list[str]:
+    """Split one migration into statements (none of ours has a ``;`` inside a literal)."""
+    return [s.strip() for s in script.replace("{seq_pk}", seq_pk).split(";") if s.strip()]

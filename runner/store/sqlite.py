@@ -1,0 +1,93 @@
+"""The SQLite store: the default, one file, safe for several runner processes at once.
+
+WAL lets readers work while one process writes; ``synchronous=NORMAL`` makes a commit
+cost microseconds instead of an fsync (a power cut may lose the last commits, never the
+file's consistency); every write transaction starts with ``BEGIN IMMEDIATE`` so two
+processes queue on the busy timeout instead of failing with "database is locked" when a
+reader upgrades to a writer. Python's sqlite3 caches prepared statements per connection.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from runner.errors import InputInvalid, StoreError
+from runner.store.sql import SqlStore
+
+DEFAULT_URL = "sqlite:///.runner/runner.db"
+
+
+def sqlite_path(url: str) -> str:
+    """The file a ``sqlite:`` URL names: ``sqlite:///rel/x.db`` → ``rel/x.db``, ``sqlite:////abs`` → ``/abs``."""
+    rest = url[len("sqlite:") :] if url.startswith("sqlite:") else url
+    rest = rest.split("?", 1)[0]
+    if rest in ("", "//", "///"):
+        rest = DEFAULT_URL[len("sqlite:") :]
+    if not rest.startswith("///") or rest == "///":
+        raise InputInvalid(f"--store: {url!r} is not sqlite:///relative/path or sqlite:////absolute/path")
+    return rest[3:]
+
+
+class SQLiteStore(SqlStore):
+    """A store in one SQLite file (created, with its directory, on open)."""
+
+    # Without AUTOINCREMENT (one page less to write per commit) a rowid could be reused only
+    # after deleting the newest row; events, messages and audit entries are never deleted.
+    seq_pk = "INTEGER PRIMARY KEY"
+    db_errors = (sqlite3.Error,)
+    integrity_errors = (sqlite3.IntegrityError,)
+
+    def __init__(self, url: str = DEFAULT_URL, busy_timeout: float = 5.0) -> None:
+        super().__init__(url)
+        path = sqlite_path(url)
+        self.path = path if path == ":memory:" else os.path.abspath(path)
+        self._open(self._connect(busy_timeout))
+
+    def _connect(self, busy_timeout: float) -> sqlite3.Connection:
+        if self.path != ":memory:":
+            parent = os.path.dirname(self.path)
+            try:
+                os.makedirs(parent, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot open store {self.url}: cannot create {parent}: {exc.strerror}") from None
+            if os.path.isdir(self.path):
+                raise StoreError(f"cannot open store {self.url}: {self.path} is a directory")
+        conn: sqlite3.Connection | None = None
+        try:
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves; the lock makes sharing safe.
+            conn = sqlite3.connect(
+                self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False, cached_statements=256
+            )
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.Error as exc:
+            if conn is not None:
+                conn.close()
+            raise self._error(exc) from exc
+        return conn
+
+    def _begin(self, write: bool) -> None:
+        self._cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    def _commit(self) -> None:
+        self._cur.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            self._conn.rollback()
+
+    def _insert_id(self, stmt: str, params: Sequence[Any], id_col: str) -> int:
+        self._cur.execute(stmt, params)
+        return int(self._cur.lastrowid or 0)
+
+    def _error(self, exc: BaseException) -> StoreError:
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            return StoreError(f"store {self.url} is locked by another process")
+        if "unable to open" in text or "not a database" in text or "readonly" in text:
+            return StoreError(f"cannot open store {self.url}: {text}")
+        return super()._error(exc)
