@@ -49,7 +49,7 @@ def load_registry(agents_file: str | None) -> list[AgentSpec]:
 def load_secrets(secrets_file: str | None = None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """``RUNNER_SECRET_<NAME>`` variables, overridden by a ``--secrets`` YAML mapping."""
     env = os.environ if environ is None else environ
-    out = {k[len(SECRET_ENV_PREFIX):]: v for k, v in env.items() if k.startswith(SECRET_ENV_PREFIX) and v}
+    out = {k[len(SECRET_ENV_PREFIX) :]: v for k, v in env.items() if k.startswith(SECRET_ENV_PREFIX) and v}
     if secrets_file:
         import yaml
 
@@ -154,8 +154,9 @@ def run_file(
     wf = load_workflow(path, registry)
     st = open_store(store) if isinstance(store, str) or store is None else store
     try:
-        return asyncio.run(arun(wf, inputs or {}, store=st, registry=registry,
-                                secrets=load_secrets(secrets_file), sinks=sinks))
+        return asyncio.run(
+            arun(wf, inputs or {}, store=st, registry=registry, secrets=load_secrets(secrets_file), sinks=sinks)
+        )
     finally:
         if isinstance(store, str) or store is None:
             st.close()
@@ -182,7 +183,10 @@ def resume_state(store: Store, run_id: str, wf: Workflow, reset: Sequence[str] =
             continue
         if rec.status == StepStatus.COMPLETED.value and not wf.step(rec.step_id).is_finally:
             state.completed[rec.step_id] = StepOutcome(
-                status=StepStatus.COMPLETED, result=rec.result, text=rec.text, attempts=rec.attempts,
+                status=StepStatus.COMPLETED,
+                result=rec.result,
+                text=rec.text,
+                attempts=rec.attempts,
                 agent_id=rec.agent_id,
             )
         elif rec.items:

@@ -96,8 +96,14 @@ async def deep_check(wf: Workflow, smap: SourceMap, registry: Sequence[AgentSpec
             try:
                 needed[aid] = _render_agent(agents[aid], ctx)
             except TemplateError as exc:
-                problems.append(smap.problem(f"--deep: cannot start agent '{aid}' without running: {exc}",
-                                             ["agents"], rank=RANK_DEEP, severity="warning"))
+                problems.append(
+                    smap.problem(
+                        f"--deep: cannot start agent '{aid}' without running: {exc}",
+                        ["agents"],
+                        rank=RANK_DEEP,
+                        severity="warning",
+                    )
+                )
     base_dir = str(Path(wf.source).resolve().parent) if wf.source else None
     pool = AgentPool()
     try:
@@ -105,8 +111,9 @@ async def deep_check(wf: Workflow, smap: SourceMap, registry: Sequence[AgentSpec
         for aid, err in errors.items():
             if err is not None:
                 where = _agent_path(wf, aid)
-                problems.append(smap.problem(f"--deep: agent '{aid}' could not be reached: {err}", where,
-                                             rank=RANK_DEEP))
+                problems.append(
+                    smap.problem(f"--deep: agent '{aid}' could not be reached: {err}", where, rank=RANK_DEEP)
+                )
         conns = pool.connected()
         tool_of: dict[str, Any] = {}
         for s in wf.all_steps:
@@ -118,10 +125,14 @@ async def deep_check(wf: Workflow, smap: SourceMap, registry: Sequence[AgentSpec
             offering = [a for a in ids if s.tool_to_call in conns[a].tools]
             if not offering:
                 offered = sorted(conns[ids[0]].tools)
-                problems.append(smap.problem(
-                    f"agent '{ids[0]}' has no tool '{s.tool_to_call}'{hint(s.tool_to_call, offered)}; "
-                    f"it offers: {', '.join(offered) or '(none)'}",
-                    [*paths[s.step_id], "tool_to_call"], rank=RANK_DEEP))
+                problems.append(
+                    smap.problem(
+                        f"agent '{ids[0]}' has no tool '{s.tool_to_call}'{hint(s.tool_to_call, offered)}; "
+                        f"it offers: {', '.join(offered) or '(none)'}",
+                        [*paths[s.step_id], "tool_to_call"],
+                        rank=RANK_DEEP,
+                    )
+                )
                 continue
             info = conns[offering[0]].tools[s.tool_to_call]
             tool_of[s.step_id] = info
@@ -179,17 +190,24 @@ def _check_arguments(s: StepSpec, info: Any, smap: SourceMap, path: list[str | i
         # arguments silently: a misspelt argument name is almost always a bug.
         for key in args:
             if key not in props:
-                out.append(smap.problem(
-                    f"tool '{s.tool_to_call}' has no argument '{key}'{hint(key, props)} "
-                    f"(arguments: {', '.join(props)})", [*path, "tool_arguments", key], key=True, rank=RANK_DEEP))
+                out.append(
+                    smap.problem(
+                        f"tool '{s.tool_to_call}' has no argument '{key}'{hint(key, props)} "
+                        f"(arguments: {', '.join(props)})",
+                        [*path, "tool_arguments", key],
+                        key=True,
+                        rank=RANK_DEEP,
+                    )
+                )
     for err in errors:
         where = list(err.absolute_path)
         if _templated_at(args, where):
             continue  # a templated value is only known at run time
         if err.validator == "additionalProperties" and not where:
             continue  # reported above, key by key
-        out.append(smap.problem(f"tool '{s.tool_to_call}': {err.message}", [*path, "tool_arguments", *where],
-                                rank=RANK_DEEP))
+        out.append(
+            smap.problem(f"tool '{s.tool_to_call}': {err.message}", [*path, "tool_arguments", *where], rank=RANK_DEEP)
+        )
     return out
 
 
@@ -204,13 +222,18 @@ def _result_schema(info: Any) -> dict[str, Any] | None:
     return schema
 
 
-def _check_result_refs(wf: Workflow, tool_of: Mapping[str, Any], smap: SourceMap,
-                       paths: Mapping[str, list[str | int]]) -> list[Problem]:
+def _check_result_refs(
+    wf: Workflow, tool_of: Mapping[str, Any], smap: SourceMap, paths: Mapping[str, list[str | int]]
+) -> list[Problem]:
     out: list[Problem] = []
     places: list[tuple[list[str | int], Any]] = []
     for s in wf.all_steps:
-        for key, val in (("tool_arguments", s.tool_arguments), ("if", s.condition), ("for_each", s.for_each),
-                         ("with", s.with_)):
+        for key, val in (
+            ("tool_arguments", s.tool_arguments),
+            ("if", s.condition),
+            ("for_each", s.for_each),
+            ("with", s.with_),
+        ):
             if val is not None:
                 places.append(([*paths[s.step_id], key], val))
     for name, val in wf.outputs.items():
@@ -226,11 +249,21 @@ def _check_result_refs(wf: Workflow, tool_of: Mapping[str, Any], smap: SourceMap
             t = schema.get("type")
             props = schema.get("properties")
             if t in ("string", "integer", "number", "boolean", "array"):
-                out.append(smap.problem(
-                    f"steps.{step_id}.result.{field}: tool '{info.name}' returns a {t}, which has no field "
-                    f"'{field}'", where, rank=RANK_DEEP))
+                out.append(
+                    smap.problem(
+                        f"steps.{step_id}.result.{field}: tool '{info.name}' returns a {t}, which has no field "
+                        f"'{field}'",
+                        where,
+                        rank=RANK_DEEP,
+                    )
+                )
             elif isinstance(props, dict) and field not in props and not schema.get("additionalProperties"):
-                out.append(smap.problem(
-                    f"steps.{step_id}.result.{field}: tool '{info.name}' output has no field '{field}'"
-                    f"{hint(field, props)} (fields: {', '.join(props) or 'none'})", where, rank=RANK_DEEP))
+                out.append(
+                    smap.problem(
+                        f"steps.{step_id}.result.{field}: tool '{info.name}' output has no field '{field}'"
+                        f"{hint(field, props)} (fields: {', '.join(props) or 'none'})",
+                        where,
+                        rank=RANK_DEEP,
+                    )
+                )
     return out

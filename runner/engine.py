@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner import events as ev
-from runner.errors import AgentError, Problem, RunnerError, ToolFailure, WorkflowInvalid
+from runner.errors import AgentError, Problem, RunnerError, StoreError, ToolFailure, WorkflowInvalid
 from runner.events import Event, EventSink, epoch_to_iso
 from runner.model import AgentSpec, RunStatus, StepOutcome, StepSpec, StepStatus, TransportKind, Workflow
 from runner.scheduler import Scheduler, Task
@@ -133,6 +133,8 @@ class Engine:
         self._compiled: dict[str, tuple[Compiled, Compiled | None, Compiled | None]] = {}
         self._candidates: dict[str, tuple[list[str], int]] = {}
         self._conns: dict[str, Any] = {}
+        self._pending: list[Event] = []
+        self._fatal: BaseException | None = None
         self._pull: dict[tuple[str, int | None], tuple[asyncio.Future[Any], str | None, Any]] = {}
         self.run_id = ""
         self._ctx: dict[str, Any] = {}
@@ -149,24 +151,45 @@ class Engine:
                 kw["error"] = self.masker.mask_text(kw["error"])
         e = Event(type=type_, run_id=self.run_id, step_id=step_id, data=data, **kw)
         if self.store is not None:
-            self.store.append(e)
+            self._pending.append(e)
         for sink in self.sinks:
             sink(e)
+
+    def flush(self) -> None:
+        """Make every emitted event durable, in one store transaction (group commit).
+
+        Called before every effect outside the runner — an MCP call, a pull assignment, a
+        nested run, the end of the run — so the write-ahead rule holds: what the store says
+        always precedes what happened. A chain step thus costs one commit, not two.
+        """
+        if self._pending and self.store is not None:
+            batch, self._pending = self._pending, []
+            self.store.append_many(batch)
 
     def _emit_progress(self, sid: str, progress: float, total: float | None, message: str | None) -> None:
         """Progress notifications go to the live sinks only, not to the store (they are chatty)."""
         if message and self.secrets:
             message = self.masker.mask_text(message)
-        e = Event(type=ev.STEP_PROGRESS, run_id=self.run_id, step_id=sid,
-                  data={"progress": progress, "total": total, "message": message})
+        e = Event(
+            type=ev.STEP_PROGRESS,
+            run_id=self.run_id,
+            step_id=sid,
+            data={"progress": progress, "total": total, "message": message},
+        )
         for sink in self.sinks:
             sink(e)
         if self._on_progress is not None:
             self._on_progress(sid, progress, total, message)
 
     # -- public entry -----------------------------------------------------------------------
-    async def run(self, inputs: Mapping[str, Any] | None = None, *, run_id: str | None = None,
-                  resume: ResumeState | None = None, reset: Iterable[str] = ()) -> RunResult:
+    async def run(
+        self,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        run_id: str | None = None,
+        resume: ResumeState | None = None,
+        reset: Iterable[str] = (),
+    ) -> RunResult:
         """Run to the end and return the result; raise for preflight failures.
 
         A preflight failure (agent down, unknown tool) raises ``AgentError`` or
@@ -207,11 +230,18 @@ class Engine:
                 text = wf.source_text or ""
                 h = workflow_hash(text)
                 self.store.put_workflow(WorkflowRecord(name=wf.name, content_hash=h, source_text=text))
-                self.store.create_run(RunRecord(
-                    run_id=self.run_id, workflow_name=wf.name, workflow_hash=h, status="pending",
-                    inputs=self.masker.mask(values), source=str(Path(wf.source).resolve()) if wf.source else None,
-                ))
+                self.store.create_run(
+                    RunRecord(
+                        run_id=self.run_id,
+                        workflow_name=wf.name,
+                        workflow_hash=h,
+                        status="pending",
+                        inputs=self.masker.mask(values),
+                        source=str(Path(wf.source).resolve()) if wf.source else None,
+                    )
+                )
             self.emit(ev.RUN_STARTED, data={"workflow": wf.name, "inputs": values})
+        self.flush()
         loop = asyncio.get_running_loop()
         t0 = time.perf_counter()
         try:
@@ -219,6 +249,7 @@ class Engine:
                 await self._preflight()
             except RunnerError as exc:
                 self.emit(ev.RUN_FAILED, error=str(exc), data={"outputs": {}})
+                self.flush()
                 res = self._result(started, RunStatus.FAILED, {}, (time.perf_counter() - t0) * 1000, str(exc))
                 exc.result = res  # type: ignore[attr-defined]
                 raise
@@ -239,6 +270,7 @@ class Engine:
             except asyncio.CancelledError:
                 await self._cancel_running()
                 self.emit(ev.RUN_INTERRUPTED, error="interrupted by the user")
+                self.flush()
                 raise
             status = self._final_status()
             outputs = self._render_outputs(status)
@@ -248,11 +280,20 @@ class Engine:
                 error = f"step(s) failed: {', '.join(failed)}" if failed else "run failed"
             elif status == RunStatus.TIMED_OUT:
                 error = f"run timed out after {wf.timeout:g}s"
-            term = {RunStatus.COMPLETED: ev.RUN_COMPLETED, RunStatus.FAILED: ev.RUN_FAILED,
-                    RunStatus.TIMED_OUT: ev.RUN_TIMED_OUT, RunStatus.CANCELLED: ev.RUN_CANCELLED}[status]
+            term = {
+                RunStatus.COMPLETED: ev.RUN_COMPLETED,
+                RunStatus.FAILED: ev.RUN_FAILED,
+                RunStatus.TIMED_OUT: ev.RUN_TIMED_OUT,
+                RunStatus.CANCELLED: ev.RUN_CANCELLED,
+            }[status]
             self.emit(term, error=error, data={"outputs": outputs})
+            self.flush()
             return self._result(started, status, outputs, preflight_ms, error)
         finally:
+            try:
+                self.flush()
+            except RunnerError:
+                pass  # the store already failed; that error is the one being raised
             if self._own_pool and self._pool is not None:
                 await self._pool.close()
 
@@ -275,8 +316,13 @@ class Engine:
             cands = eligible(s, self.agents)
             self._candidates[s.step_id] = cands
             if not cands[0]:
-                problems.append(Problem(f"step '{s.step_id}': no agent can run it ({_describe_need(s)})",
-                                        path=f"$.steps[{s.step_id}]", file=wf.source or "<string>"))
+                problems.append(
+                    Problem(
+                        f"step '{s.step_id}': no agent can run it ({_describe_need(s)})",
+                        path=f"$.steps[{s.step_id}]",
+                        file=wf.source or "<string>",
+                    )
+                )
             for aid in cands[0]:
                 needed[aid] = self.agents[aid]
         if problems:
@@ -309,10 +355,14 @@ class Engine:
             ids = [c for c in self._candidates[s.step_id][0] if c in connected]
             if ids and not any(s.tool_to_call in connected[c].tools for c in ids):
                 offers = sorted(connected[ids[0]].tools)
-                problems.append(Problem(
-                    f"step '{s.step_id}': agent '{ids[0]}' has no tool '{s.tool_to_call}'; "
-                    f"it offers: {', '.join(offers) or '(no tools)'}",
-                    path=f"$.steps[{s.step_id}].tool_to_call", file=wf.source or "<string>"))
+                problems.append(
+                    Problem(
+                        f"step '{s.step_id}': agent '{ids[0]}' has no tool '{s.tool_to_call}'; "
+                        f"it offers: {', '.join(offers) or '(no tools)'}",
+                        path=f"$.steps[{s.step_id}].tool_to_call",
+                        file=wf.source or "<string>",
+                    )
+                )
         if problems:
             raise WorkflowInvalid(self._positioned(problems))
 
@@ -384,11 +434,16 @@ class Engine:
                         self._decide()
                         self._drain()
                 now = loop.time()
-                for task in sched.take(1 << 30, now):
+                started = sched.take(1 << 30, now)
+                for task in started:
                     self._running[task] = asyncio.ensure_future(self._exec(task))
+                if self._fatal is not None:
+                    raise self._fatal
                 if not finished:
                     if sched.done:
                         return
+                    if not started:
+                        self.flush()  # new tasks flush before their calls; else persist before waiting
                     wake.clear()
                     nxt = sched.next_wakeup()
                     if nxt is not None and nxt != armed_retry:
@@ -492,16 +547,30 @@ class Engine:
                     o.result = [res.get(i) for i in range(len(self._items[sid]))]
                     o.text = None
                 self._ctx["steps"][sid] = o.as_context()
-                self.emit(ev.STEP_COMPLETED, sid, attempt=o.attempts or None, agent_id=o.agent_id,
-                          data={"result": o.result, "text": o.text, "duration_ms": o.duration_ms})
+                self.emit(
+                    ev.STEP_COMPLETED,
+                    sid,
+                    attempt=o.attempts or None,
+                    agent_id=o.agent_id,
+                    data={"result": o.result, "text": o.text, "duration_ms": o.duration_ms},
+                )
             else:
                 if tr.status != StepStatus.SKIPPED:
                     o.error = tr.reason
                 self._ctx["steps"][sid] = o.as_context()
-                kind = {StepStatus.FAILED: ev.STEP_FAILED, StepStatus.SKIPPED: ev.STEP_SKIPPED,
-                        StepStatus.CANCELLED: ev.STEP_CANCELLED}[tr.status]
-                self.emit(kind, sid, attempt=o.attempts or None, agent_id=o.agent_id, error=o.error,
-                          data={"reason": tr.reason} if tr.status == StepStatus.SKIPPED else None)
+                kind = {
+                    StepStatus.FAILED: ev.STEP_FAILED,
+                    StepStatus.SKIPPED: ev.STEP_SKIPPED,
+                    StepStatus.CANCELLED: ev.STEP_CANCELLED,
+                }[tr.status]
+                self.emit(
+                    kind,
+                    sid,
+                    attempt=o.attempts or None,
+                    agent_id=o.agent_id,
+                    error=o.error,
+                    data={"reason": tr.reason} if tr.status == StepStatus.SKIPPED else None,
+                )
                 if tr.status == StepStatus.FAILED and sid in self._items:
                     for t, fut in list(self._running.items()):
                         if t.step_id == sid:
@@ -518,8 +587,13 @@ class Engine:
                 o.finished_at = time.time()
             else:
                 self._item_results[sid][task.index] = res[0]
-                self.emit(ev.ITEM_COMPLETED, sid, attempt=task.attempt, agent_id=o.agent_id,
-                          data={"index": task.index, "result": res[0]})
+                self.emit(
+                    ev.ITEM_COMPLETED,
+                    sid,
+                    attempt=task.attempt,
+                    agent_id=o.agent_id,
+                    data={"index": task.index, "result": res[0]},
+                )
             sched.complete(task)
             return
         spec = self.wf.step(sid)
@@ -531,13 +605,20 @@ class Engine:
         msg = self.masker.mask_text(str(err)) if self.secrets else str(err)
         if task.index is not None:
             msg = f"item {task.index}: {msg}"
-            self.emit(ev.ITEM_FAILED, sid, attempt=task.attempt, agent_id=err.agent_id, error=msg,
-                      data={"index": task.index})
+            self.emit(
+                ev.ITEM_FAILED, sid, attempt=task.attempt, agent_id=err.agent_id, error=msg, data={"index": task.index}
+            )
         was_active = sched.is_active(sid)
         at = sched.fail(task, msg, now, retryable=err.retryable, delay=delay)
         if at is not None:
-            self.emit(ev.STEP_RETRYING, sid, attempt=task.attempt + 1, agent_id=err.agent_id, error=msg,
-                      data={"delay_s": round(delay, 3), **({"index": task.index} if task.index is not None else {})})
+            self.emit(
+                ev.STEP_RETRYING,
+                sid,
+                attempt=task.attempt + 1,
+                agent_id=err.agent_id,
+                error=msg,
+                data={"delay_s": round(delay, 3), **({"index": task.index} if task.index is not None else {})},
+            )
         elif was_active:  # not a late report from a step the run already cancelled
             o.error = msg
 
@@ -571,11 +652,14 @@ class Engine:
         except TemplateError as exc:
             where = "with" if self.wf.step(task.step_id).uses is not None else "tool_arguments"
             self._finished.append((task, None, ToolFailure(f"{where}: {exc}", retryable=False)))
+        except StoreError as exc:  # the store failed: the run cannot go on safely
+            self._fatal = exc
         except RunnerError as exc:  # a nested pattern that is invalid or whose agents are down
             self._finished.append((task, None, ToolFailure(str(exc), retryable=False)))
         except Exception as exc:  # a bug in runner or an agent transport: fail the step, not the runner
-            self._finished.append((task, None, ToolFailure(f"internal error: {type(exc).__name__}: {exc}",
-                                                           retryable=False)))
+            self._finished.append(
+                (task, None, ToolFailure(f"internal error: {type(exc).__name__}: {exc}", retryable=False))
+            )
         self._wake.set()
 
     async def _dispatch(self, task: Task) -> tuple[Any, str | None, list[Any] | None]:
@@ -591,8 +675,9 @@ class Engine:
         if spec.tool_to_call is None:
             return await self._await_pull(sid, spec, task, arguments)
         if not isinstance(arguments, dict):  # noqa: SIM102
-            raise ToolFailure(f"tool_arguments must render to a mapping, got {type(arguments).__name__}",
-                              retryable=False)
+            raise ToolFailure(
+                f"tool_arguments must render to a mapping, got {type(arguments).__name__}", retryable=False
+            )
         ids, n_primary = self._candidates[sid]
         cands = order(ids, n_primary, self._load, self._unavailable) if len(ids) > 1 or self._unavailable else ids
         connected = self._conns
@@ -614,16 +699,28 @@ class Engine:
 
                 def on_progress(p: float, total: float | None, msg: str | None, _sid: str = sid) -> None:
                     self._emit_progress(_sid, p, total, msg)
+
+            self.flush()
             sem = self._sems.get(aid)
             self._load[aid] = self._load.get(aid, 0) + 1
             try:
                 if sem is not None:
                     async with sem:
-                        r = await conn.call(spec.tool_to_call, arguments, timeout=spec.timeout,
-                                            meta={IDEMPOTENCY_META_KEY: key}, on_progress=on_progress)
+                        r = await conn.call(
+                            spec.tool_to_call,
+                            arguments,
+                            timeout=spec.timeout,
+                            meta={IDEMPOTENCY_META_KEY: key},
+                            on_progress=on_progress,
+                        )
                 else:
-                    r = await conn.call(spec.tool_to_call, arguments, timeout=spec.timeout,
-                                        meta={IDEMPOTENCY_META_KEY: key}, on_progress=on_progress)
+                    r = await conn.call(
+                        spec.tool_to_call,
+                        arguments,
+                        timeout=spec.timeout,
+                        meta={IDEMPOTENCY_META_KEY: key},
+                        on_progress=on_progress,
+                    )
             except ToolFailure as exc:
                 exc.agent_id = exc.agent_id or aid
                 if _is_unreachable(exc):
@@ -641,17 +738,21 @@ class Engine:
             return result, text, r.content
         if last is not None:
             raise last
-        raise ToolFailure(f"step '{sid}': no available agent offers tool '{spec.tool_to_call}'"
-                          + (f" (unavailable: {', '.join(sorted(self._unavailable))})" if self._unavailable else ""))
+        raise ToolFailure(
+            f"step '{sid}': no available agent offers tool '{spec.tool_to_call}'"
+            + (f" (unavailable: {', '.join(sorted(self._unavailable))})" if self._unavailable else "")
+        )
 
-    async def _await_pull(self, sid: str, spec: StepSpec, task: Task, arguments: Any
-                          ) -> tuple[Any, str | None, list[Any] | None]:
+    async def _await_pull(
+        self, sid: str, spec: StepSpec, task: Task, arguments: Any
+    ) -> tuple[Any, str | None, list[Any] | None]:
         """A pull step: assign it, then wait for ``report()`` (from ``report_step_completion``)."""
         ids, n_primary = self._candidates.get(sid, ([], 0))
         cands = order(ids, n_primary, self._load, self._unavailable)
         aid = cands[0] if cands else None
         if task.index is None:
             self._step_started(sid, task.attempt, aid)
+        self.flush()
         fut: asyncio.Future[tuple[Any, str | None]] = asyncio.get_running_loop().create_future()
         self._pull[(sid, task.index)] = (fut, aid, arguments)
         try:
@@ -660,8 +761,9 @@ class Engine:
             else:
                 result, error = await fut
         except asyncio.TimeoutError:
-            raise ToolFailure(f"pull step '{sid}' was not reported within {spec.timeout:g}s"
-                              + (f" by agent '{aid}'" if aid else "")) from None
+            raise ToolFailure(
+                f"pull step '{sid}' was not reported within {spec.timeout:g}s" + (f" by agent '{aid}'" if aid else "")
+            ) from None
         finally:
             self._pull.pop((sid, task.index), None)
         if error is not None:
@@ -671,11 +773,21 @@ class Engine:
 
     def assigned(self, agent_id: str | None = None) -> list[dict[str, Any]]:
         """Pull steps waiting for a report (for ``list_assigned_steps``)."""
-        return [{"run_id": self.run_id, "step_id": sid, "index": idx, "agent_id": aid, "arguments": args}
-                for (sid, idx), (_f, aid, args) in self._pull.items() if agent_id is None or aid == agent_id]
+        return [
+            {"run_id": self.run_id, "step_id": sid, "index": idx, "agent_id": aid, "arguments": args}
+            for (sid, idx), (_f, aid, args) in self._pull.items()
+            if agent_id is None or aid == agent_id
+        ]
 
-    def report(self, step_id: str, *, result: Any = None, error: str | None = None, agent_id: str | None = None,
-               index: int | None = None) -> None:
+    def report(
+        self,
+        step_id: str,
+        *,
+        result: Any = None,
+        error: str | None = None,
+        agent_id: str | None = None,
+        index: int | None = None,
+    ) -> None:
         """Complete (or fail, with ``error``) a waiting pull step. Raises KeyError if none waits."""
         entry = self._pull.get((step_id, index))
         if entry is None:
@@ -686,8 +798,9 @@ class Engine:
         if not fut.done():
             fut.set_result((result, error))
 
-    async def _run_uses(self, sid: str, spec: StepSpec, task: Task, with_values: dict[str, Any]
-                        ) -> tuple[Any, str | None, list[Any] | None]:
+    async def _run_uses(
+        self, sid: str, spec: StepSpec, task: Task, with_values: dict[str, Any]
+    ) -> tuple[Any, str | None, list[Any] | None]:
         """A ``uses:`` step: run the pattern (or workflow file) as a nested run on the same agents.
 
         The pattern sees only its own ``inputs`` (the rendered ``with``) and its own steps;
@@ -703,17 +816,27 @@ class Engine:
         if task.index is None:
             self._step_started(sid, task.attempt, None)
 
+        self.flush()
+
         def forward(e: Event) -> None:
             if e.step_id is None or e.type.startswith("run_"):
                 return
             fwd = dataclasses.replace(e, run_id=self.run_id, step_id=f"{sid}.{e.step_id}")
             if self.store is not None and fwd.type != ev.STEP_PROGRESS:
-                self.store.append(fwd)
+                self._pending.append(fwd)
+                if fwd.type == ev.STEP_STARTED:
+                    self.flush()
             for sink in self.sinks:
                 sink(fwd)
 
-        child = Engine(child_wf, sinks=[forward], registry=registry, secrets=self.secrets, pool=self._pool,
-                       base_dir=str(path.parent))
+        child = Engine(
+            child_wf,
+            sinks=[forward],
+            registry=registry,
+            secrets=self.secrets,
+            pool=self._pool,
+            base_dir=str(path.parent),
+        )
         res = await child.run(with_values, run_id=f"{self.run_id}/{sid}")
         if res.status != RunStatus.COMPLETED:
             raise ToolFailure(f"uses {spec.uses}: {res.status}: {res.error or 'failed'}", retryable=True)
@@ -731,12 +854,19 @@ class Engine:
                     self.emit("output_failed", error=f"outputs.{name}: {exc}", data={"output": name})
         return self.masker.mask(out) if self.secrets else out
 
-    def _result(self, started: float, status: RunStatus, outputs: dict[str, Any], preflight_ms: float,
-                error: str | None) -> RunResult:
+    def _result(
+        self, started: float, status: RunStatus, outputs: dict[str, Any], preflight_ms: float, error: str | None
+    ) -> RunResult:
         return RunResult(
-            run_id=self.run_id, workflow=self.wf.name, status=status, outputs=outputs,
-            steps=dict(self.outcomes), started_at=started, finished_at=time.time(),
-            preflight_ms=preflight_ms, error=error,
+            run_id=self.run_id,
+            workflow=self.wf.name,
+            status=status,
+            outputs=outputs,
+            steps=dict(self.outcomes),
+            started_at=started,
+            finished_at=time.time(),
+            preflight_ms=preflight_ms,
+            error=error,
         )
 
 

@@ -32,7 +32,12 @@ ITEM_STARTED = "item_started"
 ITEM_COMPLETED = "item_completed"
 ITEM_FAILED = "item_failed"
 
-RUN_TERMINAL = {RUN_COMPLETED: "completed", RUN_FAILED: "failed", RUN_TIMED_OUT: "timed_out", RUN_CANCELLED: "cancelled"}
+RUN_TERMINAL = {
+    RUN_COMPLETED: "completed",
+    RUN_FAILED: "failed",
+    RUN_TIMED_OUT: "timed_out",
+    RUN_CANCELLED: "cancelled",
+}
 
 
 def now_iso() -> str:

@@ -36,8 +36,9 @@ def resolve_uses(uses: str, calling_file: str | None) -> Path:
             if p.is_file():
                 return p
     known = sorted({p.stem for d in pattern_dirs() for p in d.glob("*.y*ml")})
-    raise WorkflowInvalid(f"uses: no pattern named {uses!r} (available: {', '.join(known) or 'none'})",
-                          file=calling_file or "<string>")
+    raise WorkflowInvalid(
+        f"uses: no pattern named {uses!r} (available: {', '.join(known) or 'none'})", file=calling_file or "<string>"
+    )
 
 
 def list_patterns() -> list[str]:

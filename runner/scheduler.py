@@ -343,7 +343,9 @@ class Scheduler:
             return False
         return True
 
-    def _finish(self, sid: str, status: StepStatus, reason: str | None, *, record: bool = True, cascade: bool = True) -> None:
+    def _finish(
+        self, sid: str, status: StepStatus, reason: str | None, *, record: bool = True, cascade: bool = True
+    ) -> None:
         st = self._steps[sid]
         if st.status in _TERMINAL:
             return

@@ -36,10 +36,12 @@ class FakeAgent:
     exception makes an ``isError``-like failure with the exception's message.
     """
 
-    def __init__(self, agent_id: str, tools: Mapping[str, Handler], *, role: str | None = None,
-                 capabilities: Sequence[str] = ()) -> None:
-        self.spec = AgentSpec(id=agent_id, transport=TransportKind.INPROCESS, module="<fake>", role=role,
-                              capabilities=tuple(capabilities))
+    def __init__(
+        self, agent_id: str, tools: Mapping[str, Handler], *, role: str | None = None, capabilities: Sequence[str] = ()
+    ) -> None:
+        self.spec = AgentSpec(
+            id=agent_id, transport=TransportKind.INPROCESS, module="<fake>", role=role, capabilities=tuple(capabilities)
+        )
         self._handlers = dict(tools)
         self.tools = {name: ToolInfo(name=name) for name in tools}
         self.calls: list[FakeCall] = []
@@ -48,11 +50,21 @@ class FakeAgent:
     async def start(self, timeout: float | None = None) -> None:
         return None
 
-    async def call(self, tool: str, arguments: dict[str, Any] | None, *, timeout: float | None = None,
-                   meta: dict[str, Any] | None = None, on_progress: Any = None) -> CallResult:
+    async def call(
+        self,
+        tool: str,
+        arguments: dict[str, Any] | None,
+        *,
+        timeout: float | None = None,
+        meta: dict[str, Any] | None = None,
+        on_progress: Any = None,
+    ) -> CallResult:
         if tool not in self._handlers:
-            raise ToolFailure(f"agent '{self.spec.id}' has no tool '{tool}'; it offers: "
-                              f"{', '.join(sorted(self._handlers))}", retryable=False, agent_id=self.spec.id)
+            raise ToolFailure(
+                f"agent '{self.spec.id}' has no tool '{tool}'; it offers: {', '.join(sorted(self._handlers))}",
+                retryable=False,
+                agent_id=self.spec.id,
+            )
         self.calls.append(FakeCall(tool, dict(arguments or {}), meta))
         try:
             out = self._handlers[tool](**(arguments or {}))
@@ -61,8 +73,9 @@ class FakeAgent:
         except ToolFailure:
             raise
         except asyncio.TimeoutError:
-            raise ToolFailure(f"tool '{tool}' on agent '{self.spec.id}' timed out after {timeout:g}s",
-                              agent_id=self.spec.id) from None
+            raise ToolFailure(
+                f"tool '{tool}' on agent '{self.spec.id}' timed out after {timeout:g}s", agent_id=self.spec.id
+            ) from None
         except Exception as exc:  # the tool's own failure: isError with its message
             return CallResult(is_error=True, result=None, text=str(exc))
         text = out if isinstance(out, str) else ""

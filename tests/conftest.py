@@ -21,6 +21,9 @@ from typing import Any
 
 import pytest
 
+# PostgreSQL fixtures (a fresh database per test) for every suite that needs the real server.
+from tests.store_fixtures import pg_template, pg_url  # noqa: E402,F401
+
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 RUNNER = VENV_BIN / "runner"

@@ -13,8 +13,9 @@ RUNNER = str(Path(sys.executable).parent / "runner")
 
 def test_deep_reports_typed_dataflow_problems_with_positions():
     f = ROOT / "tests/fixtures/deep/bad-dataflow.yaml"
-    p = subprocess.run([RUNNER, "validate", "--deep", "--format", "json", str(f)], capture_output=True, text=True,
-                       timeout=60)
+    p = subprocess.run(
+        [RUNNER, "validate", "--deep", "--format", "json", str(f)], capture_output=True, text=True, timeout=60
+    )
     assert p.returncode == 2, p.stderr
     problems = json.loads(p.stdout)
     got = {(x["line"], x["col"], x["path"]) for x in problems}
@@ -28,6 +29,11 @@ def test_deep_reports_typed_dataflow_problems_with_positions():
 
 
 def test_deep_accepts_the_shipped_workflows():
-    p = subprocess.run([RUNNER, "validate", "--deep", str(ROOT / "workflows/hello.yaml")], capture_output=True,
-                       text=True, timeout=60, cwd=ROOT)
+    p = subprocess.run(
+        [RUNNER, "validate", "--deep", str(ROOT / "workflows/hello.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     assert p.returncode == 0, p.stdout + p.stderr

@@ -14,10 +14,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
-from tests.store_fixtures import pg_template, pg_url  # noqa: F401 - fixtures
-
 ROOT = Path(__file__).resolve().parent.parent
 RUNNER = str(Path(sys.executable).parent / "runner")
 CRASHY = ROOT / "tests/fixtures/durable/crashy.yaml"
@@ -35,8 +31,13 @@ def _cli(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProc
 
 def _crash_then_resume(store: str, tmp_path: Path) -> None:
     ledger = tmp_path / "ledger.jsonl"
-    proc = subprocess.Popen([RUNNER, "run", str(CRASHY), "-i", f"ledger={ledger}", "--store", store, "-q"],
-                            cwd=tmp_path, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [RUNNER, "run", str(CRASHY), "-i", f"ledger={ledger}", "--store", store, "-q"],
+        cwd=tmp_path,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # bounded: wait until the slow step is in flight
@@ -77,8 +78,9 @@ def _crash_then_resume(store: str, tmp_path: Path) -> None:
 
     final = json.loads(_cli("runs", "show", run["run_id"], "--output", "json", "--store", store, cwd=tmp_path).stdout)
     assert final["status"] == "completed"
-    assert {k: v["status"] for k, v in final["steps"].items()} == dict.fromkeys(["first", "side", "slow", "last"],
-                                                                              "completed")
+    assert {k: v["status"] for k, v in final["steps"].items()} == dict.fromkeys(
+        ["first", "side", "slow", "last"], "completed"
+    )
 
 
 def test_crash_and_resume_sqlite(tmp_path: Path) -> None:
@@ -92,7 +94,7 @@ def test_crash_and_resume_postgresql(tmp_path: Path, pg_url: str) -> None:
 def test_resume_refuses_changed_workflow_unless_forced(tmp_path: Path) -> None:
     wf = tmp_path / "wf.yaml"
     text = CRASHY.read_text().replace("cwd: ../../..", f"cwd: {ROOT}").replace("sleep_first: 60", "sleep_first: 0")
-    wf.write_text(text.replace("key: last,", "key: last, missing: \"{{ steps.side.result.nope }}\","))
+    wf.write_text(text.replace("key: last,", 'key: last, missing: "{{ steps.side.result.nope }}",'))
     store = f"sqlite:///{tmp_path}/r.db"
     ledger = tmp_path / "l.jsonl"
     first = _cli("run", str(wf), "-i", f"ledger={ledger}", "--store", store, "--output", "json", "-q", cwd=tmp_path)
@@ -111,7 +113,9 @@ def test_resume_refuses_changed_workflow_unless_forced(tmp_path: Path) -> None:
 
 def test_retry_from_reruns_step_and_descendants_only(tmp_path: Path) -> None:
     wf = tmp_path / "wf.yaml"
-    wf.write_text(CRASHY.read_text().replace("cwd: ../../..", f"cwd: {ROOT}").replace("sleep_first: 60", "sleep_first: 0"))
+    wf.write_text(
+        CRASHY.read_text().replace("cwd: ../../..", f"cwd: {ROOT}").replace("sleep_first: 60", "sleep_first: 0")
+    )
     store = f"sqlite:///{tmp_path}/r.db"
     ledger = tmp_path / "l.jsonl"
     first = _cli("run", str(wf), "-i", f"ledger={ledger}", "--store", store, "--output", "json", "-q", cwd=tmp_path)
@@ -139,9 +143,14 @@ def test_unknown_run_id_is_exit_2(tmp_path: Path) -> None:
 def test_ctrl_c_exits_130_and_leaves_run_resumable(tmp_path: Path) -> None:
     ledger = tmp_path / "ledger.jsonl"
     store = f"sqlite:///{tmp_path}/r.db"
-    proc = subprocess.Popen([RUNNER, "run", str(CRASHY), "-i", f"ledger={ledger}", "--store", store],
-                            cwd=tmp_path, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [RUNNER, "run", str(CRASHY), "-i", f"ledger={ledger}", "--store", store],
+        cwd=tmp_path,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while not any(e["key"] == "slow" for e in _ledger(ledger)):

@@ -15,8 +15,16 @@ from runner.testing import EventCapture, FakeAgent, FakePool
 
 
 def wf(*steps: StepSpec, finally_steps=(), outputs=None, inputs=None, timeout=None, concurrency=16, agents=()):
-    return Workflow(name="t", steps=tuple(steps), finally_steps=tuple(finally_steps), outputs=outputs or {},
-                    inputs=inputs or {}, timeout=timeout, concurrency=concurrency, agents=tuple(agents))
+    return Workflow(
+        name="t",
+        steps=tuple(steps),
+        finally_steps=tuple(finally_steps),
+        outputs=outputs or {},
+        inputs=inputs or {},
+        timeout=timeout,
+        concurrency=concurrency,
+        agents=tuple(agents),
+    )
 
 
 def run(w: Workflow, agents, inputs=None, *, secrets=None, broken=None, capture=None, **kw):
@@ -27,18 +35,23 @@ def run(w: Workflow, agents, inputs=None, *, secrets=None, broken=None, capture=
 
 
 def T(sid, tool="echo", args=None, *deps, **kw):
-    return StepSpec(step_id=sid, tool_to_call=tool, tool_arguments=args if args is not None else {}, depends_on=deps, **kw)
+    return StepSpec(
+        step_id=sid, tool_to_call=tool, tool_arguments=args if args is not None else {}, depends_on=deps, **kw
+    )
 
 
 def echo_agent(**extra):
     async def echo(**a):
         return a
+
     return FakeAgent("a", {"echo": echo, **extra})
 
 
 def test_native_types_flow_between_steps():
     agent = FakeAgent("a", {"nums": lambda: [1, 2, 3], "sum": lambda xs: sum(xs)})
-    w = wf(T("n", "nums"), T("s", "sum", {"xs": "{{ steps.n.result }}"}, "n"), outputs={"total": "{{ steps.s.result }}"})
+    w = wf(
+        T("n", "nums"), T("s", "sum", {"xs": "{{ steps.n.result }}"}, "n"), outputs={"total": "{{ steps.s.result }}"}
+    )
     r = run(w, [agent])
     assert r.status == RunStatus.COMPLETED
     assert r.outputs == {"total": 6}
@@ -58,8 +71,11 @@ def test_for_each_results_in_item_order_and_max_parallel():
         return x * 10
 
     agent = FakeAgent("a", {"work": work})
-    w = wf(StepSpec(step_id="f", tool_to_call="work", for_each=[1, 2, 3, 4], max_parallel=2,
-                    tool_arguments={"x": "{{ item }}"}))
+    w = wf(
+        StepSpec(
+            step_id="f", tool_to_call="work", for_each=[1, 2, 3, 4], max_parallel=2, tool_arguments={"x": "{{ item }}"}
+        )
+    )
     r = run(w, [agent])
     assert r.steps["f"].result == [10, 20, 30, 40]
     assert peak == 2
@@ -106,7 +122,9 @@ def test_continue_on_error_dependents_see_status():
 
 def test_if_false_skips():
     agent = FakeAgent("a", {"echo": lambda text: text})
-    w = wf(T("a1", "echo", {"text": "x"}), T("b", "echo", {"text": "y"}, "a1", condition="{{ steps.a1.result == 'nope' }}"))
+    w = wf(
+        T("a1", "echo", {"text": "x"}), T("b", "echo", {"text": "y"}, "a1", condition="{{ steps.a1.result == 'nope' }}")
+    )
     r = run(w, [agent])
     assert r.steps["b"].status == StepStatus.SKIPPED
     assert r.status == RunStatus.COMPLETED
@@ -247,8 +265,12 @@ def test_idempotency_key_in_meta():
 def test_resume_does_not_rerun_completed_steps():
     agent = FakeAgent("a", {"echo": lambda text: text})
     w = wf(T("a1", "echo", {"text": "one"}), T("b", "echo", {"text": "{{ steps.a1.result }}+two"}, "a1"))
-    state = ResumeState(run_id="R", inputs={}, completed={"a1": StepOutcome(status=StepStatus.COMPLETED, result="ONE", attempts=1)},
-                        attempts={"a1": 1, "b": 1})
+    state = ResumeState(
+        run_id="R",
+        inputs={},
+        completed={"a1": StepOutcome(status=StepStatus.COMPLETED, result="ONE", attempts=1)},
+        attempts={"a1": 1, "b": 1},
+    )
     pool = FakePool([agent])
     r = asyncio.run(Engine(w, pool=pool, registry=pool.specs).run(resume=state))
     assert [c.arguments for c in agent.calls] == [{"text": "ONE+two"}]
@@ -257,8 +279,12 @@ def test_resume_does_not_rerun_completed_steps():
 
 def test_real_inprocess_mcp_agent_end_to_end():
     spec = AgentSpec(id="c", transport=TransportKind.INPROCESS, module="tests.agents.counter_agent:server")
-    w = wf(T("a1", "add", {"a": 2, "b": 3}), T("b", "add", {"a": "{{ steps.a1.result }}", "b": 1}, "a1"),
-           T("e", "fail", {"message": "bad thing"}), agents=[spec])
+    w = wf(
+        T("a1", "add", {"a": 2, "b": 3}),
+        T("b", "add", {"a": "{{ steps.a1.result }}", "b": 1}, "a1"),
+        T("e", "fail", {"message": "bad thing"}),
+        agents=[spec],
+    )
     r = asyncio.run(Engine(w).run({}))
     assert r.steps["b"].result == 6
     assert r.steps["e"].status == StepStatus.FAILED and "bad thing" in r.steps["e"].error
@@ -266,8 +292,11 @@ def test_real_inprocess_mcp_agent_end_to_end():
 
 def test_pull_step_completes_when_reported():
     pull = AgentSpec(id="human", transport=TransportKind.PULL, role="reviewer")
-    w = wf(StepSpec(step_id="review", assigned_role="reviewer", tool_arguments={"doc": "x"}, timeout=5),
-           outputs={"verdict": "{{ steps.review.result }}"}, agents=[pull])
+    w = wf(
+        StepSpec(step_id="review", assigned_role="reviewer", tool_arguments={"doc": "x"}, timeout=5),
+        outputs={"verdict": "{{ steps.review.result }}"},
+        agents=[pull],
+    )
 
     async def go():
         eng = Engine(w, pool=FakePool([]))

@@ -23,8 +23,12 @@ def _collect(app: App, files: tuple[str, ...]) -> list[Any]:
 
 
 def _describe(a: Any) -> str:
-    where = {"stdio": lambda: " ".join([a.command or "", *map(str, a.args)]), "http": lambda: a.url or "",
-             "inprocess": lambda: a.module or "", "pull": lambda: "(pulls its steps)"}[str(a.transport)]()
+    where = {
+        "stdio": lambda: " ".join([a.command or "", *map(str, a.args)]),
+        "http": lambda: a.url or "",
+        "inprocess": lambda: a.module or "",
+        "pull": lambda: "(pulls its steps)",
+    }[str(a.transport)]()
     return where
 
 
@@ -42,9 +46,23 @@ def list_agents(app: App, files: tuple[str, ...], output: str) -> int:
     """List agents: id, transport, role, capabilities."""
     found = _collect(app, files)
     if output == "json":
-        click.echo(json.dumps([{"id": a.id, "name": a.name, "transport": str(a.transport), "role": a.role,
-                                "capabilities": list(a.capabilities), "target": _describe(a),
-                                "required": a.required} for a in found], indent=2))
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "id": a.id,
+                        "name": a.name,
+                        "transport": str(a.transport),
+                        "role": a.role,
+                        "capabilities": list(a.capabilities),
+                        "target": _describe(a),
+                        "required": a.required,
+                    }
+                    for a in found
+                ],
+                indent=2,
+            )
+        )
         return 0
     if not found:
         click.echo("no agents (pass --agents FILE or workflow files)", err=True)
@@ -74,9 +92,14 @@ def check_agents(app: App, files: tuple[str, ...], output: str) -> int:
         try:
             errors = await pool.open(found)
             conns = pool.connected()
-            return {a.id: {"ok": errors.get(a.id) is None,
-                           "error": None if errors.get(a.id) is None else str(errors[a.id]),
-                           "tools": sorted(conns[a.id].tools) if a.id in conns else []} for a in found}
+            return {
+                a.id: {
+                    "ok": errors.get(a.id) is None,
+                    "error": None if errors.get(a.id) is None else str(errors[a.id]),
+                    "tools": sorted(conns[a.id].tools) if a.id in conns else [],
+                }
+                for a in found
+            }
         finally:
             await pool.close()
 

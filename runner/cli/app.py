@@ -50,14 +50,33 @@ def _set(field: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
 def common_options(f: F) -> F:
     """Attach ``--store/--agents/-v/-q`` to a command (they do not reach its function)."""
     opts = [
-        click.option("--store", metavar="URL", expose_value=False, callback=_set("store"),
-                     help="Store URL (env RUNNER_STORE; default sqlite:///.runner/runner.db)."),
-        click.option("--agents", "agents", metavar="FILE", expose_value=False, callback=_set("agents"),
-                     type=click.Path(dir_okay=False), help="YAML file with a top-level `agents:` list."),
-        click.option("-v", "--verbose", count=True, expose_value=False, callback=_set("verbose"),
-                     help="More output; tracebacks on internal errors."),
-        click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=_set("quiet"),
-                     help="No progress output."),
+        click.option(
+            "--store",
+            metavar="URL",
+            expose_value=False,
+            callback=_set("store"),
+            help="Store URL (env RUNNER_STORE; default sqlite:///.runner/runner.db).",
+        ),
+        click.option(
+            "--agents",
+            "agents",
+            metavar="FILE",
+            expose_value=False,
+            callback=_set("agents"),
+            type=click.Path(dir_okay=False),
+            help="YAML file with a top-level `agents:` list.",
+        ),
+        click.option(
+            "-v",
+            "--verbose",
+            count=True,
+            expose_value=False,
+            callback=_set("verbose"),
+            help="More output; tracebacks on internal errors.",
+        ),
+        click.option(
+            "-q", "--quiet", is_flag=True, expose_value=False, callback=_set("quiet"), help="No progress output."
+        ),
     ]
     for opt in reversed(opts):
         f = opt(f)

@@ -140,22 +140,25 @@ def write_junit(path: str, result: Mapping[str, Any]) -> None:
     skipped = sum(1 for s in steps.values() if s["status"] in ("skipped", "pending"))
     total_s = (result.get("duration_ms") or 0) / 1000.0
     name = result.get("workflow") or "workflow"
-    out = ['<?xml version="1.0" encoding="UTF-8"?>',
-           f'<testsuites name={quoteattr("runner")} tests="{len(steps)}" failures="{failures}" '
-           f'skipped="{skipped}" time="{total_s:.3f}">',
-           f'  <testsuite name={quoteattr(name)} tests="{len(steps)}" failures="{failures}" errors="0" '
-           f'skipped="{skipped}" time="{total_s:.3f}" timestamp={quoteattr(str(result.get("started_at", "")))}>',
-           f'    <properties><property name="run_id" value={quoteattr(str(result.get("run_id")))}/>'
-           f'<property name="status" value={quoteattr(str(result.get("status")))}/></properties>']
+    out = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        f'<testsuites name={quoteattr("runner")} tests="{len(steps)}" failures="{failures}" '
+        f'skipped="{skipped}" time="{total_s:.3f}">',
+        f'  <testsuite name={quoteattr(name)} tests="{len(steps)}" failures="{failures}" errors="0" '
+        f'skipped="{skipped}" time="{total_s:.3f}" timestamp={quoteattr(str(result.get("started_at", "")))}>',
+        f'    <properties><property name="run_id" value={quoteattr(str(result.get("run_id")))}/>'
+        f'<property name="status" value={quoteattr(str(result.get("status")))}/></properties>',
+    ]
     for sid, s in steps.items():
         t = (s.get("duration_ms") or 0) / 1000.0
         out.append(f'    <testcase classname={quoteattr(name)} name={quoteattr(sid)} time="{t:.3f}">')
         if s["status"] in ("failed", "cancelled"):
             msg = s.get("error") or s["status"]
-            out.append(f'      <failure message={quoteattr(msg[:500])} type={quoteattr(s["status"])}>'
-                       f'{escape(msg)}</failure>')
+            out.append(
+                f"      <failure message={quoteattr(msg[:500])} type={quoteattr(s['status'])}>{escape(msg)}</failure>"
+            )
         elif s["status"] in ("skipped", "pending"):
-            out.append(f'      <skipped message={quoteattr(s.get("error") or s["status"])}/>')
+            out.append(f"      <skipped message={quoteattr(s.get('error') or s['status'])}/>")
         else:
             body = json.dumps(s.get("result"), default=str)
             if len(body) > 4000:

@@ -35,8 +35,19 @@ async def _drive(engine: Any, inputs: Any, **kw: Any) -> Any:
     return await engine.run(inputs, **kw)
 
 
-def execute(app: App, wf: Any, inputs: Any, *, output: str, junit: str | None, events: str | None,
-            secrets_file: str | None, store: Any, registry: Any, **run_kw: Any) -> int:
+def execute(
+    app: App,
+    wf: Any,
+    inputs: Any,
+    *,
+    output: str,
+    junit: str | None,
+    events: str | None,
+    secrets_file: str | None,
+    store: Any,
+    registry: Any,
+    **run_kw: Any,
+) -> int:
     """Shared by ``run``, ``resume`` and ``retry``: sinks, engine, result, exit code."""
     from runner.api import load_secrets
     from runner.cli.progress import EventsFile, Progress
@@ -71,19 +82,42 @@ def execute(app: App, wf: Any, inputs: Any, *, output: str, junit: str | None, e
 
 @click.command()
 @click.argument("file", type=click.Path())
-@click.option("-i", "--input", "pairs", multiple=True, metavar="NAME=VALUE",
-              help="A workflow input (repeatable); typed by the input's schema.")
+@click.option(
+    "-i",
+    "--input",
+    "pairs",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A workflow input (repeatable); typed by the input's schema.",
+)
 @click.option("--inputs", "inputs_file", type=click.Path(dir_okay=False), help="YAML/JSON file of inputs.")
-@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="What to print on stdout when the run ends.")
+@click.option(
+    "--output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="What to print on stdout when the run ends.",
+)
 @click.option("--junit", type=click.Path(dir_okay=False), help="Write a JUnit XML report (one testcase per step).")
 @click.option("--events", type=click.Path(dir_okay=False), help="Write every event as a JSON line.")
-@click.option("--secrets", "secrets_file", type=click.Path(dir_okay=False),
-              help="YAML mapping of secrets (also RUNNER_SECRET_<NAME> env vars).")
+@click.option(
+    "--secrets",
+    "secrets_file",
+    type=click.Path(dir_okay=False),
+    help="YAML mapping of secrets (also RUNNER_SECRET_<NAME> env vars).",
+)
 @common_options
 @pass_app
-def run(app: App, file: str, pairs: tuple[str, ...], inputs_file: str | None, output: str, junit: str | None,
-        events: str | None, secrets_file: str | None) -> int:
+def run(
+    app: App,
+    file: str,
+    pairs: tuple[str, ...],
+    inputs_file: str | None,
+    output: str,
+    junit: str | None,
+    events: str | None,
+    secrets_file: str | None,
+) -> int:
     """Run a workflow to completion with live progress on stderr.
 
     Exit codes: 0 completed, 1 a step failed, 2 invalid input, 3 a required agent could not
@@ -98,5 +132,14 @@ def run(app: App, file: str, pairs: tuple[str, ...], inputs_file: str | None, ou
 
     inputs = resolve_inputs(wf, inputs)  # bad inputs: exit 2 before anything is stored
     store = open_store(app.store)
-    return execute(app, wf, inputs, output=output, junit=junit, events=events, secrets_file=secrets_file,
-                   store=store, registry=registry)
+    return execute(
+        app,
+        wf,
+        inputs,
+        output=output,
+        junit=junit,
+        events=events,
+        secrets_file=secrets_file,
+        store=store,
+        registry=registry,
+    )

@@ -23,9 +23,16 @@ def _find_run(store: Any, run_id: str) -> Any:
 
 def _record_json(r: Any) -> dict[str, Any]:
     return {
-        "run_id": r.run_id, "workflow": r.workflow_name, "status": r.status, "started_at": r.started_at,
-        "finished_at": r.finished_at, "inputs": r.inputs, "outputs": r.outputs, "error": r.error,
-        "source": r.source, "workflow_hash": r.workflow_hash,
+        "run_id": r.run_id,
+        "workflow": r.workflow_name,
+        "status": r.status,
+        "started_at": r.started_at,
+        "finished_at": r.finished_at,
+        "inputs": r.inputs,
+        "outputs": r.outputs,
+        "error": r.error,
+        "source": r.source,
+        "workflow_hash": r.workflow_hash,
     }
 
 
@@ -48,15 +55,17 @@ def runs() -> None:
 
 @runs.command("list")
 @click.option("--workflow", help="Only runs of this workflow name.")
-@click.option("--status", type=click.Choice(["pending", "running", "completed", "failed", "timed_out",
-                                            "cancelled", "interrupted"]), help="Only runs with this status.")
+@click.option(
+    "--status",
+    type=click.Choice(["pending", "running", "completed", "failed", "timed_out", "cancelled", "interrupted"]),
+    help="Only runs with this status.",
+)
 @click.option("--since", metavar="ISO", help="Only runs started at or after this ISO 8601 time.")
 @click.option("--limit", type=click.IntRange(1, 100000), default=50, show_default=True)
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @common_options
 @pass_app
-def list_runs(app: App, workflow: str | None, status: str | None, since: str | None, limit: int,
-              output: str) -> int:
+def list_runs(app: App, workflow: str | None, status: str | None, since: str | None, limit: int, output: str) -> int:
     """List runs, newest first."""
     from runner.api import open_store
 
@@ -74,8 +83,10 @@ def list_runs(app: App, workflow: str | None, status: str | None, since: str | N
     click.echo(f"{'RUN ID':<26} {'WORKFLOW':<24} {'STATUS':<11} {'STARTED':<27} DURATION")
     for r in rows:
         d = _duration_ms(r.started_at, r.finished_at)
-        click.echo(f"{r.run_id:<26} {r.workflow_name[:24]:<24} {r.status:<11} {r.started_at or '-':<27} "
-                   f"{'-' if d is None else f'{d / 1000:.2f}s'}")
+        click.echo(
+            f"{r.run_id:<26} {r.workflow_name[:24]:<24} {r.status:<11} {r.started_at or '-':<27} "
+            f"{'-' if d is None else f'{d / 1000:.2f}s'}"
+        )
     return 0
 
 
@@ -97,9 +108,16 @@ def show_run(app: App, run_id: str, output: str) -> int:
     data = _record_json(run)
     data["duration_ms"] = _duration_ms(run.started_at, run.finished_at)
     data["steps"] = {
-        s.step_id: {"status": s.status, "attempts": s.attempts, "agent_id": s.agent_id,
-                    "duration_ms": s.duration_ms, "result": s.result, "error": s.error,
-                    "started_at": s.started_at, "finished_at": s.finished_at}
+        s.step_id: {
+            "status": s.status,
+            "attempts": s.attempts,
+            "agent_id": s.agent_id,
+            "duration_ms": s.duration_ms,
+            "result": s.result,
+            "error": s.error,
+            "started_at": s.started_at,
+            "finished_at": s.finished_at,
+        }
         for s in steps
     }
     if output == "json":
@@ -115,8 +133,10 @@ def show_run(app: App, run_id: str, output: str) -> int:
         if detail and len(detail) > 60:
             detail = detail[:57] + "..."
         ms = "-" if s.duration_ms is None else f"{s.duration_ms:.1f}"
-        click.echo(f"{s.step_id[:24]:<24} {s.status:<11} {s.attempts:>3} {(s.agent_id or '-')[:16]:<16} "
-                   f"{ms:>9}  {detail or ''}")
+        click.echo(
+            f"{s.step_id[:24]:<24} {s.status:<11} {s.attempts:>3} {(s.agent_id or '-')[:16]:<16} "
+            f"{ms:>9}  {detail or ''}"
+        )
     if run.outputs:
         click.echo("outputs: " + json.dumps(run.outputs, default=str))
     return 0
@@ -133,8 +153,10 @@ def _load_for_resume(app: App, store: Any, run: Any, force: bool) -> Any:
     if src and Path(src).is_file():
         text = Path(src).read_text(encoding="utf-8")
         if workflow_hash(text) != run.workflow_hash and not force:
-            raise InputInvalid(f"workflow file {src} changed since run {run.run_id} started; "
-                               f"resuming could mix two versions (use --force to resume anyway)")
+            raise InputInvalid(
+                f"workflow file {src} changed since run {run.run_id} started; "
+                f"resuming could mix two versions (use --force to resume anyway)"
+            )
         return load_workflow(src, registry=registry), registry
     rec = store.get_workflow(run.workflow_name, run.workflow_hash)
     if rec is None:
@@ -142,8 +164,16 @@ def _load_for_resume(app: App, store: Any, run: Any, force: bool) -> Any:
     return load_workflow(rec.source_text, file=src or f"<stored {run.workflow_name}>", registry=registry), registry
 
 
-def _rerun(app: App, run_id: str, force: bool, from_step: str | None, output: str, junit: str | None,
-           events: str | None, secrets_file: str | None) -> int:
+def _rerun(
+    app: App,
+    run_id: str,
+    force: bool,
+    from_step: str | None,
+    output: str,
+    junit: str | None,
+    events: str | None,
+    secrets_file: str | None,
+) -> int:
     from runner.api import descendants, open_store, resume_state
 
     store = open_store(app.store)
@@ -153,20 +183,36 @@ def _rerun(app: App, run_id: str, force: bool, from_step: str | None, output: st
         reset: set[str] = set()
         if from_step is not None:
             if from_step not in {s.step_id for s in wf.steps}:
-                raise InputInvalid(f"--from: no step {from_step!r} in workflow {wf.name} "
-                                   f"(steps: {', '.join(s.step_id for s in wf.steps)})")
+                raise InputInvalid(
+                    f"--from: no step {from_step!r} in workflow {wf.name} "
+                    f"(steps: {', '.join(s.step_id for s in wf.steps)})"
+                )
             reset = descendants(wf, from_step)
         elif run.status == "completed":
-            click.echo(f"run {run.run_id} already completed; nothing to resume "
-                       f"(use `runner retry {run.run_id} --from STEP` to re-run steps)", err=True)
+            click.echo(
+                f"run {run.run_id} already completed; nothing to resume "
+                f"(use `runner retry {run.run_id} --from STEP` to re-run steps)",
+                err=True,
+            )
             store.close()
             return 0
         state = resume_state(store, run.run_id, wf, reset=sorted(reset))
     except BaseException:
         store.close()
         raise
-    return execute(app, wf, None, output=output, junit=junit, events=events, secrets_file=secrets_file,
-                   store=store, registry=registry, resume=state, reset=sorted(reset))
+    return execute(
+        app,
+        wf,
+        None,
+        output=output,
+        junit=junit,
+        events=events,
+        secrets_file=secrets_file,
+        store=store,
+        registry=registry,
+        resume=state,
+        reset=sorted(reset),
+    )
 
 
 def _rerun_options(f: Any) -> Any:
@@ -183,8 +229,9 @@ def _rerun_options(f: Any) -> Any:
 @_rerun_options
 @common_options
 @pass_app
-def resume(app: App, run_id: str, force: bool, output: str, junit: str | None, events: str | None,
-           secrets_file: str | None) -> int:
+def resume(
+    app: App, run_id: str, force: bool, output: str, junit: str | None, events: str | None, secrets_file: str | None
+) -> int:
     """Continue an interrupted or failed run: completed steps are not re-run."""
     return _rerun(app, run_id, force, None, output, junit, events, secrets_file)
 
@@ -195,7 +242,15 @@ def resume(app: App, run_id: str, force: bool, output: str, junit: str | None, e
 @_rerun_options
 @common_options
 @pass_app
-def retry(app: App, run_id: str, from_step: str | None, force: bool, output: str, junit: str | None,
-          events: str | None, secrets_file: str | None) -> int:
+def retry(
+    app: App,
+    run_id: str,
+    from_step: str | None,
+    force: bool,
+    output: str,
+    junit: str | None,
+    events: str | None,
+    secrets_file: str | None,
+) -> int:
     """Re-run a run from a step (default: its failed steps), as a new attempt of the same run."""
     return _rerun(app, run_id, force, from_step, output, junit, events, secrets_file)

@@ -9,10 +9,20 @@ from runner.cli.app import App, common_options, pass_app
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text", show_default=True,
-              help="Output format: text lines, a JSON list, or GitHub workflow-command annotations.")
-@click.option("--deep", is_flag=True, help="Also connect to the agents: check tool names, literal arguments "
-              "against inputSchema and steps.<id>.result.<field> references against outputSchema.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "github"]),
+    default="text",
+    show_default=True,
+    help="Output format: text lines, a JSON list, or GitHub workflow-command annotations.",
+)
+@click.option(
+    "--deep",
+    is_flag=True,
+    help="Also connect to the agents: check tool names, literal arguments "
+    "against inputSchema and steps.<id>.result.<field> references against outputSchema.",
+)
 @common_options
 @pass_app
 def validate(app: App, paths: tuple[str, ...], fmt: str, deep: bool) -> int:

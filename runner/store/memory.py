@@ -14,6 +14,7 @@ import datetime as _dt
 import itertools
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -83,6 +84,12 @@ class MemoryStore:
                 raise StoreError(f"run {run.run_id!r} already exists in {self.url}")
             self._runs[run.run_id] = (len(self._runs), run.started_at or now_iso(), copy.deepcopy(run))
             self._steps[run.run_id] = {}
+
+    def append_many(self, events: Sequence[Event]) -> None:
+        """Store several events in order (one lock hold; the SQL stores make it one transaction)."""
+        with self._lock:
+            for event in events:
+                self.append(event)
 
     def append(self, event: Event) -> None:
         """Record ``event`` and apply it to the run and step it concerns, atomically."""

@@ -429,6 +429,14 @@ class SqlStore:
         with self._tx():
             self._project(event)
 
+    def append_many(self, events: Sequence[Event]) -> None:
+        """Store several events in order, in ONE transaction (the engine's group commit)."""
+        if not events:
+            return
+        with self._tx():
+            for event in events:
+                self._project(event)
+
     def _project(self, event: Event) -> None:
         """Read the one row ``event`` changes, apply the projection, write event and row."""
         sql, cur = self._sql, self._cur
