@@ -174,14 +174,14 @@ def resume_state(store: Store, run_id: str, wf: Workflow, reset: Sequence[str] =
     if run is None:
         raise NotFound(f"no run with id {run_id!r} in {store.url}")
     state = ResumeState(run_id=run_id, inputs=dict(run.inputs))
-    known = {s.step_id for s in wf.all_steps}
+    known = {s.step_id: s for s in wf.all_steps}
     for rec in store.get_steps(run_id):
         if rec.step_id not in known:
             continue
         state.attempts[rec.step_id] = rec.attempts
         if rec.step_id in reset:
             continue
-        if rec.status == StepStatus.COMPLETED.value and not wf.step(rec.step_id).is_finally:
+        if rec.status == StepStatus.COMPLETED.value and not known[rec.step_id].is_finally:
             state.completed[rec.step_id] = StepOutcome(
                 status=StepStatus.COMPLETED,
                 result=rec.result,

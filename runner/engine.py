@@ -134,6 +134,7 @@ class Engine:
         self._candidates: dict[str, tuple[list[str], int]] = {}
         self._conns: dict[str, Any] = {}
         self._pending: list[Event] = []
+        self._specs: dict[str, StepSpec] = {}
         self._fatal: BaseException | None = None
         self._pull: dict[tuple[str, int | None], tuple[asyncio.Future[Any], str | None, Any]] = {}
         self.run_id = ""
@@ -210,6 +211,8 @@ class Engine:
             "workflow": {"name": wf.name},
             "secrets": self.secrets,
         }
+        wf = self.wf = self._instantiate(wf)
+        self._specs = {s.step_id: s for s in wf.all_steps}
         for s in wf.all_steps:
             self.outcomes[s.step_id] = StepOutcome()
         if resume is not None:
@@ -366,6 +369,37 @@ class Engine:
         if problems:
             raise WorkflowInvalid(self._positioned(problems))
 
+    def _instantiate(self, wf: Workflow) -> Workflow:
+        """Render templated agent selection (``assigned_agent_id: "{{ inputs.coordinator }}"``).
+
+        Patterns take their agents and roles as inputs; they are fixed once per run, before
+        preflight, so agents are still connected and checked up front.
+        """
+        ctx = {"inputs": self._ctx["inputs"], "workflow": self._ctx["workflow"]}
+
+        def render(s: StepSpec) -> StepSpec:
+            changes: dict[str, Any] = {}
+            for name in ("assigned_agent_id", "assigned_role", "required_capabilities", "fallback_agents"):
+                val = getattr(s, name)
+                if is_templated(val):
+                    try:
+                        out = compile_value(val).render(ctx)
+                    except TemplateError as exc:
+                        raise WorkflowInvalid(f"step '{s.step_id}': {name}: {exc}", file=wf.source or "<string>"
+                                              ) from None
+                    if isinstance(out, list):
+                        out = tuple(out)
+                    elif name in ("required_capabilities", "fallback_agents") and isinstance(out, str):
+                        out = (out,)
+                    changes[name] = out
+            return dataclasses.replace(s, **changes) if changes else s
+
+        steps = tuple(render(s) for s in wf.steps)
+        fin = tuple(render(s) for s in wf.finally_steps)
+        if steps == wf.steps and fin == wf.finally_steps:
+            return wf
+        return dataclasses.replace(wf, steps=steps, finally_steps=fin)
+
     def _positioned(self, problems: list[Problem]) -> list[Problem]:
         """Give preflight problems the file:line:col of the YAML node at fault."""
         wf = self.wf
@@ -465,7 +499,7 @@ class Engine:
         sched = self._sched
         while ds := sched.decisions():
             for sid in ds:
-                spec = self.wf.step(sid)
+                spec = self._specs[sid]
                 if self._main_status is None and sched.main_done:
                     self._enter_finally()
                 args_c, cond_c, each_c = self._compile(spec)
@@ -596,7 +630,7 @@ class Engine:
                 )
             sched.complete(task)
             return
-        spec = self.wf.step(sid)
+        spec = self._specs[sid]
         delay = 0.0
         if err.retryable and task.attempt < spec.retry.max_attempts:
             delay = spec.retry.delay_before(task.attempt + 1)
@@ -623,7 +657,7 @@ class Engine:
             o.error = msg
 
     async def _cancel_running(self, main_only: bool = False) -> None:
-        tasks = [f for t, f in self._running.items() if not (main_only and self.wf.step(t.step_id).is_finally)]
+        tasks = [f for t, f in self._running.items() if not (main_only and self._specs[t.step_id].is_finally)]
         for f in tasks:
             f.cancel()
         if tasks:
@@ -650,7 +684,7 @@ class Engine:
         except asyncio.CancelledError:
             self._finished.append((task, None, ToolFailure("cancelled", retryable=False)))
         except TemplateError as exc:
-            where = "with" if self.wf.step(task.step_id).uses is not None else "tool_arguments"
+            where = "with" if self._specs[task.step_id].uses is not None else "tool_arguments"
             self._finished.append((task, None, ToolFailure(f"{where}: {exc}", retryable=False)))
         except StoreError as exc:  # the store failed: the run cannot go on safely
             self._fatal = exc
@@ -664,7 +698,7 @@ class Engine:
 
     async def _dispatch(self, task: Task) -> tuple[Any, str | None, list[Any] | None]:
         sid = task.step_id
-        spec = self.wf.step(sid)
+        spec = self._specs[sid]
         args_c = self._compile(spec)[0]
         ctx = self._ctx
         if task.index is not None:
