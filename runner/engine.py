@@ -145,6 +145,8 @@ class Engine:
 
     # -- events ---------------------------------------------------------------------------
     def emit(self, type_: str, step_id: str | None = None, **kw: Any) -> None:
+        if self.store is None and not self.sinks:
+            return  # nobody listens: do not even build the event
         data = kw.pop("data", None) or {}
         if self.secrets:
             data = self.masker.mask(data)
@@ -381,6 +383,8 @@ class Engine:
             changes: dict[str, Any] = {}
             for name in ("assigned_agent_id", "assigned_role", "required_capabilities", "fallback_agents"):
                 val = getattr(s, name)
+                if not val or (type(val) is str and "{" not in val):
+                    continue  # the common case, checked without the template machinery
                 if is_templated(val):
                     try:
                         out = compile_value(val).render(ctx)
@@ -469,6 +473,12 @@ class Engine:
                         self._drain()
                 now = loop.time()
                 started = sched.take(1 << 30, now)
+                if (len(started) == 1 and not self._running and deadline is None and not finished
+                        and sched.next_wakeup() is None):
+                    # One task and nothing else in flight (a chain): await it here, saving a
+                    # Task and two event-loop hops per step. Ctrl-C still cancels it.
+                    await self._exec(started[0], inline=True)
+                    started = []
                 for task in started:
                     self._running[task] = asyncio.ensure_future(self._exec(task))
                 if self._fatal is not None:
@@ -675,7 +685,7 @@ class Engine:
         o.status = StepStatus.IN_PROGRESS
         self.emit(ev.STEP_STARTED, sid, attempt=attempt, agent_id=agent_id)
 
-    async def _exec(self, task: Task) -> None:
+    async def _exec(self, task: Task, inline: bool = False) -> None:
         try:
             res = await self._dispatch(task)
             self._finished.append((task, res, None))
@@ -683,6 +693,8 @@ class Engine:
             self._finished.append((task, None, exc))
         except asyncio.CancelledError:
             self._finished.append((task, None, ToolFailure("cancelled", retryable=False)))
+            if inline:
+                raise  # the run itself is being cancelled (Ctrl-C)
         except TemplateError as exc:
             where = "with" if self._specs[task.step_id].uses is not None else "tool_arguments"
             self._finished.append((task, None, ToolFailure(f"{where}: {exc}", retryable=False)))

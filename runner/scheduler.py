@@ -24,6 +24,10 @@ from runner.model import StepSpec, StepStatus
 _READY = "ready"
 _ACTIVE = "active"
 _TERMINAL = frozenset(s.value for s in StepStatus if s.terminal)
+# plain strings on the hot path: an enum's .value is a property lookup
+_PENDING = StepStatus.PENDING.value
+_COMPLETED = StepStatus.COMPLETED.value
+_FAILED = StepStatus.FAILED.value
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,7 @@ class Transition:
 @dataclass
 class _Step:
     spec: StepSpec
-    status: str = StepStatus.PENDING.value
+    status: str = "pending"
     waiting: int = 0  # dependencies not yet terminal
     dependents: list[str] = field(default_factory=list)
     attempts: int = 0  # simple steps: attempts started so far
@@ -125,7 +129,7 @@ class Scheduler:
         self._restoring = set()
         for sid in ids:
             st = self._steps[sid]
-            if st.status == StepStatus.PENDING.value and st.waiting == 0:
+            if st.status == _PENDING and st.waiting == 0:
                 self._become_ready(sid)
 
     def _start_finally(self) -> None:
@@ -292,7 +296,7 @@ class Scheduler:
         out: list[str] = []
         for sid in self._main:
             st = self._steps[sid]
-            if st.status in (StepStatus.PENDING.value, _READY, _ACTIVE):
+            if st.status in (_PENDING, _READY, _ACTIVE):
                 out.append(sid)
                 self._finish(sid, StepStatus.CANCELLED, reason, cascade=False)
         return out
@@ -303,7 +307,7 @@ class Scheduler:
         self._start_finally()
         for sid in self._finally:
             st = self._steps[sid]
-            if st.status in (StepStatus.PENDING.value, _READY, _ACTIVE):
+            if st.status in (_PENDING, _READY, _ACTIVE):
                 out.append(sid)
                 self._finish(sid, StepStatus.CANCELLED, reason, cascade=False)
         return out
@@ -321,47 +325,60 @@ class Scheduler:
             self._queue.append(st.spec.step_id)
 
     def _become_ready(self, sid: str) -> None:
+        skip = self._ready_or_skip(sid)
+        if skip is not None:
+            self._finish(sid, StepStatus.SKIPPED, skip)
+
+    def _ready_or_skip(self, sid: str) -> str | None:
+        """Mark a step whose dependencies are all terminal READY; or return why it is skipped."""
         if sid in self._restoring:
-            return  # completed in an earlier session; finished by _wire right after
+            return None  # completed in an earlier session; finished by _wire right after
         st = self._steps[sid]
-        blockers = [d for d in st.spec.depends_on if d in self._steps and self._blocks(d, st)]
-        if blockers:
-            b = blockers[0]
-            self._finish(sid, StepStatus.SKIPPED, f"dependency '{b}' {self._steps[b].status}")
-            return
+        steps = self._steps
+        for dep in st.spec.depends_on:
+            d = steps.get(dep)
+            if d is not None and d.status != _COMPLETED and self._blocks(d, st):
+                return f"dependency '{dep}' {d.status}"
         st.status = _READY
         self._decide.append(sid)
+        return None
 
-    def _blocks(self, dep: str, st: _Step) -> bool:
-        """Whether a terminal dependency prevents ``st`` from running."""
-        d = self._steps[dep]
+    @staticmethod
+    def _blocks(d: _Step, st: _Step) -> bool:
+        """Whether a terminal dependency ``d`` prevents ``st`` from running."""
         if st.spec.is_finally and not d.spec.is_finally:
             return False  # finally steps always run; main deps only order them
-        if d.status == StepStatus.COMPLETED.value:
+        if d.status == _COMPLETED:
             return False
-        if d.status == StepStatus.FAILED.value and d.spec.continue_on_error:
-            return False
-        return True
+        return not (d.status == _FAILED and d.spec.continue_on_error)
 
     def _finish(
         self, sid: str, status: StepStatus, reason: str | None, *, record: bool = True, cascade: bool = True
     ) -> None:
-        st = self._steps[sid]
-        if st.status in _TERMINAL:
-            return
-        st.status = status.value
-        if record:
-            self._transitions.append(Transition(sid, status, reason))
-        if status == StepStatus.FAILED and not st.spec.continue_on_error:
-            self.failed = True
-        if not st.spec.is_finally:
-            self._main_open -= 1
-        for dep_id in st.dependents:
-            d = self._steps[dep_id]
-            if d.status != StepStatus.PENDING.value:
+        """Make a step terminal and cascade to its dependents — iteratively, so a skip
+        running down a 100,000-step chain needs no recursion."""
+        work: deque[tuple[str, StepStatus, str | None, bool]] = deque([(sid, status, reason, record)])
+        steps = self._steps
+        while work:
+            sid, status, reason, rec = work.popleft()
+            st = steps[sid]
+            if st.status in _TERMINAL:
                 continue
-            d.waiting -= 1
-            if d.waiting == 0 and cascade:
-                self._become_ready(dep_id)
+            st.status = status.value
+            if rec:
+                self._transitions.append(Transition(sid, status, reason))
+            if status is StepStatus.FAILED and not st.spec.continue_on_error:
+                self.failed = True
+            if not st.spec.is_finally:
+                self._main_open -= 1
+            for dep_id in st.dependents:
+                d = steps[dep_id]
+                if d.status != _PENDING:
+                    continue
+                d.waiting -= 1
+                if d.waiting == 0 and cascade:
+                    skip = self._ready_or_skip(dep_id)
+                    if skip is not None:
+                        work.append((dep_id, StepStatus.SKIPPED, skip, True))
         if self._main_open == 0 and not self._finally_started:
             self._start_finally()

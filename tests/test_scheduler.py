@@ -262,3 +262,13 @@ def test_random_dags_terminate_and_respect_dependencies(steps, seed, conc):
                 assert sched.status(d) == StepStatus.COMPLETED or by_id[d].continue_on_error
         attempts = [k[2] for k in seen if k[0] == s.step_id and k[1] is None]
         assert max(attempts, default=0) <= s.retry.max_attempts
+
+
+def test_skip_cascade_down_a_long_chain_needs_no_recursion():
+    n = 20_000
+    steps = [S("s0")] + [S(f"s{i}", f"s{i - 1}") for i in range(1, n)]
+    sched = Scheduler(steps)
+    drive(sched, lambda t: False)
+    assert sched.status("s0") == StepStatus.FAILED
+    assert sched.status(f"s{n - 1}") == StepStatus.SKIPPED
+    assert len(sched.transitions()) == n

@@ -1,0 +1,1 @@
+"""Agents used by the benchmark: MCP servers whose tools do (almost) nothing."""
