@@ -389,8 +389,9 @@ class Engine:
                     try:
                         out = compile_value(val).render(ctx)
                     except TemplateError as exc:
-                        raise WorkflowInvalid(f"step '{s.step_id}': {name}: {exc}", file=wf.source or "<string>"
-                                              ) from None
+                        raise WorkflowInvalid(
+                            f"step '{s.step_id}': {name}: {exc}", file=wf.source or "<string>"
+                        ) from None
                     if isinstance(out, list):
                         out = tuple(out)
                     elif name in ("required_capabilities", "fallback_agents") and isinstance(out, str):
@@ -473,8 +474,13 @@ class Engine:
                         self._drain()
                 now = loop.time()
                 started = sched.take(1 << 30, now)
-                if (len(started) == 1 and not self._running and deadline is None and not finished
-                        and sched.next_wakeup() is None):
+                if (
+                    len(started) == 1
+                    and not self._running
+                    and deadline is None
+                    and not finished
+                    and sched.next_wakeup() is None
+                ):
                     # One task and nothing else in flight (a chain): await it here, saving a
                     # Task and two event-loop hops per step. Ctrl-C still cancels it.
                     await self._exec(started[0], inline=True)

@@ -13,9 +13,23 @@ RUNNER = str(Path(sys.executable).parent / "runner")
 
 def test_uses_runs_the_callee_with_its_inputs_and_returns_its_outputs(tmp_path: Path) -> None:
     events = tmp_path / "ev.jsonl"
-    p = subprocess.run([RUNNER, "run", str(ROOT / "tests/fixtures/uses/main.yaml"), "--store", "memory://",
-                        "--output", "json", "--events", str(events), "-q"], capture_output=True, text=True,
-                       timeout=60)
+    p = subprocess.run(
+        [
+            RUNNER,
+            "run",
+            str(ROOT / "tests/fixtures/uses/main.yaml"),
+            "--store",
+            "memory://",
+            "--output",
+            "json",
+            "--events",
+            str(events),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert out["outputs"] == {"team": {"shout": "HELLO THERE AGAIN", "words": 3}, "words": 3}

@@ -19,13 +19,13 @@ import asyncio
 import inspect
 import logging
 import math
-from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import anyio
 from mcp import Client
+from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
-from mcp_types import INVALID_PARAMS, METHOD_NOT_FOUND, REQUEST_TIMEOUT, Implementation
+from mcp_types import INVALID_PARAMS, METHOD_NOT_FOUND, REQUEST_TIMEOUT, Implementation, RequestParamsMeta
 from pydantic import ValidationError
 
 from runner.agents.results import CallResult, ProgressFn, ToolInfo, is_result_wrapper, to_call_result
@@ -59,6 +59,17 @@ class _Session:
         self.task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._scope: anyio.CancelScope | None = None
+
+    def require_client(self) -> Client:
+        """The entered client; a session without one has lost its transport.
+
+        Callers revive a session whose client is gone before calling, so this raises only
+        if the owner task ended in between, as a lost connection (the caller's reconnect path).
+        """
+        client = self.client
+        if client is None:
+            raise ConnectionError(self.lost or "the session ended")
+        return client
 
     async def open(self, transport: AgentTransport, timeout: float | None, name: str) -> None:
         """Start the owner task and wait until the session is up and its tools are listed."""
@@ -136,7 +147,7 @@ async def _list_tools(client: Client) -> dict[str, ToolInfo]:
     return tools
 
 
-def _progress_adapter(fn: ProgressFn) -> Callable[[float, float | None, str | None], Awaitable[None]]:
+def _progress_adapter(fn: ProgressFn) -> ProgressFnT:
     """Accept sync or async progress callbacks; a failing callback must not fail the call."""
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
@@ -235,8 +246,10 @@ class AgentConnection:
         if tool not in session.tools:
             raise ToolFailure(self.unknown_tool_message(tool), retryable=False, agent_id=self.spec.id)
         cb = _progress_adapter(on_progress) if on_progress is not None else None
+        # ``_meta`` is an open mapping on the wire; the SDK types it as a TypedDict
+        wire_meta = cast("RequestParamsMeta | None", meta)
         try:
-            raw = await session.client.call_tool(tool, arguments, timeout, cb, meta=meta)  # type: ignore[union-attr]
+            raw = await session.require_client().call_tool(tool, arguments, timeout, cb, meta=wire_meta)
         except Exception as exc:
             if not self.transport.session_lost(exc):
                 raise self._failure(tool, exc, timeout) from exc
@@ -245,7 +258,7 @@ class AgentConnection:
             if tool not in session.tools:
                 raise ToolFailure(self.unknown_tool_message(tool), retryable=False, agent_id=self.spec.id) from exc
             try:
-                raw = await session.client.call_tool(tool, arguments, timeout, cb, meta=meta)  # type: ignore[union-attr]
+                raw = await session.require_client().call_tool(tool, arguments, timeout, cb, meta=wire_meta)
             except Exception as exc2:
                 if not is_connection_lost(exc2):
                     raise self._failure(tool, exc2, timeout) from exc2

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import IO, Any, Protocol
+from typing import Any, Protocol, TextIO
 
 import httpx2
 from mcp.client.stdio import StdioServerParameters, stdio_client
@@ -105,7 +105,7 @@ class _StderrLog:
     def __init__(self, path: str | None) -> None:
         if path is not None:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            self.file: IO[str] = open(path, "a+", encoding="utf-8", errors="replace")
+            self.file: TextIO = open(path, "a+", encoding="utf-8", errors="replace")
         else:
             self.file = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")
             fd = self.file.fileno()

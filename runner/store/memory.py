@@ -276,7 +276,7 @@ class MemoryStore:
     def create_project(
         self, name: str, description: str = "", lead_agent_id: str | None = None, status: str = "active"
     ) -> dict[str, Any]:
-        project = {
+        project: dict[str, Any] = {
             "id": "proj_" + os.urandom(8).hex(),
             "name": name,
             "description": description,
@@ -300,7 +300,7 @@ class MemoryStore:
     def create_goal(
         self, name: str, description: str = "", project_id: str | None = None, status: str = "pending"
     ) -> dict[str, Any]:
-        goal = {
+        goal: dict[str, Any] = {
             "id": "goal_" + os.urandom(8).hex(),
             "name": name,
             "description": description,

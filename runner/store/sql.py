@@ -236,6 +236,12 @@ def _msg_row(r: Sequence[Any]) -> dict[str, Any]:
     }
 
 
+def _changed(cur: Any) -> bool:
+    """Whether the cursor's last statement touched a row (DB-API ``rowcount``: an int, -1 if unknown)."""
+    count: int = cur.rowcount
+    return count > 0
+
+
 def _later(seconds: float) -> str:
     moment = _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(seconds=seconds)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -579,7 +585,7 @@ class SqlStore:
         """Forget the agent and revoke its token; False when it was not registered."""
         with self._tx() as cur:
             cur.execute(self._sql["agent_delete"], (agent_id,))
-            deleted = cur.rowcount > 0
+            deleted = _changed(cur)
             cur.execute(self._sql["token_delete"], (agent_id,))
         return deleted
 
@@ -602,7 +608,7 @@ class SqlStore:
     def delete_token(self, agent_id: str) -> bool:
         with self._tx() as cur:
             cur.execute(self._sql["token_delete"], (agent_id,))
-            return cur.rowcount > 0
+            return _changed(cur)
 
     # --- messages ---------------------------------------------------------------------
     def add_message(self, sender_id: str, recipient_id: str, content: str, urgent: bool = False) -> dict[str, Any]:
@@ -654,7 +660,7 @@ class SqlStore:
         now = now_iso()
         with self._tx() as cur:
             cur.execute(self._sql["lock_acquire"], (file_path, agent_id, now, _later(ttl_s), now))
-            return cur.rowcount > 0
+            return _changed(cur)
 
     def release_lock(self, file_path: str, agent_id: str, force: bool = False) -> bool:
         """Drop the lease; only its holder may, unless ``force`` (the operator)."""
@@ -663,7 +669,7 @@ class SqlStore:
                 cur.execute(self._sql["lock_release_any"], (file_path,))
             else:
                 cur.execute(self._sql["lock_release"], (file_path, agent_id))
-            return cur.rowcount > 0
+            return _changed(cur)
 
     def get_lock(self, file_path: str) -> dict[str, Any] | None:
         """The live lease on ``file_path`` (an expired one counts as none)."""

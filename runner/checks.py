@@ -1,0 +1,460 @@
+"""The checks past the schema: structure, agents, templates, patterns and input values.
+
+:class:`WorkflowChecks` works on whatever a loaded document holds, schema-valid or not,
+and skips anything of the wrong shape (the schema layer has already reported it), so a
+single run reports every problem. Nothing here renders a template: templates are
+analysed statically by :mod:`runner.template_analysis`, imported on first use together
+with Jinja, and jsonschema only when a value is not certainly valid.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from functools import lru_cache
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from runner.errors import Problem, WorkflowInvalid
+from runner.loader import PathT, SourceMap, json_path, load_yaml, read_text
+from runner.model import AgentSpec
+from runner.problems import RANK_INPUTS, RANK_REFERENCE, RANK_STRUCTURE, hint
+from runner.schemacheck import fast_schema_valid
+
+__all__ = ["WorkflowChecks", "known_patterns", "resolve_uses"]
+
+
+_ROOTS = frozenset({"inputs", "steps", "run", "workflow", "secrets"})
+_ALL_ROOTS = ("inputs", "steps", "item", "index", "run", "workflow", "secrets")
+_AGENT_ROOTS = frozenset({"inputs", "secrets", "workflow", "run"})
+_NOT_TEMPLATED = frozenset({"step_id", "description", "depends_on", "uses"})
+_AGENT_TEMPLATED = ("command", "args", "env", "cwd", "url", "headers")
+_INPUT_REF = re.compile(r"(?<![\w.])inputs\s*(?:\.\s*([A-Za-z_]\w*)\b(?!\s*\()|\[\s*(['\"])([^'\"]*)\2\s*\])")
+_CODE = re.compile(r"\{\{(.*?)\}\}|\{%(.*?)%\}", re.DOTALL)
+
+
+def _has_syntax(s: str) -> bool:
+    """``runner.template_syntax.has_syntax``, repeated so a file without templates never imports Jinja."""
+    return "{" in s and ("{{" in s or "{%" in s or "{#" in s)
+
+
+def _templated(value: Any) -> bool:
+    if isinstance(value, str):
+        return _has_syntax(value)
+    if isinstance(value, dict):
+        return any(_templated(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_templated(v) for v in value)
+    return False
+
+
+@lru_cache(maxsize=65536)
+def _input_refs(text: str) -> tuple[str, ...]:
+    """Names read as ``inputs.X`` / ``inputs['X']`` inside a template's code parts."""
+    names: dict[str, None] = {}
+    for m in _CODE.finditer(text):
+        for r in _INPUT_REF.finditer(m.group(1) or m.group(2) or ""):
+            names[r.group(1) or r.group(3)] = None
+    return tuple(names)
+
+
+def _strings(value: Any, path: PathT) -> Iterator[tuple[PathT, str]]:
+    """Every template string in a nested value, with its path."""
+    if isinstance(value, str):
+        if _has_syntax(value):
+            yield path, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _strings(v, (*path, i))
+
+
+def known_patterns() -> list[str]:
+    """Names usable as ``uses: <name>`` (files ``patterns/<name>.yaml``)."""
+    from runner.patterns import list_patterns
+
+    return list_patterns()
+
+
+def resolve_uses(uses: str, file: str) -> Path | None:
+    """The file a ``uses:`` names (``runner.patterns`` rules, shared with the engine), or None."""
+    from runner.patterns import resolve_uses as _resolve
+
+    try:
+        return _resolve(uses, file)
+    except WorkflowInvalid:
+        return None
+
+
+@lru_cache(maxsize=256)
+def _interface(path: str, mtime: float) -> dict[str, Any] | str:
+    """A pattern's ``inputs`` (name -> schema), or a message saying why it cannot be read."""
+    try:
+        data, _ = load_yaml(read_text(path), path)
+    except WorkflowInvalid as exc:
+        return exc.problems[0].format()
+    if not isinstance(data, dict):
+        return f"{path} is not a workflow"
+    inputs = data.get("inputs") or {}
+    return inputs if isinstance(inputs, dict) else f"{path}: inputs is not a mapping"
+
+
+def _jsonschema_messages(sch: dict[str, Any], value: Any) -> list[str] | None:
+    """Why ``value`` fails the JSON Schema ``sch`` (None: the schema itself is invalid)."""
+    if fast_schema_valid(sch, value):
+        return []
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import relevance
+
+    meta = Draft202012Validator(Draft202012Validator.META_SCHEMA)
+    if not meta.is_valid(sch):
+        return None
+    errors = sorted(Draft202012Validator(sch).iter_errors(value), key=relevance, reverse=True)
+    return [(json_path(tuple(e.absolute_path)) + ": " if e.absolute_path else "") + e.message for e in errors]
+
+
+class WorkflowChecks:
+    """Structure, agent, template, pattern and input checks over a loaded workflow.
+
+    Works on whatever the document holds, schema-valid or not: anything of the wrong
+    shape is skipped here because the schema layer has already reported it.
+    """
+
+    def __init__(
+        self,
+        data: dict[str, Any],
+        smap: SourceMap,
+        registry: Sequence[AgentSpec],
+        check_inputs: bool,
+        check_agents: bool,
+        *,
+        inputs_known: bool = True,
+    ) -> None:
+        self.data = data
+        self.inputs_known = inputs_known  # False for agents files: inputs come with the workflow
+        self.smap = smap
+        self.registry = registry
+        self.check_inputs = check_inputs
+        self.check_agents = check_agents
+        self.problems: list[Problem] = []
+        inputs = data.get("inputs")
+        self.inputs: dict[str, Any] = inputs if isinstance(inputs, dict) else {}
+        self.steps: list[tuple[PathT, dict[str, Any]]] = []
+        for section in ("steps", "finally"):
+            seq = data.get(section)
+            if isinstance(seq, list):
+                self.steps += [((section, i), s) for i, s in enumerate(seq) if isinstance(s, dict)]
+        self.ids: dict[str, PathT] = {}
+        self.finally_ids: set[str] = set()
+        self.deps: dict[str, list[str]] = {}
+        self._analysis: ModuleType | None = None
+
+    def add(
+        self, message: str, path: PathT, *, key: bool = False, rank: int = RANK_REFERENCE, severity: str = "error"
+    ) -> None:
+        self.problems.append(self.smap.problem(message, path, key=key, rank=rank, severity=severity))
+
+    def run(self) -> list[Problem]:
+        self.structure()
+        if self.check_agents:
+            self.agents()
+        self.templates()
+        self.agent_templates()
+        self.uses()
+        if self.check_inputs:
+            self.input_defaults()
+        return self.problems
+
+    # ------------------------------------------------------------------ structure
+
+    def _owned(self) -> Iterator[tuple[PathT, dict[str, Any], str]]:
+        """Steps with a string id, first occurrence of each id only."""
+        for path, step in self.steps:
+            sid = step.get("step_id")
+            if isinstance(sid, str) and self.ids.get(sid) == path:
+                yield path, step, sid
+
+    def structure(self) -> None:
+        from runner.dag import ancestors, find_cycles
+
+        for path, step in self.steps:
+            sid = step.get("step_id")
+            if not isinstance(sid, str):
+                continue
+            if sid in self.ids:
+                line = self.smap.position((*self.ids[sid], "step_id"))[0]
+                self.add(
+                    f"duplicate step id {sid!r} (first defined on line {line})", (*path, "step_id"), rank=RANK_STRUCTURE
+                )
+                continue
+            self.ids[sid] = path
+            if path[0] == "finally":
+                self.finally_ids.add(sid)
+        dep_paths: dict[tuple[str, str], PathT] = {}
+        for path, step, sid in self._owned():
+            raw = step.get("depends_on")
+            if isinstance(raw, str):
+                entries = [(raw, (*path, "depends_on"))]
+            elif isinstance(raw, list):
+                entries = [(d, (*path, "depends_on", j)) for j, d in enumerate(raw) if isinstance(d, str)]
+            else:
+                entries = []
+            ok: list[str] = []
+            for dep, dpath in entries:
+                if dep not in self.ids:
+                    self.add(f"unknown step {dep!r} in depends_on{hint(dep, self.ids)}", dpath, rank=RANK_STRUCTURE)
+                elif path[0] == "steps" and dep in self.finally_ids:
+                    self.add(
+                        f"step {sid!r} cannot depend on finally step {dep!r}: finally steps run after all other steps",
+                        dpath,
+                        rank=RANK_STRUCTURE,
+                    )
+                else:
+                    ok.append(dep)
+                    dep_paths.setdefault((sid, dep), dpath)
+            self.deps[sid] = ok
+        for cycle in find_cycles(self.deps):
+            nxt = cycle[1] if len(cycle) > 1 else cycle[0]
+            self.add(
+                "dependency cycle: " + " -> ".join([*cycle, cycle[0]]), dep_paths[(cycle[0], nxt)], rank=RANK_STRUCTURE
+            )
+        self.ancestors = ancestors(self.deps)
+        for path, step in self.steps:
+            if "tool_to_call" in step and "uses" in step:
+                self.add(
+                    "a step either calls a tool (tool_to_call) or uses a pattern (uses), not both",
+                    (*path, "uses"),
+                    key=True,
+                    rank=RANK_STRUCTURE,
+                )
+            if "with" in step and "uses" not in step:
+                self.add(
+                    "'with' passes inputs to a pattern or workflow, but this step has no 'uses'",
+                    (*path, "with"),
+                    key=True,
+                    rank=RANK_STRUCTURE,
+                )
+            cond = step.get("if")
+            if isinstance(cond, str) and not _has_syntax(cond):
+                self.add(
+                    f"'if' is the plain string {cond!r}, not a template: write \"{{{{ expression }}}}\" or a boolean",
+                    (*path, "if"),
+                    rank=RANK_STRUCTURE,
+                    severity="warning",
+                )
+            if "max_parallel" in step and "for_each" not in step:
+                self.add(
+                    "max_parallel has no effect without for_each",
+                    (*path, "max_parallel"),
+                    key=True,
+                    rank=RANK_STRUCTURE,
+                    severity="warning",
+                )
+
+    # ------------------------------------------------------------------ agents
+
+    def agents(self) -> None:
+        known: list[tuple[str, str | None, frozenset[str]]] = []
+        declared = self.data.get("agents")
+        for a in declared if isinstance(declared, list) else ():
+            if isinstance(a, dict) and isinstance(a.get("id"), str):
+                caps = a.get("capabilities")
+                caps = caps if isinstance(caps, list) else []
+                role = a.get("role") if isinstance(a.get("role"), str) else None
+                known.append((a["id"], role, frozenset(c for c in caps if isinstance(c, str))))
+        for spec in self.registry:
+            known.append((spec.id, spec.role, frozenset(spec.capabilities)))
+        ids = {k[0] for k in known}
+        roles = {k[1] for k in known if k[1]}
+        where = ": not declared under agents nor in the --agents registry"
+        for path, step in self.steps:
+            aid = step.get("assigned_agent_id")
+            if isinstance(aid, str) and not _has_syntax(aid) and aid not in ids:
+                self.add(f"unknown agent {aid!r}{where}{hint(aid, ids)}", (*path, "assigned_agent_id"))
+            fallbacks = step.get("fallback_agents")
+            for j, fb in enumerate(fallbacks if isinstance(fallbacks, list) else ()):
+                if isinstance(fb, str) and not _has_syntax(fb) and fb not in ids:
+                    self.add(
+                        f"unknown agent {fb!r} in fallback_agents{where}{hint(fb, ids)}", (*path, "fallback_agents", j)
+                    )
+            if aid is not None:
+                continue
+            role = step.get("assigned_role")
+            caps = step.get("required_capabilities")
+            if not isinstance(role, str):
+                role = None
+            caps = [c for c in caps if isinstance(c, str)] if isinstance(caps, list) else []
+            if (role is None and not caps) or _templated(role) or _templated(caps):
+                continue
+            if any((role is None or r == role) and set(caps) <= c for _, r, c in known):
+                continue
+            if role is not None and role not in roles:
+                self.add(
+                    f"no agent has role {role!r}{hint(role, roles)}; declare one under agents or in "
+                    "the --agents registry",
+                    (*path, "assigned_role"),
+                )
+                continue
+            have = set().union(*(c for _, r, c in known if role is None or r == role))
+            missing = [j for j, c in enumerate(caps) if c not in have]
+            who = f"with role {role!r} " if role else ""
+            if missing:
+                for j in missing:
+                    self.add(
+                        f"no agent {who}has capability {caps[j]!r}{hint(caps[j], have)}",
+                        (*path, "required_capabilities", j),
+                    )
+            else:
+                self.add(f"no agent {who}has all of the capabilities {caps}", (*path, "required_capabilities"))
+
+    # ------------------------------------------------------------------ templates
+
+    def _t(self) -> ModuleType:
+        """:mod:`runner.template_analysis`, imported (with Jinja) when a template is met."""
+        if self._analysis is None:
+            from runner import template_analysis
+
+            self._analysis = template_analysis
+        return self._analysis
+
+    def templates(self) -> None:
+        for path, step in self.steps:
+            sid = step.get("step_id") if isinstance(step.get("step_id"), str) else None
+            fan = "for_each" in step
+            for key, value in step.items():
+                if key in _NOT_TEMPLATED:
+                    continue
+                allowed = _ROOTS | {"item", "index"} if fan and key != "for_each" else _ROOTS
+                for spath, text in _strings(value, (*path, key)):
+                    self._template(text, spath, allowed, sid, path[0] == "finally")
+        outputs = self.data.get("outputs")
+        if isinstance(outputs, dict):
+            for spath, text in _strings(outputs, ("outputs",)):
+                self._template(text, spath, _ROOTS, None, True)
+
+    def agent_templates(self) -> list[Problem]:
+        agents = self.data.get("agents")
+        for i, a in enumerate(agents if isinstance(agents, list) else ()):
+            if not isinstance(a, dict):
+                continue
+            for key in _AGENT_TEMPLATED:
+                for spath, text in _strings(a.get(key), ("agents", i, key)):
+                    self._template(text, spath, _AGENT_ROOTS, None, False, agent=True)
+        return self.problems
+
+    def _template(
+        self,
+        text: str,
+        path: PathT,
+        allowed: frozenset[str],
+        owner: str | None,
+        after_dag: bool,
+        *,
+        agent: bool = False,
+    ) -> None:
+        t = self._t()
+        bad = t.find_problems(text)
+        for msg in bad:
+            self.add(msg, path)
+        if bad:
+            return
+        for root in sorted(t.referenced_roots(text) - allowed):
+            if root in ("item", "index") and not agent:
+                where = "in for_each itself" if path[2:3] == ("for_each",) else "outside for_each"
+                msg = f"{root!r} is only defined in a step with for_each (used {where})"
+            elif root == "steps" and agent:
+                msg = "agent settings cannot use step results (agents start before any step runs)"
+            elif agent and root in _ALL_ROOTS:
+                msg = f"{root!r} is not available in agent settings (only inputs, secrets, workflow, run)"
+            else:
+                msg = f"unknown name {root!r} in template{hint(root, _ALL_ROOTS)}; known: " + ", ".join(_ALL_ROOTS)
+            self.add(msg, path)
+        if "steps" in allowed:
+            for ref in sorted(t.referenced_steps(text)):
+                self._step_ref(ref, path, owner, after_dag)
+        if "inputs" in allowed and self.inputs_known:
+            for name in _input_refs(text):
+                if name not in self.inputs:
+                    declared = (
+                        f"; declared: {', '.join(self.inputs)}" if self.inputs else "; the workflow declares no inputs"
+                    )
+                    self.add(f"template references undeclared input {name!r}{hint(name, self.inputs)}{declared}", path)
+
+    def _step_ref(self, ref: str, path: PathT, owner: str | None, after_dag: bool) -> None:
+        if ref not in self.ids:
+            self.add(f"template references unknown step {ref!r}{hint(ref, self.ids)}", path)
+        elif owner is None:
+            return  # outputs may read any step
+        elif ref == owner:
+            self.add(f"step {owner!r} cannot use its own result (steps.{ref})", path)
+        elif after_dag and ref not in self.finally_ids:
+            return  # finally steps run after the whole DAG
+        elif not after_dag and ref in self.finally_ids:
+            self.add(f"step {owner!r} cannot use finally step {ref!r}: finally steps run last", path)
+        elif not self.ancestors.has(owner, ref):
+            self.add(
+                f"template references steps.{ref} but step {owner!r} does not depend on {ref!r} (add it to depends_on)",
+                path,
+            )
+
+    # ------------------------------------------------------------------ patterns
+
+    def uses(self) -> None:
+        from runner.patterns import is_path_ref
+
+        for path, step in self.steps:
+            uses = step.get("uses")
+            if not isinstance(uses, str) or _has_syntax(uses):
+                continue
+            target = resolve_uses(uses, self.smap.file)
+            if target is None:
+                if is_path_ref(uses):
+                    msg = f"workflow file {uses!r} not found (relative to {Path(self.smap.file).parent})"
+                else:
+                    names = known_patterns()
+                    msg = f"unknown pattern {uses!r}{hint(uses, names)}; known: " + (", ".join(names) or "none")
+                self.add(msg, (*path, "uses"))
+                continue
+            iface = _interface(str(target), target.stat().st_mtime)
+            if isinstance(iface, str):
+                self.add(f"cannot use {uses!r}: {iface}", (*path, "uses"))
+                continue
+            given = step.get("with")
+            given = given if isinstance(given, dict) else {}
+            for k in given:
+                if k not in iface:
+                    self.add(
+                        f"{uses!r} has no input {k!r}{hint(k, iface)}; inputs: " + (", ".join(iface) or "none"),
+                        (*path, "with", k),
+                        key=True,
+                    )
+            for name, sch in iface.items():
+                if name not in given and not (isinstance(sch, dict) and "default" in sch):
+                    where = (*path, "with") if "with" in step else (*path, "uses")
+                    self.add(f"{uses!r} needs input {name!r} (it has no default)", where, key=True)
+            if not self.check_inputs:
+                continue
+            for k, v in given.items():
+                sch = iface.get(k)
+                if isinstance(sch, dict) and not _templated(v):
+                    for msg in _jsonschema_messages(sch, v) or ():
+                        self.add(
+                            f"input {k!r} of {uses!r} does not match its schema: {msg}",
+                            (*path, "with", k),
+                            rank=RANK_INPUTS,
+                        )
+
+    # ------------------------------------------------------------------ inputs
+
+    def input_defaults(self) -> None:
+        for name, sch in self.inputs.items():
+            if isinstance(sch, dict) and "default" in sch:
+                for msg in _jsonschema_messages(sch, sch["default"]) or ():
+                    self.add(
+                        f"default of input {name!r} does not match its schema: {msg}",
+                        ("inputs", name, "default"),
+                        rank=RANK_INPUTS,
+                    )

@@ -1,0 +1,257 @@
+"""The template language itself: the sandboxed Jinja environment and the plain-path grammar.
+
+Both halves of the template layer build on this module: :mod:`runner.templates` compiles
+and renders values, :mod:`runner.template_analysis` checks them without rendering. Keeping
+the environment and the fast path's grammar here lets each of them import it without
+importing the other.
+
+Templates run in an :class:`~jinja2.sandbox.ImmutableSandboxedEnvironment` with
+:class:`~jinja2.StrictUndefined`, where ``*`` and ``**`` are capped against memory bombs.
+Two deliberate departures from stock Jinja: ``a.name`` on a mapping prefers the key
+``name`` over a dict method of that name (workflow data is JSON, where ``items`` or
+``values`` are ordinary field names), and trailing newlines of a template are kept (a
+prompt written as a YAML block scalar keeps its text).
+
+A *plain path* is ``root.a['b'][0]``: a root name followed by attribute names, integer
+indices and quoted keys, none starting with ``_``. :func:`fast_form` recognises text made
+only of literals and plain paths, which the engine then evaluates without Jinja.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+from jinja2 import StrictUndefined
+from jinja2 import TemplateError as _JinjaTemplateError
+from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+__all__ = [
+    "ENV",
+    "GLOBALS",
+    "MAX_POWER_DIGITS",
+    "MAX_REPEAT",
+    "PlainPath",
+    "TemplateError",
+    "error_from",
+    "fast_form",
+    "finalize",
+    "has_syntax",
+    "snippet",
+]
+
+MAX_REPEAT: Final = 1_000_000
+"""Largest string or list that ``*`` may build (items or characters)."""
+
+MAX_POWER_DIGITS: Final = 10_000
+"""Largest integer, in decimal digits, that ``**`` or ``*`` may build."""
+
+_MAX_INT_BITS: Final = int(MAX_POWER_DIGITS * math.log2(10))
+
+
+class TemplateError(Exception):
+    """A template could not be compiled or rendered.
+
+    ``message`` is the full text (reason and the template, truncated to ~80 characters);
+    ``reason`` is what Jinja, the sandbox or the fast path said; ``kind`` is ``syntax``,
+    ``undefined``, ``security`` or ``error``, so callers can tell a sandbox refusal apart.
+    """
+
+    def __init__(self, reason: str, template: str | None = None, kind: str = "error") -> None:
+        self.reason = reason
+        self.template = template
+        self.kind = kind
+        self.message = f"{reason} (in template {snippet(template)})" if template else reason
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def snippet(text: str | None, limit: int = 80) -> str:
+    """``text`` as a repr, cut to ``limit`` characters, for messages naming a template."""
+    text = text or ""
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
+# --------------------------------------------------------------------------- sandbox
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, with ``*`` and ``**`` capped and mappings read key-first."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        """Refuse repetitions and powers whose result would exhaust memory or CPU."""
+        if operator == "*":
+            _check_product(left, right)
+        else:
+            _check_power(left, right)
+        return super().call_binop(context, operator, left, right)
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """``a.name`` on a mapping is the key ``name`` when present, else stock sandbox."""
+        if not attribute.startswith("_") and isinstance(obj, Mapping):
+            try:
+                if attribute in obj:
+                    return obj[attribute]
+            except TypeError:
+                pass
+        return super().getattr(obj, attribute)
+
+
+def _check_product(left: Any, right: Any) -> None:
+    for seq, n in ((left, right), (right, left)):
+        if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and n > 0:
+            if len(seq) * n > MAX_REPEAT:
+                raise SecurityError(f"repetition would build {len(seq) * n} items, more than {MAX_REPEAT}")
+    if isinstance(left, int) and isinstance(right, int):
+        if abs(left).bit_length() + abs(right).bit_length() > _MAX_INT_BITS:
+            raise SecurityError(f"product would exceed {MAX_POWER_DIGITS} digits")
+
+
+def _check_power(base: Any, exponent: Any) -> None:
+    if isinstance(base, int) and isinstance(exponent, int) and exponent > 0 and abs(base) > 1:
+        if exponent * math.log10(abs(base)) > MAX_POWER_DIGITS:
+            raise SecurityError(f"power would exceed {MAX_POWER_DIGITS} digits")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    if isinstance(obj, (set, frozenset)):
+        return list(obj)
+    return str(obj)  # StrictUndefined raises here, which is what we want
+
+
+def finalize(value: Any) -> Any:
+    """How a value prints inside text: JSON for containers, nothing for None."""
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list, tuple, Mapping)):
+        return json.dumps(value, ensure_ascii=False, default=_json_default)
+    return value
+
+
+ENV: Final = _Sandbox(
+    undefined=StrictUndefined,
+    autoescape=False,
+    finalize=finalize,
+    keep_trailing_newline=True,
+)
+"""The one sandboxed environment every template of every workflow is compiled in."""
+
+GLOBALS: Final = frozenset(ENV.globals)
+"""Names Jinja defines for every template (``range``, ``dict``, ``namespace``...)."""
+
+
+def error_from(exc: BaseException, text: str) -> TemplateError:
+    """Turn whatever a render raised into a :class:`TemplateError` naming the template."""
+    if isinstance(exc, TemplateError):
+        return exc
+    if isinstance(exc, TemplateSyntaxError):
+        return TemplateError(f"syntax error: {exc.message} (line {exc.lineno})", text, "syntax")
+    if isinstance(exc, SecurityError):
+        return TemplateError(str(exc.message or exc), text, "security")
+    if isinstance(exc, UndefinedError):
+        return TemplateError(str(exc.message or exc), text, "undefined")
+    if isinstance(exc, _JinjaTemplateError):
+        return TemplateError(str(exc.message or exc), text)
+    return TemplateError(f"{type(exc).__name__}: {exc}", text)
+
+
+# --------------------------------------------------------------------------- fast path
+
+_NAME = r"[A-Za-z][A-Za-z0-9_]*"
+_INT = r"(?:0|[1-9][0-9]*)"
+_SEGMENT = rf"""\.(?:{_NAME}|{_INT})|\[(?:-?{_INT}|'[^'\\\r\n]*'|"[^"\\\r\n]*")\]"""
+_PATH_RE: Final = re.compile(rf"\s*({_NAME})((?:{_SEGMENT})*)\s*", re.ASCII)
+_SEGMENT_RE: Final = re.compile(_SEGMENT, re.ASCII)
+_LONE_RE: Final = re.compile(r"\s*\{\{(.*?)\}\}\s*", re.DOTALL)
+_VAR_RE: Final = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+# Names Jinja itself gives a meaning to: literals, operators, and template specials.
+_RESERVED: Final = frozenset(
+    {"true", "false", "none", "True", "False", "None", "and", "or", "not", "in", "is",
+     "if", "else", "self", "loop", "caller", "varargs", "kwargs", "super"}
+)  # fmt: skip
+
+
+class PlainPath:
+    """A plain path ``root.a['b'][0]``: a root name and dict keys / list indices."""
+
+    __slots__ = ("root", "keys", "texts")
+
+    def __init__(self, root: str, keys: tuple[str | int, ...], texts: tuple[str, ...]) -> None:
+        self.root = root
+        self.keys = keys
+        self.texts = texts
+
+    def show(self, upto: int) -> str:
+        """The path as written, up to and including segment ``upto`` (-1: the root)."""
+        return self.root + "".join(self.texts[: upto + 1])
+
+
+def _parse_path(expr: str) -> PlainPath | None:
+    """Parse the inside of ``{{ }}`` as a plain path, or None if it is anything more."""
+    m = _PATH_RE.fullmatch(expr)
+    if m is None or m.group(1) in _RESERVED:
+        return None
+    keys: list[str | int] = []
+    texts: list[str] = []
+    for seg in _SEGMENT_RE.findall(m.group(2)):
+        if seg[0] == ".":
+            key: str | int = int(seg[1:]) if seg[1].isdigit() else seg[1:]
+            if key in _RESERVED:
+                return None
+        elif seg[1] in "'\"":
+            quoted = seg[2:-2]
+            if quoted.startswith("_"):
+                return None
+            key = quoted
+        else:
+            key = int(seg[1:-1])
+        keys.append(key)
+        texts.append(seg)
+    return PlainPath(m.group(1), tuple(keys), tuple(texts))
+
+
+def _fast_parts(text: str) -> tuple[str | PlainPath, ...] | None:
+    """Split text mixing literals and plain paths, or None if it needs Jinja."""
+    if "{%" in text or "{#" in text or "\r" in text:
+        return None
+    parts: list[str | PlainPath] = []
+    pos = 0
+    for m in _VAR_RE.finditer(text):
+        path = _parse_path(m.group(1))
+        if path is None:
+            return None
+        if m.start() > pos:
+            parts.append(text[pos : m.start()])
+        parts.append(path)
+        pos = m.end()
+    if pos < len(text):
+        parts.append(text[pos:])
+    if any(type(p) is str and "{{" in p for p in parts):
+        return None  # an unclosed '{{': Jinja reports the syntax error
+    return tuple(parts)
+
+
+def fast_form(text: str) -> PlainPath | tuple[str | PlainPath, ...] | None:
+    """A lone plain path, text with plain paths, or None when the text needs Jinja."""
+    m = _LONE_RE.fullmatch(text)
+    if m is not None and "{{" not in m.group(1) and "}}" not in m.group(1):
+        path = _parse_path(m.group(1))
+        if path is not None:
+            return path
+    return _fast_parts(text)
+
+
+def has_syntax(text: str) -> bool:
+    """Whether a string holds any template syntax (``{{``, ``{%`` or ``{#``)."""
+    return "{" in text and ("{{" in text or "{%" in text or "{#" in text)
