@@ -11,16 +11,16 @@ declares. Imports the MCP SDK, so plain ``validate`` never loads this module.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from runner.errors import Problem, WorkflowInvalid
+from runner.instantiate import render_agent
 from runner.loader import SourceMap, load_workflow, load_yaml, read_text
 from runner.model import AgentSpec, StepSpec, TransportKind, Workflow
 from runner.selection import eligible
-from runner.templates import TemplateError, compile_value, is_templated, referenced_result_fields
+from runner.templates import TemplateError, is_templated, referenced_result_fields
 from runner.validation import hint
 
 RANK_DEEP = 80
@@ -62,20 +62,6 @@ def _step_paths(wf: Workflow) -> dict[str, list[str | int]]:
     return paths
 
 
-def _render_agent(a: AgentSpec, ctx: Mapping[str, Any]) -> AgentSpec:
-    changes: dict[str, Any] = {}
-    for name in ("args", "env", "headers", "url", "cwd", "command"):
-        val = getattr(a, name)
-        if is_templated(val):
-            out = compile_value(val).render(ctx)
-            if name == "args":
-                out = tuple(str(x) for x in out)
-            elif name in ("env", "headers"):
-                out = {k: str(v) for k, v in out.items()}
-            changes[name] = out
-    return dataclasses.replace(a, **changes) if changes else a
-
-
 async def deep_check(wf: Workflow, smap: SourceMap, registry: Sequence[AgentSpec] = ()) -> list[Problem]:
     """The deep problems of one loaded workflow (see the module docstring)."""
     from runner.agents.pool import AgentPool
@@ -94,7 +80,7 @@ async def deep_check(wf: Workflow, smap: SourceMap, registry: Sequence[AgentSpec
             if aid in needed or agents[aid].transport == TransportKind.PULL:
                 continue
             try:
-                needed[aid] = _render_agent(agents[aid], ctx)
+                needed[aid] = render_agent(agents[aid], ctx)
             except TemplateError as exc:
                 problems.append(
                     smap.problem(

@@ -16,20 +16,20 @@ import asyncio
 import dataclasses
 import random
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner import events as ev
 from runner.errors import AgentError, Problem, RunnerError, StoreError, ToolFailure, WorkflowInvalid
-from runner.events import Event, EventSink, epoch_to_iso
+from runner.events import Event, EventSink
+from runner.instantiate import describe_need, instantiate, positioned, render_agent
 from runner.model import AgentSpec, RunStatus, StepOutcome, StepSpec, StepStatus, TransportKind, Workflow
+from runner.outcomes import ResumeState, RunResult, new_run_id, resolve_inputs
 from runner.scheduler import Scheduler, Task
 from runner.selection import eligible, order
-from runner.templates import Compiled, Masker, TemplateError, compile_value, is_templated, render_condition
+from runner.templates import Compiled, Masker, TemplateError, compile_value, render_condition
 
 if TYPE_CHECKING:
     from runner.agents.pool import AgentPool
@@ -37,63 +37,7 @@ if TYPE_CHECKING:
 
 IDEMPOTENCY_META_KEY = "runner/idempotency_key"
 
-
-@dataclass
-class RunResult:
-    """What a finished run produced (the ``--output json`` object of SPEC §4)."""
-
-    run_id: str
-    workflow: str
-    status: RunStatus
-    outputs: dict[str, Any]
-    steps: dict[str, StepOutcome]
-    started_at: float
-    finished_at: float
-    preflight_ms: float = 0.0
-    error: str | None = None
-
-    @property
-    def duration_ms(self) -> float:
-        return round((self.finished_at - self.started_at) * 1000.0, 3)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "workflow": self.workflow,
-            "status": str(self.status),
-            "outputs": self.outputs,
-            "started_at": epoch_to_iso(self.started_at),
-            "finished_at": epoch_to_iso(self.finished_at),
-            "duration_ms": self.duration_ms,
-            "preflight_ms": round(self.preflight_ms, 3),
-            "error": self.error,
-            "steps": {
-                sid: {
-                    "status": str(o.status),
-                    "result": o.result,
-                    "error": o.error,
-                    "attempts": o.attempts,
-                    "agent_id": o.agent_id,
-                    "duration_ms": o.duration_ms,
-                }
-                for sid, o in self.steps.items()
-            },
-        }
-
-
-@dataclass
-class ResumeState:
-    """Progress of an earlier session of the same run, read back from the store."""
-
-    run_id: str
-    inputs: dict[str, Any]
-    completed: dict[str, StepOutcome] = field(default_factory=dict)
-    attempts: dict[str, int] = field(default_factory=dict)
-    items: dict[str, dict[int, Any]] = field(default_factory=dict)
-
-
-class _Fallback(Exception):
-    """Internal: the chosen agent is unreachable; try the next candidate."""
+__all__ = ["IDEMPOTENCY_META_KEY", "Engine", "ResumeState", "RunResult", "new_run_id", "resolve_inputs"]
 
 
 class Engine:
@@ -213,7 +157,7 @@ class Engine:
             "workflow": {"name": wf.name},
             "secrets": self.secrets,
         }
-        wf = self.wf = self._instantiate(wf)
+        wf = self.wf = instantiate(wf, {"inputs": values, "workflow": self._ctx["workflow"]})
         self._specs = {s.step_id: s for s in wf.all_steps}
         for s in wf.all_steps:
             self.outcomes[s.step_id] = StepOutcome()
@@ -312,7 +256,12 @@ class Engine:
     async def _preflight(self) -> None:
         """Connect every agent the workflow can use, in parallel, and check every tool name."""
         wf = self.wf
-        self.agents = {aid: self._render_agent(a) for aid, a in self.agents.items()}
+        actx = {"inputs": self._ctx["inputs"], "secrets": self.secrets, "workflow": self._ctx["workflow"]}
+        for aid, a in list(self.agents.items()):
+            try:
+                self.agents[aid] = render_agent(a, actx)
+            except TemplateError as exc:
+                raise AgentError(self.masker.mask_text(f"agent '{aid}': {exc}"), agent_id=aid) from None
         needed: dict[str, AgentSpec] = {}
         problems: list[Problem] = []
         for s in wf.all_steps:
@@ -323,7 +272,7 @@ class Engine:
             if not cands[0]:
                 problems.append(
                     Problem(
-                        f"step '{s.step_id}': no agent can run it ({_describe_need(s)})",
+                        f"step '{s.step_id}': no agent can run it ({describe_need(s)})",
                         path=f"$.steps[{s.step_id}]",
                         file=wf.source or "<string>",
                     )
@@ -331,7 +280,7 @@ class Engine:
             for aid in cands[0]:
                 needed[aid] = self.agents[aid]
         if problems:
-            raise WorkflowInvalid(self._positioned(problems))
+            raise WorkflowInvalid(positioned(self.wf, problems))
         remote = [a for a in needed.values() if a.transport != TransportKind.PULL]
         if remote and self._pool is None:
             from runner.agents.pool import AgentPool
@@ -369,84 +318,7 @@ class Engine:
                     )
                 )
         if problems:
-            raise WorkflowInvalid(self._positioned(problems))
-
-    def _instantiate(self, wf: Workflow) -> Workflow:
-        """Render templated agent selection (``assigned_agent_id: "{{ inputs.coordinator }}"``).
-
-        Patterns take their agents and roles as inputs; they are fixed once per run, before
-        preflight, so agents are still connected and checked up front.
-        """
-        ctx = {"inputs": self._ctx["inputs"], "workflow": self._ctx["workflow"]}
-
-        def render(s: StepSpec) -> StepSpec:
-            changes: dict[str, Any] = {}
-            for name in ("assigned_agent_id", "assigned_role", "required_capabilities", "fallback_agents"):
-                val = getattr(s, name)
-                if not val or (type(val) is str and "{" not in val):
-                    continue  # the common case, checked without the template machinery
-                if is_templated(val):
-                    try:
-                        out = compile_value(val).render(ctx)
-                    except TemplateError as exc:
-                        raise WorkflowInvalid(
-                            f"step '{s.step_id}': {name}: {exc}", file=wf.source or "<string>"
-                        ) from None
-                    if isinstance(out, list):
-                        out = tuple(out)
-                    elif name in ("required_capabilities", "fallback_agents") and isinstance(out, str):
-                        out = (out,)
-                    changes[name] = out
-            return dataclasses.replace(s, **changes) if changes else s
-
-        steps = tuple(render(s) for s in wf.steps)
-        fin = tuple(render(s) for s in wf.finally_steps)
-        if steps == wf.steps and fin == wf.finally_steps:
-            return wf
-        return dataclasses.replace(wf, steps=steps, finally_steps=fin)
-
-    def _positioned(self, problems: list[Problem]) -> list[Problem]:
-        """Give preflight problems the file:line:col of the YAML node at fault."""
-        wf = self.wf
-        if not wf.source_text:
-            return problems
-        from runner.loader import load_yaml
-
-        try:
-            _data, smap = load_yaml(wf.source_text, wf.source or "<string>")
-        except RunnerError:
-            return problems
-        index = {s.step_id: ("steps", i) for i, s in enumerate(wf.steps)}
-        index.update({s.step_id: ("finally", i) for i, s in enumerate(wf.finally_steps)})
-        out = []
-        for p in problems:
-            sid, _, rest = p.path.removeprefix("$.steps[").partition("]")
-            if sid in index:
-                path: list[str | int] = [*index[sid]]
-                if rest.startswith("."):
-                    path.append(rest[1:])
-                out.append(smap.problem(p.message, path))
-            else:
-                out.append(p)
-        return out
-
-    def _render_agent(self, a: AgentSpec) -> AgentSpec:
-        """Agent args/env/headers/url may template ``inputs`` and ``secrets``."""
-        ctx = {"inputs": self._ctx["inputs"], "secrets": self.secrets, "workflow": self._ctx["workflow"]}
-        changes: dict[str, Any] = {}
-        for name in ("args", "env", "headers", "url", "cwd", "command"):
-            val = getattr(a, name)
-            if is_templated(val):
-                try:
-                    out = compile_value(val).render(ctx)
-                except TemplateError as exc:
-                    raise AgentError(f"agent '{a.id}': {name}: {exc}", agent_id=a.id) from None
-                if name == "args":
-                    out = tuple(str(x) for x in out)
-                elif name in ("env", "headers"):
-                    out = {k: str(v) for k, v in out.items()}
-                changes[name] = out
-        return dataclasses.replace(a, **changes) if changes else a
+            raise WorkflowInvalid(positioned(self.wf, problems))
 
     # -- the loop ---------------------------------------------------------------------------
     async def _loop(self, deadline: float | None) -> None:
@@ -927,49 +799,3 @@ def _is_unreachable(exc: ToolFailure) -> bool:
     if kind is not None:
         return kind == "unreachable"
     return "unreachable" in exc.message
-
-
-def _describe_need(s: StepSpec) -> str:
-    parts = []
-    if s.assigned_agent_id:
-        parts.append(f"agent '{s.assigned_agent_id}'")
-    if s.assigned_role:
-        parts.append(f"role '{s.assigned_role}'")
-    if s.required_capabilities:
-        parts.append(f"capabilities {list(s.required_capabilities)}")
-    return ", ".join(parts) or "no agents declared"
-
-
-def new_run_id() -> str:
-    """Sortable, unique run ids: time prefix + random suffix."""
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
-
-
-def resolve_inputs(wf: Workflow, given: Mapping[str, Any]) -> dict[str, Any]:
-    """Apply defaults and check each input against its JSON Schema (InputInvalid otherwise)."""
-    from runner.errors import InputInvalid
-
-    unknown = sorted(set(given) - set(wf.inputs))
-    if unknown:
-        raise InputInvalid(f"unknown input(s): {', '.join(unknown)} (declared: {', '.join(wf.inputs) or 'none'})")
-    values: dict[str, Any] = {}
-    missing = []
-    for name, schema in wf.inputs.items():
-        if name in given:
-            values[name] = given[name]
-        elif isinstance(schema, dict) and "default" in schema:
-            values[name] = schema["default"]
-        else:
-            missing.append(name)
-    if missing:
-        raise InputInvalid(f"missing required input(s): {', '.join(missing)} (pass -i NAME=VALUE)")
-    import jsonschema
-
-    for name, value in values.items():
-        schema = wf.inputs[name]
-        if not isinstance(schema, dict):
-            continue
-        err = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(value))
-        if err is not None:
-            raise InputInvalid(f"input '{name}': {err.message}")
-    return values

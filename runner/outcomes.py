@@ -1,0 +1,105 @@
+"""What a run produces and what resuming one needs: ``RunResult``, ``ResumeState``, inputs.
+
+Kept apart from the engine so the CLI, the API and the store-facing resume code can use
+them without importing the engine's loop.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from runner.events import epoch_to_iso
+from runner.model import RunStatus, StepOutcome, Workflow
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced (the ``--output json`` object of SPEC §4)."""
+
+    run_id: str
+    workflow: str
+    status: RunStatus
+    outputs: dict[str, Any]
+    steps: dict[str, StepOutcome]
+    started_at: float
+    finished_at: float
+    preflight_ms: float = 0.0
+    error: str | None = None
+
+    @property
+    def duration_ms(self) -> float:
+        return round((self.finished_at - self.started_at) * 1000.0, 3)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "workflow": self.workflow,
+            "status": str(self.status),
+            "outputs": self.outputs,
+            "started_at": epoch_to_iso(self.started_at),
+            "finished_at": epoch_to_iso(self.finished_at),
+            "duration_ms": self.duration_ms,
+            "preflight_ms": round(self.preflight_ms, 3),
+            "error": self.error,
+            "steps": {
+                sid: {
+                    "status": str(o.status),
+                    "result": o.result,
+                    "error": o.error,
+                    "attempts": o.attempts,
+                    "agent_id": o.agent_id,
+                    "duration_ms": o.duration_ms,
+                }
+                for sid, o in self.steps.items()
+            },
+        }
+
+
+@dataclass
+class ResumeState:
+    """Progress of an earlier session of the same run, read back from the store."""
+
+    run_id: str
+    inputs: dict[str, Any]
+    completed: dict[str, StepOutcome] = field(default_factory=dict)
+    attempts: dict[str, int] = field(default_factory=dict)
+    items: dict[str, dict[int, Any]] = field(default_factory=dict)
+
+
+def new_run_id() -> str:
+    """Sortable, unique run ids: time prefix + random suffix."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
+
+
+def resolve_inputs(wf: Workflow, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Apply defaults and check each input against its JSON Schema (InputInvalid otherwise)."""
+    from runner.errors import InputInvalid
+
+    unknown = sorted(set(given) - set(wf.inputs))
+    if unknown:
+        raise InputInvalid(f"unknown input(s): {', '.join(unknown)} (declared: {', '.join(wf.inputs) or 'none'})")
+    values: dict[str, Any] = {}
+    missing = []
+    for name, schema in wf.inputs.items():
+        if name in given:
+            values[name] = given[name]
+        elif isinstance(schema, dict) and "default" in schema:
+            values[name] = schema["default"]
+        else:
+            missing.append(name)
+    if missing:
+        raise InputInvalid(f"missing required input(s): {', '.join(missing)} (pass -i NAME=VALUE)")
+    import jsonschema
+
+    for name, value in values.items():
+        schema = wf.inputs[name]
+        if not isinstance(schema, dict):
+            continue
+        err = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(value))
+        if err is not None:
+            raise InputInvalid(f"input '{name}': {err.message}")
+    return values
