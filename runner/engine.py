@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import random
 import time
 from collections import deque
@@ -142,6 +143,24 @@ class Engine:
         A preflight failure (agent down, unknown tool) raises ``AgentError`` or
         ``WorkflowInvalid`` with ``.result`` set to the failed ``RunResult``.
         """
+        gc_before = gc.get_threshold()
+        # The SDK and the engine allocate many short-lived objects per step; with the default
+        # gen-0 threshold (700) the collector runs every few steps and each pass walks a
+        # young generation full of run state. A larger threshold halved the per-step cost.
+        gc.set_threshold(max(gc_before[0], 20_000), *gc_before[1:])
+        try:
+            return await self._run(inputs, run_id=run_id, resume=resume, reset=reset)
+        finally:
+            gc.set_threshold(*gc_before)
+
+    async def _run(
+        self,
+        inputs: Mapping[str, Any] | None,
+        *,
+        run_id: str | None,
+        resume: ResumeState | None,
+        reset: Iterable[str],
+    ) -> RunResult:
         wf = self.wf
         started = time.time()
         if resume is not None:
