@@ -236,6 +236,9 @@ def _msg_row(r: Sequence[Any]) -> dict[str, Any]:
     }
 
 
+_LIVE = frozenset({"pending", "in_progress"})  # step statuses that more events will change
+
+
 def _changed(cur: Any) -> bool:
     """Whether the cursor's last statement touched a row (DB-API ``rowcount``: an int, -1 if unknown)."""
     count: int = cur.rowcount
@@ -270,6 +273,11 @@ class SqlStore:
             for name, stmt in _SQL.items()
         }
         self._closed = False
+        # Rows of steps still in flight that this store wrote itself, so a step event
+        # need not read its row back (a chain step saves two SELECTs, ~30 µs on SQLite).
+        # Only this process writes the steps of a run it is executing; a rolled-back
+        # transaction clears the cache, and a step leaves it when it reaches a final state.
+        self._live_steps: dict[tuple[str, str], StepRecord] = {}
 
     # --- dialect hooks ----------------------------------------------------------------
     def _begin(self, write: bool) -> None:
@@ -317,6 +325,7 @@ class SqlStore:
                 yield self._cur
                 self._commit()
             except BaseException as exc:
+                self._live_steps.clear()
                 self._rollback_quietly()
                 if isinstance(exc, self.db_errors):
                     raise self._error(exc) from exc
@@ -465,19 +474,27 @@ class SqlStore:
                 apply_step_event(None, event)  # raises: a step event without a step_id
             self._insert_event(event)  # a type this runner does not project: log only
             return
-        cur.execute(sql["step_lock"], (step_id, run_id))
-        row = cur.fetchone()
-        if row is None:
-            raise unknown_run(event)
-        known = row[1] is not None
-        change = apply_step_event(_step_row(row[1:]) if known else None, event)
+        key = (run_id, step_id)
+        old = self._live_steps.get(key)
+        if old is None:
+            cur.execute(sql["step_lock"], (step_id, run_id))
+            row = cur.fetchone()
+            if row is None:
+                raise unknown_run(event)
+            if row[1] is not None:
+                old = _step_row(row[1:])
+        change = apply_step_event(old, event)
         self._insert_event(event)
         step = change.step
         if step is not None:
-            if known:
+            if old is not None:
                 cur.execute(sql["step_update"], (*_step_params(step), run_id, step_id))
             else:
                 cur.execute(sql["step_insert"], (run_id, step_id, *_step_params(step)))
+            if step.status in _LIVE:
+                self._live_steps[key] = step
+            else:
+                self._live_steps.pop(key, None)
         if change.clear_items:
             cur.execute(sql["items_clear"], (run_id, step_id))
         if change.item is not None:
