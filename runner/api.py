@@ -66,9 +66,10 @@ def load_secrets(secrets_file: str | None = None, environ: Mapping[str, str] | N
 
 
 def load_workflow(path: str, registry: Sequence[AgentSpec] = ()) -> Workflow:
+    """A workflow file named on the command line: always a path, never inline YAML text."""
     from runner.loader import load_workflow as _load
 
-    return _load(path, registry=registry)
+    return _load(Path(path), registry=registry)
 
 
 def parse_cli_inputs(wf: Workflow, pairs: Sequence[str], inputs_file: str | None) -> dict[str, Any]:
@@ -89,7 +90,7 @@ def parse_cli_inputs(wf: Workflow, pairs: Sequence[str], inputs_file: str | None
             raise InputInvalid(f"--inputs: {inputs_file} must hold a mapping of input names to values")
         values.update(data)
     for pair in pairs:
-        if "=" not in pair:
+        if "=" not in pair or not pair.split("=", 1)[0].strip():
             raise InputInvalid(f"-i/--input: expected NAME=VALUE, got {pair!r}")
         name, raw = pair.split("=", 1)
         name = name.strip()

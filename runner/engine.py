@@ -162,7 +162,7 @@ class Engine:
         reset: Iterable[str],
     ) -> RunResult:
         wf = self.wf
-        started = time.time()
+        started = self._started = time.time()
         if resume is not None:
             self.run_id = resume.run_id
             values = dict(resume.inputs)
@@ -221,7 +221,7 @@ class Engine:
                 res = self._result(started, RunStatus.FAILED, {}, (time.perf_counter() - t0) * 1000, str(exc))
                 exc.result = res  # type: ignore[attr-defined]
                 raise
-            preflight_ms = (time.perf_counter() - t0) * 1000
+            preflight_ms = self._preflight_ms = (time.perf_counter() - t0) * 1000
             # The run timeout counts from the first step: agent start-up has its own bound
             # (the connect timeout), and a slow machine must not eat the steps' time.
             deadline = loop.time() + wf.timeout if wf.timeout else None
@@ -244,7 +244,8 @@ class Engine:
             outputs = self._render_outputs(status)
             error = None
             if status == RunStatus.FAILED:
-                failed = [s for s, o in self.outcomes.items() if o.status == StepStatus.FAILED]
+                tolerated = {s.step_id for s in wf.all_steps if s.continue_on_error}
+                failed = [s for s, o in self.outcomes.items() if o.status == StepStatus.FAILED and s not in tolerated]
                 error = f"step(s) failed: {', '.join(failed)}" if failed else "run failed"
             elif status == RunStatus.TIMED_OUT:
                 error = f"run timed out after {wf.timeout:g}s"
@@ -307,7 +308,17 @@ class Engine:
             self._pool = AgentPool()
         if remote:
             assert self._pool is not None
-            errors = await self._pool.open(remote, base_dir=self.base_dir)
+            connect_timeout = 30.0
+            if wf.timeout:
+                # The steps get the whole `timeout` (their clock starts after preflight), but
+                # no agent may take longer than that to start: a dead URL must not hold a
+                # `timeout: 3s` run for the 30 s default connect timeout.
+                connect_timeout = min(connect_timeout, wf.timeout)
+                remote = [
+                    dataclasses.replace(a, timeout=wf.timeout) if a.timeout and a.timeout > wf.timeout else a
+                    for a in remote
+                ]
+            errors = await self._pool.open(remote, base_dir=self.base_dir, connect_timeout=connect_timeout)
             for aid, err in errors.items():
                 if err is None:
                     continue
@@ -327,11 +338,18 @@ class Engine:
                 continue
             ids = [c for c in self._candidates[s.step_id][0] if c in connected]
             if ids and not any(s.tool_to_call in connected[c].tools for c in ids):
-                offers = sorted(connected[ids[0]].tools)
+                def tools(c: str) -> str:
+                    return ", ".join(sorted(connected[c].tools)) or "(no tools)"
+
+                if len(ids) == 1:
+                    detail = f"agent '{ids[0]}' has no tool '{s.tool_to_call}'; it offers: {tools(ids[0])}"
+                else:
+                    detail = f"none of the agents {', '.join(ids)} has a tool '{s.tool_to_call}'; " + "; ".join(
+                        f"'{c}' offers: {tools(c)}" for c in ids
+                    )
                 problems.append(
                     Problem(
-                        f"step '{s.step_id}': agent '{ids[0]}' has no tool '{s.tool_to_call}'; "
-                        f"it offers: {', '.join(offers) or '(no tools)'}",
+                        f"step '{s.step_id}': {detail}",
                         path=f"$.steps[{s.step_id}].tool_to_call",
                         file=wf.source or "<string>",
                     )
@@ -498,6 +516,11 @@ class Engine:
             else:
                 if tr.status != StepStatus.SKIPPED:
                     o.error = tr.reason
+                if sid in self._items and self._item_results.get(sid):
+                    # A failed fan-out still reports what its finished items produced
+                    # (None where an item failed or never ran), like a failed run does.
+                    res = self._item_results[sid]
+                    o.result = [res.get(i) for i in range(len(self._items[sid]))]
                 self._ctx["steps"][sid] = o.as_context()
                 kind = {
                     StepStatus.FAILED: ev.STEP_FAILED,
@@ -796,6 +819,13 @@ class Engine:
                 if status == RunStatus.COMPLETED:
                     self.emit("output_failed", error=f"outputs.{name}: {exc}", data={"output": name})
         return self.masker.mask(out) if self.secrets else out
+
+    def partial_result(self, status: RunStatus, error: str) -> RunResult | None:
+        """The result so far of a run that stopped abnormally (Ctrl-C): what had finished."""
+        if not self.run_id:
+            return None
+        started = getattr(self, "_started", time.time())
+        return self._result(started, status, {}, getattr(self, "_preflight_ms", 0.0), error)
 
     def _result(
         self, started: float, status: RunStatus, outputs: dict[str, Any], preflight_ms: float, error: str | None

@@ -20,6 +20,8 @@ names are re-exported here, where the rest of runner has always imported them.
 
 from __future__ import annotations
 
+import dataclasses
+
 import gc
 import hashlib
 import json
@@ -442,13 +444,21 @@ def load_workflow(
 
     text, source = _source(path_or_text, file)
     data, problems = analyze(text, source, registry, check_inputs=check_inputs)
-    if problems:
+    # Warnings never block: a file that `runner validate` accepts must also run.
+    if any(p.severity == "error" for p in problems):
         raise WorkflowInvalid(problems)
-    return build_workflow(data, source=source, text=text)
+    wf = build_workflow(data, source=source, text=text)
+    if problems:
+        wf = dataclasses.replace(wf, warnings=tuple(problems))
+    return wf
 
 
 def _source(path_or_text: str | Path, file: str | None) -> tuple[str, str]:
     if isinstance(path_or_text, Path):
+        if path_or_text.is_dir():
+            raise WorkflowInvalid(
+                [Problem(f"{path_or_text} is a directory, not a workflow file", "$", str(path_or_text), 0, 0)]
+            )
         return read_text(path_or_text), file or str(path_or_text)
     if "\n" not in path_or_text and (path_or_text.endswith((".yaml", ".yml")) or Path(path_or_text).is_file()):
         return read_text(path_or_text), file or path_or_text

@@ -42,10 +42,11 @@ class RunStatus(StrEnum):
     FAILED = "failed"
     TIMED_OUT = "timed_out"
     CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"  # Ctrl-C or a lost runner: not an ending, `runner resume` continues it
 
     @property
     def terminal(self) -> bool:
-        return self not in (RunStatus.PENDING, RunStatus.RUNNING)
+        return self not in (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.INTERRUPTED)
 
 
 class TransportKind(StrEnum):
@@ -172,6 +173,7 @@ class Workflow:
     agent_modifiable: bool = False
     source: str | None = None  # the file it was read from
     source_text: str | None = None  # exact text, for content hashing and resume checks
+    warnings: tuple[Any, ...] = ()  # validation Problems of severity "warning" (they never block a run)
 
     def step(self, step_id: str) -> StepSpec:
         for s in self.steps:

@@ -73,7 +73,7 @@ def format_problems(problems: Sequence[Problem], fmt: str = "text") -> str:
 
     text: ``file:line:col: message [json.path]`` per line (warnings and notes say so);
     json: a list of {file, line, col, message, path, severity};
-    github: ``::error file=F,line=L,col=C,title=runner validate::message [path]``.
+    github: ``::error file=F,line=L,col=C::message [path]`` (GitHub's workflow-command syntax).
     """
     if fmt == "json":
         return json.dumps([p.to_json() for p in problems], indent=2, ensure_ascii=False)
@@ -83,7 +83,6 @@ def format_problems(problems: Sequence[Problem], fmt: str = "text") -> str:
             props = [f"file={_gh_prop(p.file)}"]
             if p.line:
                 props += [f"line={p.line}", f"col={p.col}"]
-            props.append(f"title={_gh_prop('runner validate')}")
             level = _GH_LEVEL.get(p.severity, "notice")
             lines.append(f"::{level} {','.join(props)}::{_gh_data(f'{p.message} [{p.path}]')}")
         return "\n".join(lines)

@@ -108,7 +108,7 @@ def _agent_context(data_path: PathT, root: Any) -> tuple[str, str] | None:
 
 _PATTERN_HELP = {
     "name": "use lower-case letters, digits, '-' and '_', starting with a letter or digit",
-    "step_id": "use letters, digits, '_' and '-', starting with a letter or '_'",
+    "step_id": "use letters, digits, '_' and '-', starting with a letter",
     "id": "use letters, digits, '_', '.' and '-', starting with a letter, digit or '_'",
     "module": "use 'package.module:attribute'",
 }

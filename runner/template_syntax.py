@@ -131,9 +131,15 @@ def _json_default(obj: Any) -> Any:
 
 
 def finalize(value: Any) -> Any:
-    """How a value prints inside text: JSON for containers, nothing for None."""
+    """How a value prints inside text: JSON for containers and booleans, nothing for None.
+
+    As in GitHub Actions expressions: ``"ok: {{ steps.x.result.passed }}"`` reads
+    ``ok: true``, not Python's ``True``. A lone ``{{ expr }}`` keeps its native type.
+    """
     if value is None:
         return ""
+    if value is True or value is False:
+        return "true" if value else "false"
     if isinstance(value, (dict, list, tuple, Mapping)):
         return json.dumps(value, ensure_ascii=False, default=_json_default)
     return value

@@ -105,8 +105,12 @@ def validate_paths(paths: Sequence[str | Path], registry: Sequence[AgentSpec] = 
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
+            found = False
             for f in _walk(p):
+                found = True
                 problems += _validate_any(f, registry, explicit=False)
+            if not found:  # a typo'd or emptied directory must not pass CI as "valid"
+                problems.append(Problem(f"no workflow files (*.yaml, *.yml) under {p}", "$", str(p), 0, 0))
         else:
             problems += _validate_any(p, registry, explicit=True)
     return problems

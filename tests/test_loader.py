@@ -256,7 +256,7 @@ def test_missing_file(tmp_path: Path) -> None:
     [p] = info.value.problems
     assert p.message.startswith("cannot read workflow file: ") and "nope.yaml" in p.message
     assert info.value.exit_code == 2
-    with pytest.raises(WorkflowInvalid, match="cannot read workflow file"):
+    with pytest.raises(WorkflowInvalid, match="is a directory, not a workflow file"):
         load_workflow(tmp_path)  # a directory is not a file
 
 

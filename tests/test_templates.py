@@ -101,7 +101,7 @@ def test_lone_path_returns_the_context_object_itself() -> None:
         ("r={{ steps.prev.result.a }}", 'r=[1, {"b": 2}]'),
         ("{{ inputs.n }} and {{ steps.prev.result.a[1] }}", '5 and {"b": 2}'),
         ("[{{ inputs.nothing }}]", "[]"),
-        ("{{ inputs.flag }}!", "True!"),
+        ("{{ inputs.flag }}!", "true!"),
         ("{{ inputs.n }}{{ inputs.name }}\n", "5bob\n"),  # trailing newline kept
         ("{% if inputs.n > 1 %}{{ steps.prev.result.a }}{% endif %}", '[1, {"b": 2}]'),
         ("x {{ inputs.nothing }} {{ {'é': 1} }}", 'x  {"é": 1}'),

@@ -296,9 +296,9 @@ def test_json_format() -> None:
 def test_github_format() -> None:
     lines = format_problems(_sample(), "github").splitlines()
     assert lines == [
-        "::error file=dir%2Cx/w%3Af.yaml,line=3,col=7,title=runner validate::bad, very: bad%0Anext 100%25 [$.steps[0]]",
-        "::warning file=w.yaml,line=9,col=5,title=runner validate::careful [$.steps[1].if]",
-        "::error file=gone.yaml,title=runner validate::cannot read workflow file: gone.yaml [$]",
+        "::error file=dir%2Cx/w%3Af.yaml,line=3,col=7::bad, very: bad%0Anext 100%25 [$.steps[0]]",
+        "::warning file=w.yaml,line=9,col=5::careful [$.steps[1].if]",
+        "::error file=gone.yaml::cannot read workflow file: gone.yaml [$]",
     ]
     with pytest.raises(ValueError, match="unknown format"):
         format_problems([], "xml")
@@ -309,7 +309,7 @@ def test_real_problems_in_every_format() -> None:
     f = str(INVALID / "cycle.yaml")
     assert format_problems(ps, "text") == f"{f}:4:18: dependency cycle: a -> c -> b -> a [$.steps[0].depends_on[0]]"
     assert json.loads(format_problems(ps, "json"))[0]["line"] == 4
-    assert format_problems(ps, "github").startswith(f"::error file={f},line=4,col=18,title=runner validate::")
+    assert format_problems(ps, "github").startswith(f"::error file={f},line=4,col=18::")
 
 
 # --------------------------------------------------------------------------- imports

@@ -10,8 +10,10 @@ retries and results; transports only know how to open the pipe and explain failu
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import fcntl
 import importlib
+import logging
 import os
 import sys
 import tempfile
@@ -33,6 +35,50 @@ _STDERR_TAIL_LINES = 20
 _STDERR_TAIL_BYTES = 8192
 # Per-call limits come from the step's timeout (read_timeout_seconds), never from httpx.
 _HTTP_TIMEOUT = httpx2.Timeout(30.0, read=None)
+
+
+# The stdio transport whose child produced the stdout line being parsed. Tasks inherit
+# context variables when created, so the SDK's reader task (started inside ``target()``)
+# sees the transport that opened it, and a log record can be attributed to one agent.
+_CURRENT_STDIO: contextvars.ContextVar[StdioTransport | None] = contextvars.ContextVar(
+    "runner_current_stdio", default=None
+)
+
+
+class _StdoutNoiseFilter(logging.Filter):
+    """Turn the SDK's "Failed to parse JSONRPC message" tracebacks into a note on the agent.
+
+    An agent that prints a banner or logs to stdout corrupts the protocol stream; the SDK
+    logs a full pydantic traceback per bad line, which would reach the user's terminal
+    through logging's last-resort handler. The runner keeps the offending line instead and
+    names it when the agent fails.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.getMessage().startswith("Failed to parse JSONRPC message"):
+            return True
+        transport = _CURRENT_STDIO.get()
+        if transport is not None:
+            exc = record.exc_info[1] if record.exc_info else None
+            transport.note_stdout_noise(exc)
+        return False
+
+
+logging.getLogger("mcp.client.stdio").addFilter(_StdoutNoiseFilter())
+
+
+def _noise_text(exc: BaseException | None) -> str:
+    """The stdout line a pydantic parse error was about (its ``input``), else the error."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            first = errors()[0]
+            value = first.get("input")
+            if value is not None:
+                return str(value)[:160]
+        except Exception:  # noqa: BLE001 - best effort: fall back to the message
+            pass
+    return str(exc or "unparseable output")[:160]
 
 
 class AgentTransport(Protocol):
@@ -157,6 +203,11 @@ class StdioTransport:
         self._stderr_path = stderr_path
         self._log: _StderrLog | None = None
         self._mark = 0
+        self.stdout_noise: list[str] = []  # non-MCP lines the child wrote on stdout (first few)
+
+    def note_stdout_noise(self, exc: BaseException | None) -> None:
+        if len(self.stdout_noise) < 3:
+            self.stdout_noise.append(_noise_text(exc))
 
     @property
     def params(self) -> StdioServerParameters:
@@ -171,7 +222,12 @@ class StdioTransport:
         if self._log is None:
             self._log = _StderrLog(self._stderr_path)
         self._mark = self._log.size()
-        yield stdio_client(self.params, errlog=self._log.file)
+        self.stdout_noise = []
+        token = _CURRENT_STDIO.set(self)
+        try:
+            yield stdio_client(self.params, errlog=self._log.file)
+        finally:
+            _CURRENT_STDIO.reset(token)
 
     def reason(self, exc: BaseException, *, starting: bool) -> str:
         leaf = leaf_exception(exc)
@@ -187,10 +243,15 @@ class StdioTransport:
             text = f"the process {what}"
         else:
             text = describe(leaf)
+        if self.stdout_noise:
+            text += (
+                f"; it wrote non-MCP text on stdout ({self.stdout_noise[0]!r}): an MCP server over stdio "
+                "must keep stdout for protocol messages and log to stderr"
+            )
         if tail:
             shown = tail if starting else tail[-3:]
             text += "; stderr:\n    " + "\n    ".join(shown)
-        elif starting and is_connection_lost(leaf):
+        elif starting and is_connection_lost(leaf) and not self.stdout_noise:
             text += " (nothing on stderr)"
         return text
 

@@ -31,12 +31,36 @@ class App:
 pass_app = click.make_pass_decorator(App, ensure=True)
 
 
+def quiet_sdk_logs() -> None:
+    """Keep the MCP SDK's log records (tracebacks included) off the user's terminal.
+
+    Without a handler of its own, a library's warnings reach stderr through logging's
+    last-resort handler; a failing agent is already reported in one line by the runner.
+    """
+    import logging
+
+    logging.getLogger("mcp").addHandler(logging.NullHandler())
+
+
+def show_sdk_logs() -> None:
+    """With ``-v``: the SDK's warnings and errors on stderr, prefixed with the logger's name."""
+    import logging
+
+    lg = logging.getLogger("mcp")
+    if not any(getattr(h, "_runner_verbose", False) for h in lg.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("runner: %(name)s: %(message)s"))
+        handler._runner_verbose = True  # type: ignore[attr-defined]
+        lg.addHandler(handler)
+
+
 def _set(field: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
     def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
         app = ctx.ensure_object(App)
         if field == "verbose":
             if value:
                 app.verbose = max(app.verbose, value)
+                show_sdk_logs()
         elif field == "quiet":
             if value:
                 app.quiet = True

@@ -7,7 +7,7 @@ import traceback
 
 import click
 
-from runner.cli.app import App, common_options
+from runner.cli.app import App, common_options, quiet_sdk_logs
 from runner.errors import RunnerError, WorkflowInvalid
 
 
@@ -38,6 +38,7 @@ _register()
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; map every failure to the exit codes of SPEC §4 without tracebacks."""
     app = App()
+    quiet_sdk_logs()
     try:
         rv = cli.main(args=argv, prog_name="runner", standalone_mode=False, obj=app)
     except click.exceptions.Exit as exc:

@@ -45,6 +45,8 @@ class Progress:
         return f"{time.perf_counter() - self.t0:7.2f}s"
 
     def _line(self, text: str, color: str | None = None) -> None:
+        # One event, one line: an agent's multi-line error must not break the log's shape.
+        text = " ⏎ ".join(part.strip() for part in text.splitlines() if part.strip())
         if self.tty and self._status_shown:
             self.out.write("\r\x1b[2K")
         if self.tty and color:
@@ -72,7 +74,7 @@ class Progress:
             status = ev.RUN_TERMINAL.get(t, "interrupted")
             msg = f"run {status} in {time.perf_counter() - self.t0:.2f}s"
             if e.error:
-                msg += f": {e.error}"
+                msg += ": " + " ⏎ ".join(part.strip() for part in e.error.splitlines() if part.strip())
             color = "32" if status == "completed" else "31"
             self.out.write((f"\x1b[1;{color}m{msg}\x1b[0m" if self.tty else msg) + "\n")
             self.out.flush()
@@ -133,18 +135,26 @@ class EventsFile:
         self.f.close()
 
 
+_NOT_RUN = ("skipped", "pending", "in_progress")  # in_progress: the run stopped while it ran
+
+
 def write_junit(path: str, result: Mapping[str, Any]) -> None:
     """One ``<testcase>`` per step so CI systems show the steps (``result`` is RunResult.to_json())."""
     steps: Mapping[str, Any] = result.get("steps", {})
     failures = sum(1 for s in steps.values() if s["status"] in ("failed", "cancelled"))
-    skipped = sum(1 for s in steps.values() if s["status"] in ("skipped", "pending"))
+    skipped = sum(1 for s in steps.values() if s["status"] in _NOT_RUN)
     total_s = (result.get("duration_ms") or 0) / 1000.0
     name = result.get("workflow") or "workflow"
+    # A run that failed with no failed step (an agent down, a timeout, Ctrl-C) must not
+    # look green on a CI dashboard: it gets a testcase of its own carrying the error.
+    run_error = result.get("error") if result.get("status") != "completed" and not failures else None
+    errors = 1 if run_error else 0
+    tests = len(steps) + errors
     out = [
         '<?xml version="1.0" encoding="UTF-8"?>',
-        f'<testsuites name={quoteattr("runner")} tests="{len(steps)}" failures="{failures}" '
+        f'<testsuites name={quoteattr("runner")} tests="{tests}" failures="{failures}" errors="{errors}" '
         f'skipped="{skipped}" time="{total_s:.3f}">',
-        f'  <testsuite name={quoteattr(name)} tests="{len(steps)}" failures="{failures}" errors="0" '
+        f'  <testsuite name={quoteattr(name)} tests="{tests}" failures="{failures}" errors="{errors}" '
         f'skipped="{skipped}" time="{total_s:.3f}" timestamp={quoteattr(str(result.get("started_at", "")))}>',
         f'    <properties><property name="run_id" value={quoteattr(str(result.get("run_id")))}/>'
         f'<property name="status" value={quoteattr(str(result.get("status")))}/></properties>',
@@ -157,13 +167,21 @@ def write_junit(path: str, result: Mapping[str, Any]) -> None:
             out.append(
                 f"      <failure message={quoteattr(msg[:500])} type={quoteattr(s['status'])}>{escape(msg)}</failure>"
             )
-        elif s["status"] in ("skipped", "pending"):
+        elif s["status"] in _NOT_RUN:
             out.append(f"      <skipped message={quoteattr(s.get('error') or s['status'])}/>")
         else:
             body = json.dumps(s.get("result"), default=str)
             if len(body) > 4000:
                 body = body[:4000] + "…"
             out.append(f"      <system-out>{escape(body)}</system-out>")
+        out.append("    </testcase>")
+    if run_error:
+        status = str(result.get("status"))
+        out.append(f'    <testcase classname={quoteattr(name)} name="(run)" time="{total_s:.3f}">')
+        out.append(
+            f"      <error message={quoteattr(str(run_error)[:500])} type={quoteattr(status)}>"
+            f"{escape(str(run_error))}</error>"
+        )
         out.append("    </testcase>")
     out += ["  </testsuite>", "</testsuites>"]
     with open(path, "w", encoding="utf-8") as f:

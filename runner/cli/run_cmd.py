@@ -10,24 +10,46 @@ from typing import Any
 import click
 
 from runner.cli.app import App, common_options, pass_app
+from runner.errors import InputInvalid
 from runner.model import RunStatus
 
 EXIT_FOR_STATUS = {RunStatus.COMPLETED: 0, RunStatus.FAILED: 1, RunStatus.TIMED_OUT: 4, RunStatus.CANCELLED: 4}
 
 
-def emit_result(result: Any, output: str, junit: str | None, quiet: bool) -> None:
-    """Print the result (text or JSON on stdout) and write the JUnit file."""
-    data = result.to_json()
-    if junit:
-        from runner.cli.progress import write_junit
+def check_writable(option: str, path: str | None) -> None:
+    """Refuse an output file that cannot be written *before* the run, not after it (exit 2)."""
+    if not path:
+        return
+    import os
 
-        write_junit(junit, data)
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise InputInvalid(f"{option}: {path} is a directory")
+    if not os.path.isdir(parent):
+        raise InputInvalid(f"{option}: cannot write {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise InputInvalid(f"{option}: cannot write {path}: permission denied")
+
+
+def emit_result(result: Any, output: str, junit: str | None, quiet: bool) -> None:
+    """Print the result (text or JSON on stdout), then write the JUnit file.
+
+    stdout first: a JUnit file that cannot be written must not swallow the run's verdict.
+    """
+    data = result.to_json()
     if output == "json":
         click.echo(json.dumps(data, indent=2, default=str))
     elif not quiet:
         if data["outputs"]:
             for k, v in data["outputs"].items():
                 click.echo(f"{k}: {v if isinstance(v, str) else json.dumps(v, default=str)}")
+    if junit:
+        from runner.cli.progress import write_junit
+
+        try:
+            write_junit(junit, data)
+        except OSError as exc:
+            raise InputInvalid(f"--junit: cannot write {junit}: {exc.strerror or exc}") from None
 
 
 async def _drive(engine: Any, inputs: Any, **kw: Any) -> Any:
@@ -53,10 +75,15 @@ def execute(
     from runner.cli.progress import EventsFile, Progress
     from runner.engine import Engine
 
+    check_writable("--junit", junit)
+    check_writable("--events", events)
     sinks: list[Any] = []
     if not app.quiet:
         sinks.append(Progress(sys.stderr, verbose=app.verbose))
-    ev_file = EventsFile(events) if events else None
+    try:
+        ev_file = EventsFile(events) if events else None
+    except OSError as exc:
+        raise InputInvalid(f"--events: cannot write {events}: {exc.strerror or exc}") from None
     if ev_file is not None:
         sinks.append(ev_file)
     engine = Engine(wf, store=store, sinks=sinks, registry=registry, secrets=load_secrets(secrets_file))
@@ -66,6 +93,10 @@ def execute(
         except KeyboardInterrupt:
             from runner.errors import Interrupted
 
+            # What finished before Ctrl-C is still reported (stdout, JUnit), as for a failed run.
+            partial = engine.partial_result(RunStatus.INTERRUPTED, "interrupted by the user")
+            if partial is not None:
+                emit_result(partial, output, junit, True)
             raise Interrupted(f"interrupted; resume with: runner resume {engine.run_id}") from None
         except Exception as exc:
             partial = getattr(exc, "result", None)
@@ -127,6 +158,10 @@ def run(
 
     registry = app.registry()
     wf = load_workflow(file, registry)
+    if wf.warnings and not app.quiet:
+        from runner.problems import format_problems
+
+        click.echo(format_problems(wf.warnings, "text"), err=True)
     inputs = parse_cli_inputs(wf, pairs, inputs_file)
     from runner.engine import resolve_inputs
 
