@@ -15,6 +15,7 @@ import fcntl
 import importlib
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable
@@ -79,6 +80,18 @@ def _noise_text(exc: BaseException | None) -> str:
         except Exception:  # noqa: BLE001 - best effort: fall back to the message
             pass
     return str(exc or "unparseable output")[:160]
+
+
+def _find_command(command: str) -> str:
+    """A bare command name as PATH finds it, else from the runner's own environment.
+
+    ``.venv/bin/runner run`` without an activated venv must still find MCP servers
+    installed into that venv (``mcp-server-git``), as ``python`` means its interpreter.
+    """
+    if os.sep in command or shutil.which(command) is not None:
+        return command
+    beside = os.path.join(os.path.dirname(sys.executable), command)
+    return beside if os.access(beside, os.X_OK) and os.path.isfile(beside) else command
 
 
 class AgentTransport(Protocol):
@@ -193,7 +206,7 @@ class StdioTransport:
     def __init__(self, spec: AgentSpec, *, base_dir: str | None = None, stderr_path: str | None = None) -> None:
         if not spec.command:
             raise AgentError(f"agent '{spec.id}' (stdio) has no command", agent_id=spec.id)
-        self.command = sys.executable if spec.command in ("python", "python3") else str(spec.command)
+        self.command = sys.executable if spec.command in ("python", "python3") else _find_command(str(spec.command))
         self.args = [str(a) for a in spec.args]
         self.env = {str(k): str(v) for k, v in spec.env.items()} or None
         self.cwd: str | None = None

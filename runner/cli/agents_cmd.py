@@ -11,15 +11,35 @@ import click
 from runner.cli.app import App, common_options, pass_app
 
 
-def _collect(app: App, files: tuple[str, ...]) -> list[Any]:
-    """Registry agents (``--agents``) plus the agents declared by any workflow files given."""
-    from runner.api import load_workflow
+def _collect(app: App, files: tuple[str, ...], pairs: tuple[str, ...] = ()) -> tuple[list[Any], dict[str, str]]:
+    """Registry agents (``--agents``) plus the agents declared by any workflow files given.
+
+    A workflow's agents may be templated (``args: ["--repository", "{{ inputs.repo }}"]``):
+    they are rendered with the inputs' defaults, ``-i`` values and secrets, as ``runner
+    run`` would. An agent that cannot be rendered is returned in the second mapping with
+    the reason, instead of being started with literal ``{{ }}`` text.
+    """
+    from runner.api import load_secrets, load_workflow, parse_cli_inputs
+    from runner.instantiate import render_agent
+    from runner.templates import TemplateError
 
     agents = {a.id: a for a in app.registry()}
+    unrenderable: dict[str, str] = {}
+    secrets = load_secrets()
     for f in files:
-        for a in load_workflow(f, list(agents.values())).agents:
-            agents[a.id] = a
-    return list(agents.values())
+        wf = load_workflow(f, list(agents.values()))
+        given = parse_cli_inputs(wf, tuple(p for p in pairs if p.split("=", 1)[0].strip() in wf.inputs), None)
+        values = {n: s["default"] for n, s in wf.inputs.items() if isinstance(s, dict) and "default" in s}
+        values.update(given)
+        ctx = {"inputs": values, "secrets": secrets, "workflow": {"name": wf.name}}
+        for a in wf.agents:
+            try:
+                agents[a.id] = render_agent(a, ctx)
+                unrenderable.pop(a.id, None)
+            except TemplateError as exc:
+                agents[a.id] = a
+                unrenderable[a.id] = f"cannot render its settings ({exc}); pass the input with -i NAME=VALUE"
+    return list(agents.values()), unrenderable
 
 
 def _describe(a: Any) -> str:
@@ -44,7 +64,7 @@ def agents() -> None:
 @pass_app
 def list_agents(app: App, files: tuple[str, ...], output: str) -> int:
     """List agents: id, transport, role, capabilities."""
-    found = _collect(app, files)
+    found, _ = _collect(app, files)
     if output == "json":
         click.echo(
             json.dumps(
@@ -76,12 +96,21 @@ def list_agents(app: App, files: tuple[str, ...], output: str) -> int:
 @agents.command("check")
 @click.argument("files", nargs=-1, type=click.Path())
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option(
+    "-i",
+    "--input",
+    "pairs",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A workflow input that agent settings are templated from (repeatable).",
+)
 @common_options
 @pass_app
-def check_agents(app: App, files: tuple[str, ...], output: str) -> int:
+def check_agents(app: App, files: tuple[str, ...], output: str, pairs: tuple[str, ...]) -> int:
     """Connect to every agent and list its tools. Exit 1 if any agent cannot be reached."""
-    found = [a for a in _collect(app, files) if str(a.transport) != "pull"]
-    if not found:
+    collected, unrenderable = _collect(app, files, pairs)
+    found = [a for a in collected if str(a.transport) != "pull" and a.id not in unrenderable]
+    if not found and not unrenderable:
         click.echo("no agents to check (pass --agents FILE or workflow files)", err=True)
         return 0
 
@@ -103,7 +132,9 @@ def check_agents(app: App, files: tuple[str, ...], output: str) -> int:
         finally:
             await pool.close()
 
-    report = asyncio.run(go())
+    report = asyncio.run(go()) if found else {}
+    for aid, why in unrenderable.items():
+        report[aid] = {"ok": False, "error": why, "tools": []}
     bad = [k for k, v in report.items() if not v["ok"]]
     if output == "json":
         click.echo(json.dumps(report, indent=2))
