@@ -338,6 +338,7 @@ class Engine:
                 continue
             ids = [c for c in self._candidates[s.step_id][0] if c in connected]
             if ids and not any(s.tool_to_call in connected[c].tools for c in ids):
+
                 def tools(c: str) -> str:
                     return ", ".join(sorted(connected[c].tools)) or "(no tools)"
 

@@ -21,7 +21,6 @@ names are re-exported here, where the rest of runner has always imported them.
 from __future__ import annotations
 
 import dataclasses
-
 import gc
 import hashlib
 import json
