@@ -187,6 +187,7 @@ def resume_state(store: Store, run_id: str, wf: Workflow, reset: Sequence[str] =
                 status=StepStatus.COMPLETED,
                 result=rec.result,
                 text=rec.text,
+                content=rec.content,
                 attempts=rec.attempts,
                 agent_id=rec.agent_id,
             )

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from runner.store.base import Store
 
 IDEMPOTENCY_META_KEY = "runner/idempotency_key"
+LEASE_TTL_S = 30.0  # a run's lease; renewed every 10 s while the run goes on
 
 __all__ = ["IDEMPOTENCY_META_KEY", "Engine", "ResumeState", "RunResult", "new_run_id", "resolve_inputs"]
 
@@ -87,6 +88,8 @@ class Engine:
         self._main_status: RunStatus | None = None
         self._timed_out = False
         self._cancelled = False
+        self._owner: str | None = None  # this engine's lease on the run (stores only)
+        self._lease_timer: asyncio.TimerHandle | None = None
 
     # -- events ---------------------------------------------------------------------------
     def emit(self, type_: str, step_id: str | None = None, **kw: Any) -> None:
@@ -180,6 +183,8 @@ class Engine:
         self._specs = {s.step_id: s for s in wf.all_steps}
         for s in wf.all_steps:
             self.outcomes[s.step_id] = StepOutcome()
+        if self.store is not None and resume is not None:
+            self._claim()
         if resume is not None:
             for sid, o in resume.completed.items():
                 if sid in self.outcomes:
@@ -208,6 +213,7 @@ class Engine:
                         source=str(Path(wf.source).resolve()) if wf.source else None,
                     )
                 )
+                self._claim()
             self.emit(ev.RUN_STARTED, data={"workflow": wf.name, "inputs": values})
         self.flush()
         loop = asyncio.get_running_loop()
@@ -215,6 +221,10 @@ class Engine:
         try:
             try:
                 await self._preflight()
+            except asyncio.CancelledError:  # Ctrl-C while agents start: resumable, and says so
+                self.emit(ev.RUN_INTERRUPTED, error="interrupted by the user")
+                self.flush()
+                raise
             except RunnerError as exc:
                 self.emit(ev.RUN_FAILED, error=str(exc), data={"outputs": {}})
                 self.flush()
@@ -261,10 +271,42 @@ class Engine:
         finally:
             try:
                 self.flush()
+                if self._owner is not None and self.store is not None:
+                    self.store.release_run(self.run_id, self._owner)
             except RunnerError:
                 pass  # the store already failed; that error is the one being raised
             if self._own_pool and self._pool is not None:
                 await self._pool.close()
+
+    def _claim(self) -> None:
+        """Take the run's lease, or refuse: two processes must never execute one run."""
+        from runner.errors import RunBusy
+        from runner.store.base import lease_owner_id
+
+        assert self.store is not None
+        owner = lease_owner_id()
+        holder = self.store.claim_run(self.run_id, owner, LEASE_TTL_S)
+        if holder is not None:
+            raise RunBusy(
+                f"run {self.run_id} is being executed by another runner ({holder}); "
+                "wait for it to finish or stop it, then resume"
+            )
+        self._owner = owner
+
+    def _renew(self) -> None:
+        """Keep the lease alive while the run goes on (a timer callback on the loop)."""
+        if self._owner is None or self.store is None:
+            return
+        try:
+            if not self.store.renew_run(self.run_id, self._owner, LEASE_TTL_S):
+                self._fatal = StoreError(f"run {self.run_id}: lost its lease to another runner; stopping")
+                self._wake.set()
+                return
+        except StoreError as exc:
+            self._fatal = exc
+            self._wake.set()
+            return
+        self._lease_timer = asyncio.get_running_loop().call_later(LEASE_TTL_S / 3, self._renew)
 
     def cancel(self) -> None:
         """Ask a running run to stop: pending steps are cancelled, ``finally`` still runs."""
@@ -364,6 +406,8 @@ class Engine:
         loop = asyncio.get_running_loop()
         self._wake = wake = asyncio.Event()
         timers: list[asyncio.TimerHandle] = []
+        if self._owner is not None:
+            self._lease_timer = loop.call_later(LEASE_TTL_S / 3, self._renew)
         if deadline is not None:
             timers.append(loop.call_at(deadline, wake.set))
         armed_retry: float | None = None
@@ -419,6 +463,8 @@ class Engine:
         finally:
             for t in timers:
                 t.cancel()
+            if self._lease_timer is not None:
+                self._lease_timer.cancel()
 
     def _decide(self) -> None:
         """Answer the scheduler: evaluate ``if`` and ``for_each`` of steps that became ready."""
@@ -452,8 +498,8 @@ class Engine:
                         continue
                     self._items[sid] = items
                     self._item_results.setdefault(sid, {})
-                    self._step_started(sid, None, None)
                     sched.activate(sid, len(items))
+                    self._step_started(sid, sched.attempts(sid), None)
                 else:
                     sched.activate(sid)
             if self._main_status is None and sched.main_done:
@@ -512,7 +558,7 @@ class Engine:
                     sid,
                     attempt=o.attempts or None,
                     agent_id=o.agent_id,
-                    data={"result": o.result, "text": o.text, "duration_ms": o.duration_ms},
+                    data={"result": o.result, "text": o.text, "content": o.content, "duration_ms": o.duration_ms},
                 )
             else:
                 if tr.status != StepStatus.SKIPPED:
@@ -699,10 +745,11 @@ class Engine:
                 self._load[aid] -= 1
             if r.is_error:
                 raise ToolFailure(r.text or f"tool '{spec.tool_to_call}' reported an error", agent_id=aid)
-            result, text = r.result, r.text
+            result, text, content = r.result, r.text, r.content
             if self.secrets:
                 result, text = self.masker.mask(result), self.masker.mask_text(text)
-            return result, text, r.content
+                content = self.masker.mask(content)
+            return result, text, content
         if last is not None:
             raise last
         raise ToolFailure(

@@ -8,6 +8,7 @@
     ├── AgentError (3)             a required agent could not be started or reached
     ├── StoreError (70)            the store is unreachable, locked, too new, inconsistent
     │   └── NotFound (2)           an unknown run/workflow id
+    ├── RunBusy (2)                another live runner process is executing that run
     ├── AuthError (2)              an MCP caller lacks the right to do something
     └── Interrupted (130)          the user pressed Ctrl-C (the run stays resumable)
 
@@ -114,6 +115,12 @@ class StoreError(RunnerError):
 
 class NotFound(StoreError):
     """An unknown run, workflow or agent id."""
+
+    exit_code = 2
+
+
+class RunBusy(RunnerError):
+    """``resume``/``retry`` of a run that another live runner process is executing."""
 
     exit_code = 2
 

@@ -177,6 +177,10 @@ class Scheduler:
         out, self._transitions = self._transitions, []
         return out
 
+    def attempts(self, step_id: str) -> int:
+        """Attempts of a step started so far (for a for_each step: its activations)."""
+        return self._steps[step_id].attempts
+
     def next_wakeup(self) -> float | None:
         """When the earliest delayed retry becomes startable (None if none waits)."""
         return self._retries[0][0] if self._retries else None
@@ -188,6 +192,10 @@ class Scheduler:
         assert st.status == _READY, (step_id, st.status)
         st.status = _ACTIVE
         if n_items is not None:
+            # One activation is one attempt of the whole fan-out; item attempts count on
+            # from it, so a resumed or retried run never reuses an earlier attempt number
+            # (and with it the idempotency key an agent may de-duplicate on).
+            st.attempts += 1
             st.n_items = n_items
             if len(st.items_done) >= n_items and all(i in st.items_done for i in range(n_items)):
                 self._finish(step_id, StepStatus.COMPLETED, None)
@@ -238,7 +246,7 @@ class Scheduler:
                 st.next_item += 1
                 while st.next_item < st.n_items and st.next_item in st.items_done:
                     st.next_item += 1
-                att = st.item_attempts.get(i, 0) + 1
+                att = st.item_attempts.get(i, st.attempts - 1) + 1
                 st.item_attempts[i] = att
                 st.running += 1
                 out.append(Task(sid, i, att))

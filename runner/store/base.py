@@ -45,6 +45,7 @@ class StepRecord:
     started_at: str | None = None
     finished_at: str | None = None
     duration_ms: float | None = None
+    content: list[Any] | None = None  # the tool's content blocks (steps.<id>.content)
     items: dict[int, Any] = field(default_factory=dict)  # for_each: index -> item result (completed items)
 
 
@@ -81,6 +82,12 @@ class Store(Protocol):
     ) -> list[RunRecord]: ...
     def get_steps(self, run_id: str) -> list[StepRecord]: ...
     def get_events(self, run_id: str) -> list[Event]: ...
+
+    # run leases: the process executing a run holds it, so no other process resumes it.
+    # ``claim_run`` returns None when ``owner`` now holds the lease, else the live holder.
+    def claim_run(self, run_id: str, owner: str, ttl_s: float) -> str | None: ...
+    def renew_run(self, run_id: str, owner: str, ttl_s: float) -> bool: ...
+    def release_run(self, run_id: str, owner: str) -> None: ...
 
     # agents (registry)
     def put_agent(self, agent_id: str, data: dict[str, Any]) -> None: ...
@@ -148,6 +155,54 @@ def content_hash_of(wf: WorkflowRecord) -> str:
     return workflow_hash(wf.source_text)
 
 
+def lease_owner_id() -> str:
+    """Who executes a run: ``host:pid:nonce`` (the nonce tells two engines of one process apart)."""
+    import os
+    import socket
+    import uuid
+
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process on this host (a zombie, killed but unreaped, is not)."""
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def lease_is_free(holder: str | None, until: str | None, claimant: str) -> bool:
+    """May ``claimant`` take a run whose lease is held by ``holder`` until ``until``?
+
+    Yes when nobody holds it, the claimant already does, the lease has expired, or the
+    holder is a process on this host that no longer exists (a runner killed with SIGKILL
+    must be resumable at once, not only after its lease runs out).
+    """
+    if not holder or holder == claimant:
+        return True
+    from runner.events import now_iso
+
+    if until is None or until < now_iso():
+        return True
+    import socket
+
+    host, _, rest = holder.partition(":")
+    pid_text = rest.split(":", 1)[0]
+    if host == socket.gethostname() and pid_text.isdigit():
+        return not _pid_alive(int(pid_text))
+    return False
+
+
 def require_run(store: Store, run_id: str) -> RunRecord:
     """``store.get_run`` for callers that need the run: an unknown id is ``NotFound`` (exit 2)."""
     run = store.get_run(run_id)
@@ -200,4 +255,6 @@ __all__: Sequence[str] = [
     "require_run",
     "pick_run_id",
     "content_hash_of",
+    "lease_is_free",
+    "lease_owner_id",
 ]

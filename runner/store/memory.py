@@ -20,7 +20,7 @@ from typing import Any
 
 from runner.errors import NotFound, StoreError
 from runner.events import Event, now_iso
-from runner.store.base import RunRecord, StepRecord, WorkflowRecord, content_hash_of, pick_run_id
+from runner.store.base import RunRecord, StepRecord, WorkflowRecord, content_hash_of, lease_is_free, pick_run_id
 from runner.store.migrations import SCHEMA_VERSION
 from runner.store.projection import apply_event, normalize_ts
 
@@ -44,6 +44,7 @@ class MemoryStore:
         self._projects: dict[str, dict[str, Any]] = {}
         self._goals: dict[str, dict[str, Any]] = {}
         self._audit: list[dict[str, Any]] = []
+        self._leases: dict[str, tuple[str, str]] = {}  # run_id -> (owner, lease_until)
 
     def schema_version(self) -> int:
         return SCHEMA_VERSION
@@ -113,6 +114,29 @@ class MemoryStore:
                     step.items = {}
                 if change.item is not None:
                     step.items[change.item[0]] = change.item[1]
+
+    # --- run leases -------------------------------------------------------------------
+    def claim_run(self, run_id: str, owner: str, ttl_s: float) -> str | None:
+        with self._lock:
+            if run_id not in self._runs:
+                raise NotFound(f"no run with id {run_id!r} in {self.url}")
+            holder, until = self._leases.get(run_id, (None, None))
+            if not lease_is_free(holder, until, owner):
+                return f"{holder} (lease until {until})"
+            self._leases[run_id] = (owner, _later(ttl_s))
+            return None
+
+    def renew_run(self, run_id: str, owner: str, ttl_s: float) -> bool:
+        with self._lock:
+            if self._leases.get(run_id, (None,))[0] != owner:
+                return False
+            self._leases[run_id] = (owner, _later(ttl_s))
+            return True
+
+    def release_run(self, run_id: str, owner: str) -> None:
+        with self._lock:
+            if self._leases.get(run_id, (None,))[0] == owner:
+                del self._leases[run_id]
 
     def get_run(self, run_id: str) -> RunRecord | None:
         with self._lock:
@@ -350,3 +374,8 @@ class MemoryStore:
                 if (actor is None or e["actor"] == actor) and (action is None or e["action"] == action)
             ]
             return copy.deepcopy(found[:limit])
+
+
+def _later(seconds: float) -> str:
+    moment = _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(seconds=seconds)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -132,6 +132,13 @@ MIGRATIONS: list[str] = [
         token_hash TEXT NOT NULL UNIQUE
     )
     """,
+    # 2: a step's content blocks (`steps.<id>.content` must survive a resume), and the
+    # lease of the process executing a run (`resume` must not run a run that is alive).
+    """
+    ALTER TABLE steps ADD COLUMN content TEXT;
+    ALTER TABLE runs ADD COLUMN owner TEXT;
+    ALTER TABLE runs ADD COLUMN lease_until TEXT
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -67,5 +67,12 @@ class PostgresStore(SqlStore):
         row = self._cur.fetchone()
         return int(row[0])
 
+    def _stored_version(self, cur: Any) -> int | None:
+        cur.execute("SELECT to_regclass('schema_version') IS NOT NULL")
+        if not cur.fetchone()[0]:
+            return None
+        cur.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+        return int(cur.fetchone()[0])
+
     def _serialize(self, key: str) -> None:
         self._cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (key,))

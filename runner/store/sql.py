@@ -22,7 +22,14 @@ from typing import Any, ClassVar
 
 from runner.errors import NotFound, StoreError
 from runner.events import Event, now_iso
-from runner.store.base import RunRecord, StepRecord, WorkflowRecord, content_hash_of, pick_run_id
+from runner.store.base import (
+    RunRecord,
+    StepRecord,
+    WorkflowRecord,
+    content_hash_of,
+    lease_is_free,
+    pick_run_id,
+)
 from runner.store.migrations import BOOTSTRAP, MIGRATIONS, SCHEMA_VERSION, statements
 from runner.store.projection import (
     apply_run_event,
@@ -64,7 +71,8 @@ _RUN_COLS = (
     "started_at, finished_at, source, attempt, parent_run_id"
 )
 _STEP_COLS = (
-    "run_id, step_id, status, attempts, agent_id, result, result_text, error, started_at, finished_at, duration_ms"
+    "run_id, step_id, status, attempts, agent_id, result, result_text, error, started_at, finished_at, duration_ms, "
+    "content"
 )
 _WF_COLS = "name, content_hash, source_text, version, created_at, creator_id, agent_modifiable, origin"
 _EVENT_COLS = "seq, run_id, ts, type, step_id, attempt, agent_id, error, data"
@@ -89,9 +97,13 @@ _SQL: dict[str, str] = {
     + " FROM runs r LEFT JOIN steps s ON s.run_id = r.run_id AND s.step_id = ? WHERE r.run_id = ?{for_update_run}",
     "step_get": f"SELECT {_STEP_COLS} FROM steps WHERE run_id = ? AND step_id = ?",
     "steps_of_run": f"SELECT {_STEP_COLS} FROM steps WHERE run_id = ? ORDER BY n",
-    "step_insert": f"INSERT INTO steps ({_STEP_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "step_insert": f"INSERT INTO steps ({_STEP_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     "step_update": "UPDATE steps SET status = ?, attempts = ?, agent_id = ?, result = ?, result_text = ?, error = ?, "
-    "started_at = ?, finished_at = ?, duration_ms = ? WHERE run_id = ? AND step_id = ?",
+    "started_at = ?, finished_at = ?, duration_ms = ?, content = ? WHERE run_id = ? AND step_id = ?",
+    "run_owner": "SELECT owner, lease_until FROM runs WHERE run_id = ?{for_update}",
+    "run_claim": "UPDATE runs SET owner = ?, lease_until = ? WHERE run_id = ?",
+    "run_renew": "UPDATE runs SET lease_until = ? WHERE run_id = ? AND owner = ?",
+    "run_release": "UPDATE runs SET owner = NULL, lease_until = NULL WHERE run_id = ? AND owner = ?",
     "item_put": "INSERT INTO step_items (run_id, step_id, idx, result) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (run_id, step_id, idx) DO UPDATE SET result = excluded.result",
     "items_clear": "DELETE FROM step_items WHERE run_id = ? AND step_id = ?",
@@ -187,6 +199,7 @@ def _step_row(r: Sequence[Any]) -> StepRecord:
         started_at=r[8],
         finished_at=r[9],
         duration_ms=r[10],
+        content=_opt_loads(r[11]),
     )
 
 
@@ -201,6 +214,7 @@ def _step_params(s: StepRecord) -> tuple[Any, ...]:
         s.started_at,
         s.finished_at,
         s.duration_ms,
+        _opt_json(s.content, f"content of step {s.step_id}"),
     )
 
 
@@ -339,16 +353,18 @@ class SqlStore:
 
     def _migrate(self) -> None:
         """Bring the schema to :data:`SCHEMA_VERSION`; refuse a database from a newer runner."""
+        # A read first: the common case (an up-to-date store) writes nothing, and a
+        # read transaction that wrote would fail at once, not wait, when two processes
+        # open a new SQLite file together. Creating and migrating is one write transaction.
         with self._tx(write=False) as cur:
-            self._serialize("runner.schema")
-            cur.execute(BOOTSTRAP)
-            cur.execute(self._sql["version"])
-            current = cur.fetchone()[0]
-        self._check_version(current)
-        if current == SCHEMA_VERSION:
-            return
+            current = self._stored_version(cur)
+        if current is not None:
+            self._check_version(current)
+            if current == SCHEMA_VERSION:
+                return
         with self._tx() as cur:
             self._serialize("runner.schema")
+            cur.execute(BOOTSTRAP)
             cur.execute(self._sql["version"])
             current = cur.fetchone()[0]  # another process may have migrated meanwhile
             self._check_version(current)
@@ -356,6 +372,10 @@ class SqlStore:
                 for stmt in statements(MIGRATIONS[version - 1], self.seq_pk):
                     cur.execute(stmt)
                 cur.execute(self._sql["record_version"], (version, now_iso()))
+
+    def _stored_version(self, cur: Any) -> int | None:
+        """The schema version recorded in the database, None when it has no runner schema yet."""
+        raise NotImplementedError
 
     def _check_version(self, current: int) -> None:
         if current > SCHEMA_VERSION:
@@ -506,6 +526,27 @@ class SqlStore:
         self._cur.execute(
             self._sql["event_insert"], (e.run_id, e.ts, e.type, e.step_id, e.attempt, e.agent_id, e.error, data)
         )
+
+    # --- run leases -------------------------------------------------------------------
+    def claim_run(self, run_id: str, owner: str, ttl_s: float) -> str | None:
+        with self._tx() as cur:
+            cur.execute(self._sql["run_owner"], (run_id,))
+            row = cur.fetchone()
+            if row is None:
+                raise NotFound(f"no run with id {run_id!r} in {self.url}")
+            if not lease_is_free(row[0], row[1], owner):
+                return f"{row[0]} (lease until {row[1]})"
+            cur.execute(self._sql["run_claim"], (owner, _later(ttl_s), run_id))
+        return None
+
+    def renew_run(self, run_id: str, owner: str, ttl_s: float) -> bool:
+        with self._tx() as cur:
+            cur.execute(self._sql["run_renew"], (_later(ttl_s), run_id, owner))
+            return _changed(cur)
+
+    def release_run(self, run_id: str, owner: str) -> None:
+        with self._tx() as cur:
+            cur.execute(self._sql["run_release"], (run_id, owner))
 
     def get_run(self, run_id: str) -> RunRecord | None:
         with self._tx(write=False) as cur:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +30,26 @@ def sqlite_path(url: str) -> str:
     if not rest.startswith("///") or rest == "///":
         raise InputInvalid(f"--store: {url!r} is not sqlite:///relative/path or sqlite:////absolute/path")
     return rest[3:]
+
+
+def _set_wal(conn: sqlite3.Connection, busy_timeout: float) -> None:
+    """Switch to WAL, waiting for a process doing the same on a new file.
+
+    Changing the journal mode needs an exclusive lock and SQLite does not call the busy
+    handler for it, so two runners opening a fresh store at once would see "database is
+    locked" immediately; retry within the busy timeout instead.
+    """
+    deadline = time.monotonic() + busy_timeout
+    delay = 0.005
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
 
 
 class SQLiteStore(SqlStore):
@@ -62,13 +83,24 @@ class SQLiteStore(SqlStore):
                 self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False, cached_statements=256
             )
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            _set_wal(conn, busy_timeout)
             conn.execute("PRAGMA synchronous = NORMAL")
         except sqlite3.Error as exc:
             if conn is not None:
                 conn.close()
             raise self._error(exc) from exc
         return conn
+
+    def _stored_version(self, cur: Any) -> int | None:
+        cur.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        tables = {row[0] for row in cur.fetchall()}
+        if "schema_version" not in tables:
+            if tables:  # another application's database: never add our tables to it
+                shown = ", ".join(sorted(tables)[:5])
+                raise StoreError(f"cannot open store {self.url}: {self.path} is not a runner store (it has tables {shown})")
+            return None
+        cur.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+        return int(cur.fetchone()[0])
 
     def _begin(self, write: bool) -> None:
         self._cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
