@@ -163,7 +163,7 @@ def run_file(
             st.close()
 
 
-def resume_state(store: Store, run_id: str, wf: Workflow, reset: Sequence[str] = ()) -> Any:
+def resume_state(store: Store, run_id: str, wf: Workflow, reset: Sequence[str] = (), new_attempt: bool = False) -> Any:
     """Read a run's progress back from the store, as the engine's ``ResumeState``.
 
     Steps in ``reset`` (and, for ``retry --from``, their descendants) start again; every
@@ -174,7 +174,7 @@ def resume_state(store: Store, run_id: str, wf: Workflow, reset: Sequence[str] =
     run = store.get_run(run_id)
     if run is None:
         raise NotFound(f"no run with id {run_id!r} in {store.url}")
-    state = ResumeState(run_id=run_id, inputs=dict(run.inputs))
+    state = ResumeState(run_id=run_id, inputs=dict(run.inputs), attempt=run.attempt, new_attempt=new_attempt)
     known = {s.step_id: s for s in wf.all_steps}
     for rec in store.get_steps(run_id):
         if rec.step_id not in known:

@@ -194,7 +194,17 @@ class Engine:
                 self._item_results[sid] = dict(items)
             for sid in sorted(reset):
                 self.emit(ev.STEP_RESET, sid, data={"reason": "retry --from"})
-            self.emit(ev.RUN_RESUMED, data={"workflow": wf.name, "reset": sorted(reset)})
+            data: dict[str, Any] = {"workflow": wf.name, "reset": sorted(reset)}
+            if self.store is not None and wf.source_text is not None:
+                # The version this session runs (after `--force`, a newer one than the run
+                # started with): later resumes compare the file against it.
+                from runner.loader import workflow_hash
+                from runner.store.base import WorkflowRecord
+
+                h = workflow_hash(wf.source_text)
+                self.store.put_workflow(WorkflowRecord(name=wf.name, content_hash=h, source_text=wf.source_text))
+                data["workflow_hash"] = h
+            self.emit(ev.RUN_RESUMED, attempt=resume.attempt + 1 if resume.new_attempt else None, data=data)
         else:
             if self.store is not None:
                 from runner.loader import workflow_hash

@@ -68,6 +68,8 @@ class ResumeState:
     completed: dict[str, StepOutcome] = field(default_factory=dict)
     attempts: dict[str, int] = field(default_factory=dict)
     items: dict[str, dict[int, Any]] = field(default_factory=dict)
+    attempt: int = 1  # the run's attempt so far (`runner retry` starts the next one)
+    new_attempt: bool = False  # True for `runner retry`: this session is attempt + 1
 
 
 def new_run_id() -> str:

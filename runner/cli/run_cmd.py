@@ -16,6 +16,18 @@ from runner.model import RunStatus
 EXIT_FOR_STATUS = {RunStatus.COMPLETED: 0, RunStatus.FAILED: 1, RunStatus.TIMED_OUT: 4, RunStatus.CANCELLED: 4}
 
 
+def resume_hint(app: App, run_id: str) -> str:
+    """The exact command that resumes ``run_id``, with the store it was kept in."""
+    import os
+    import shlex
+
+    store = app.store
+    cmd = f"runner resume {run_id}"
+    if store and store != os.environ.get("RUNNER_STORE"):
+        cmd += f" --store {shlex.quote(store)}"
+    return cmd
+
+
 def check_writable(option: str, path: str | None) -> None:
     """Refuse an output file that cannot be written *before* the run, not after it (exit 2)."""
     if not path:
@@ -97,11 +109,15 @@ def execute(
             partial = engine.partial_result(RunStatus.INTERRUPTED, "interrupted by the user")
             if partial is not None:
                 emit_result(partial, output, junit, True)
-            raise Interrupted(f"interrupted; resume with: runner resume {engine.run_id}") from None
+            raise Interrupted(f"interrupted; resume with: {resume_hint(app, engine.run_id)}") from None
         except Exception as exc:
             partial = getattr(exc, "result", None)
             if partial is not None:
                 emit_result(partial, output, junit, True)
+            from runner.errors import StoreError
+
+            if isinstance(exc, StoreError) and engine.run_id and type(exc) is StoreError:
+                raise StoreError(f"{exc}; once the store works again: {resume_hint(app, engine.run_id)}") from None
             raise
     finally:
         if ev_file is not None:

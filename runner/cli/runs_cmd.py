@@ -33,7 +33,48 @@ def _record_json(r: Any) -> dict[str, Any]:
         "error": r.error,
         "source": r.source,
         "workflow_hash": r.workflow_hash,
+        "attempt": r.attempt,
     }
+
+
+def _since(value: str | None) -> str | None:
+    """``--since``: an ISO 8601 date/time, or a duration back from now (``90m``, ``1h``, ``2d``)."""
+    if value is None:
+        return None
+    import datetime as dt
+
+    from runner.model import parse_duration
+
+    text = value.strip()
+    try:
+        seconds = float(text[:-1]) * 86400 if text.endswith("d") and text[:-1].replace(".", "", 1).isdigit() else None
+        if seconds is None and text and text[-1] in "smh" and text[0].isdigit():
+            seconds = parse_duration(text)
+    except ValueError:
+        seconds = None
+    if seconds is None:
+        return value  # the store checks it as ISO 8601 and names what is wrong
+    moment = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=seconds)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _history(events: list[Any]) -> list[dict[str, Any]]:
+    """Every session and every step outcome of a run, oldest first (resume and retry keep both)."""
+    from runner import events as ev
+
+    keep = {ev.RUN_STARTED, ev.RUN_RESUMED, ev.RUN_INTERRUPTED, *ev.RUN_TERMINAL, ev.STEP_COMPLETED, ev.STEP_FAILED}
+    out = []
+    for e in events:
+        if e.type not in keep:
+            continue
+        item: dict[str, Any] = {"ts": e.ts, "type": e.type}
+        for k in ("step_id", "attempt", "agent_id", "error"):
+            if getattr(e, k) is not None:
+                item[k] = getattr(e, k)
+        if e.type == ev.STEP_COMPLETED and "result" in e.data:
+            item["result"] = e.data["result"]
+        out.append(item)
+    return out
 
 
 def _duration_ms(start: str | None, end: str | None) -> float | None:
@@ -60,7 +101,9 @@ def runs() -> None:
     type=click.Choice(["pending", "running", "completed", "failed", "timed_out", "cancelled", "interrupted"]),
     help="Only runs with this status.",
 )
-@click.option("--since", metavar="ISO", help="Only runs started at or after this ISO 8601 time.")
+@click.option(
+    "--since", metavar="WHEN", help="Only runs started at or after WHEN: ISO 8601 (2026-12-01T08:00) or ago (1h, 2d)."
+)
 @click.option("--limit", type=click.IntRange(1, 100000), default=50, show_default=True)
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @common_options
@@ -71,7 +114,7 @@ def list_runs(app: App, workflow: str | None, status: str | None, since: str | N
 
     store = open_store(app.store)
     try:
-        rows = store.list_runs(workflow=workflow, status=status, since=since, limit=limit)
+        rows = store.list_runs(workflow=workflow, status=status, since=_since(since), limit=limit)
     finally:
         store.close()
     if output == "json":
@@ -103,6 +146,7 @@ def show_run(app: App, run_id: str, output: str) -> int:
     try:
         run = _find_run(store, run_id)
         steps = store.get_steps(run.run_id)
+        history = _history(store.get_events(run.run_id))
     finally:
         store.close()
     data = _record_json(run)
@@ -120,6 +164,7 @@ def show_run(app: App, run_id: str, output: str) -> int:
         }
         for s in steps
     }
+    data["history"] = history
     if output == "json":
         click.echo(json.dumps(data, indent=2, default=str))
         return 0
@@ -139,6 +184,16 @@ def show_run(app: App, run_id: str, output: str) -> int:
         )
     if run.outputs:
         click.echo("outputs: " + json.dumps(run.outputs, default=str))
+    sessions = [h for h in history if h["type"] in ("run_started", "run_resumed")]
+    if len(sessions) > 1:  # resumed or retried: show what each session did
+        click.echo(f"history ({len(sessions)} sessions, attempt {run.attempt}):")
+        for h in history:
+            what = h.get("step_id") or ""
+            detail = h.get("error") or ("" if "result" not in h else json.dumps(h["result"], default=str))
+            if len(detail) > 60:
+                detail = detail[:57] + "..."
+            att = f" attempt {h['attempt']}" if h.get("attempt") else ""
+            click.echo(f"  {h['ts']}  {h['type']:<15} {what}{att}  {detail}".rstrip())
     return 0
 
 
@@ -173,6 +228,7 @@ def _rerun(
     junit: str | None,
     events: str | None,
     secrets_file: str | None,
+    new_attempt: bool = False,
 ) -> int:
     from runner.api import descendants, open_store, resume_state
 
@@ -194,9 +250,11 @@ def _rerun(
                 f"(use `runner retry {run.run_id} --from STEP` to re-run steps)",
                 err=True,
             )
+            if output == "json":  # scripts parse stdout: give them the stored result
+                click.echo(json.dumps(_stored_result(store, run), indent=2, default=str))
             store.close()
             return 0
-        state = resume_state(store, run.run_id, wf, reset=sorted(reset))
+        state = resume_state(store, run.run_id, wf, reset=sorted(reset), new_attempt=new_attempt)
     except BaseException:
         store.close()
         raise
@@ -213,6 +271,33 @@ def _rerun(
         resume=state,
         reset=sorted(reset),
     )
+
+
+def _stored_result(store: Any, run: Any) -> dict[str, Any]:
+    """A finished run as ``--output json`` shows it (SPEC §4 shape), read from the store."""
+    steps = store.get_steps(run.run_id)
+    return {
+        "run_id": run.run_id,
+        "workflow": run.workflow_name,
+        "status": run.status,
+        "outputs": run.outputs or {},
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "duration_ms": _duration_ms(run.started_at, run.finished_at),
+        "preflight_ms": 0.0,
+        "error": run.error,
+        "steps": {
+            s.step_id: {
+                "status": s.status,
+                "result": s.result,
+                "error": s.error,
+                "attempts": s.attempts,
+                "agent_id": s.agent_id,
+                "duration_ms": s.duration_ms,
+            }
+            for s in steps
+        },
+    }
 
 
 def _rerun_options(f: Any) -> Any:
@@ -253,4 +338,4 @@ def retry(
     secrets_file: str | None,
 ) -> int:
     """Re-run a run from a step (default: its failed steps), as a new attempt of the same run."""
-    return _rerun(app, run_id, force, from_step, output, junit, events, secrets_file)
+    return _rerun(app, run_id, force, from_step, output, junit, events, secrets_file, new_attempt=True)

@@ -147,6 +147,7 @@ def _apply_run(run: RunRecord, e: Event) -> RunRecord:
             outputs=None,
             error=None,
             attempt=e.attempt if e.attempt is not None else run.attempt,
+            workflow_hash=d.get("workflow_hash") or run.workflow_hash,
         )
     if e.type == ev.RUN_INTERRUPTED:
         # Ctrl-C ended this session; the run stays resumable and keeps what it had.

@@ -83,21 +83,26 @@ class SQLiteStore(SqlStore):
                 self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False, cached_statements=256
             )
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if tables and "schema_version" not in tables:
+                # Another application's database: never switch it to WAL or add our tables.
+                shown = ", ".join(sorted(tables)[:5])
+                raise StoreError(
+                    f"cannot open store {self.url}: {self.path} is not a runner store (it has tables {shown})"
+                )
             _set_wal(conn, busy_timeout)
             conn.execute("PRAGMA synchronous = NORMAL")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, StoreError) as exc:
             if conn is not None:
                 conn.close()
+            if isinstance(exc, StoreError):
+                raise
             raise self._error(exc) from exc
         return conn
 
     def _stored_version(self, cur: Any) -> int | None:
-        cur.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-        tables = {row[0] for row in cur.fetchall()}
-        if "schema_version" not in tables:
-            if tables:  # another application's database: never add our tables to it
-                shown = ", ".join(sorted(tables)[:5])
-                raise StoreError(f"cannot open store {self.url}: {self.path} is not a runner store (it has tables {shown})")
+        cur.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'")
+        if cur.fetchone() is None:
             return None
         cur.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
         return int(cur.fetchone()[0])

@@ -1,0 +1,170 @@
+"""Durability edges: one run is executed by one process at a time, retry is a new attempt,
+resumed runs see what the first session saw, and the SQLite store survives a racing start.
+
+Real processes throughout: the `runner` CLI in subprocesses, the ledger agent over stdio
+(it records every call with its idempotency key), real SQLite files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from tests.test_durability import CRASHY, RUNNER, _cli, _ledger
+
+ROOT = Path(__file__).resolve().parent.parent
+LEDGER_AGENT = ROOT / "tests" / "agents" / "ledger_agent.py"
+
+
+def _start_crashy(store: str, tmp_path: Path, ledger: Path) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [RUNNER, "run", str(CRASHY), "-i", f"ledger={ledger}", "--store", store, "-q"],
+        cwd=tmp_path,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # bounded: until the slow step is in flight
+        if any(e["key"] == "slow" for e in _ledger(ledger)):
+            return proc
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    raise AssertionError("the slow step never started")
+
+
+def _only_run(store: str, tmp_path: Path) -> dict:
+    listed = _cli("runs", "list", "--output", "json", "--store", store, cwd=tmp_path)
+    [run] = json.loads(listed.stdout)
+    return run
+
+
+def test_resume_refuses_a_run_a_live_runner_executes(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path}/r.db"
+    ledger = tmp_path / "ledger.jsonl"
+    proc = _start_crashy(store, tmp_path, ledger)
+    try:
+        run = _only_run(store, tmp_path)
+        for command in (["resume", run["run_id"]], ["retry", run["run_id"], "--from", "first"]):
+            busy = _cli(*command, "--store", store, cwd=tmp_path)
+            assert busy.returncode == 2, busy.stderr
+            assert "being executed by another runner" in busy.stderr and "Traceback" not in busy.stderr
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # a hard crash: the lease stays, its holder is dead
+        proc.wait(timeout=10)
+    calls = [e["key"] for e in _ledger(ledger)]
+    assert calls.count("first") == 1  # the refused commands called nothing
+    resumed = _cli("resume", run["run_id"], "--store", store, "--output", "json", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr  # taken over at once, not after the lease expires
+    assert json.loads(resumed.stdout)["outputs"] == {"total": 20}
+
+
+def test_retry_is_a_new_attempt_and_history_keeps_both(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path}/r.db"
+    ledger = tmp_path / "ledger.jsonl"
+    proc = _start_crashy(store, tmp_path, ledger)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    run_id = _only_run(store, tmp_path)["run_id"]
+    assert _cli("resume", run_id, "--store", store, "-q", cwd=tmp_path).returncode == 0
+    again = _cli("resume", run_id, "--store", store, "--output", "json", cwd=tmp_path)
+    assert again.returncode == 0 and json.loads(again.stdout)["status"] == "completed"  # stored result, as JSON
+    retried = _cli("retry", run_id, "--from", "slow", "--store", store, "--output", "json", cwd=tmp_path)
+    assert retried.returncode == 0, retried.stderr
+    shown = json.loads(_cli("runs", "show", run_id, "--output", "json", "--store", store, cwd=tmp_path).stdout)
+    assert shown["attempt"] == 2
+    sessions = [h["type"] for h in shown["history"] if h["type"] in ("run_started", "run_resumed")]
+    assert sessions == ["run_started", "run_resumed", "run_resumed"]
+    last_outcomes = [h for h in shown["history"] if h.get("step_id") == "last" and h["type"] == "step_completed"]
+    assert len(last_outcomes) == 2  # the first result of `last` is still there
+    text = _cli("runs", "show", run_id, "--store", store, cwd=tmp_path).stdout
+    assert "history (3 sessions, attempt 2)" in text
+
+
+def test_for_each_items_get_new_idempotency_keys_on_retry(tmp_path: Path) -> None:
+    wf = tmp_path / "fan.yaml"
+    wf.write_text(
+        textwrap.dedent(
+            f"""\
+            name: fan
+            inputs:
+              ledger: {{type: string}}
+            agents:
+              - {{id: ledger, transport: stdio, command: python, args: ["{LEDGER_AGENT}"],
+                  env: {{LEDGER_PATH: "{{{{ inputs.ledger }}}}"}}}}
+            steps:
+              - step_id: fan
+                for_each: [a, b]
+                tool_to_call: record
+                tool_arguments: {{key: "{{{{ item }}}}"}}
+            """
+        ),
+        encoding="utf-8",
+    )
+    store = f"sqlite:///{tmp_path}/r.db"
+    ledger = tmp_path / "ledger.jsonl"
+    first = _cli("run", str(wf), "-i", f"ledger={ledger}", "--store", store, "--output", "json", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    run_id = json.loads(first.stdout)["run_id"]
+    retried = _cli("retry", run_id, "--from", "fan", "--store", store, "--output", "json", cwd=tmp_path)
+    assert retried.returncode == 0, retried.stderr
+    assert json.loads(retried.stdout)["steps"]["fan"]["attempts"] == 2
+    keys = sorted(e["idempotency_key"] for e in _ledger(ledger))
+    assert keys == sorted(f"{run_id}:fan:{att}:{i}" for att in (1, 2) for i in (0, 1))
+
+
+def test_two_runners_creating_one_sqlite_store(tmp_path: Path) -> None:
+    """Both processes open a store file that does not exist yet, at the same moment."""
+    script = textwrap.dedent(
+        f"""\
+        import sys, time
+        sys.path.insert(0, {str(ROOT)!r})
+        from runner.store.sqlite import SQLiteStore
+        go = float(sys.argv[2])
+        while time.time() < go:
+            pass
+        s = SQLiteStore("sqlite:///" + sys.argv[1]); s.list_runs(); s.close()
+        """
+    )
+    for trial in range(6):
+        db = tmp_path / f"new{trial}.db"
+        go = f"{time.time() + 0.6:.3f}"
+        procs = [
+            subprocess.Popen([sys.executable, "-c", script, str(db), go], stderr=subprocess.PIPE, text=True)
+            for _ in range(2)
+        ]
+        for p in procs:
+            _out, err = p.communicate(timeout=30)
+            assert p.returncode == 0, err
+
+
+def test_a_foreign_sqlite_file_is_refused_and_left_alone(tmp_path: Path) -> None:
+    other = tmp_path / "app.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+    before = other.read_bytes()
+    res = _cli("runs", "list", "--store", f"sqlite:///{other}", cwd=tmp_path)
+    assert res.returncode == 70 and "not a runner store" in res.stderr and "customers" in res.stderr, res.stderr
+    assert other.read_bytes() == before
+
+
+def test_runs_list_since_accepts_a_duration(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path}/r.db"
+    ledger = tmp_path / "ledger.jsonl"
+    proc = _start_crashy(store, tmp_path, ledger)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    recent = _cli("runs", "list", "--since", "1h", "--output", "json", "--store", store, cwd=tmp_path)
+    assert recent.returncode == 0 and len(json.loads(recent.stdout)) == 1, recent.stderr
+    future = _cli("runs", "list", "--since", "2999-01-01", "--output", "json", "--store", store, cwd=tmp_path)
+    assert json.loads(future.stdout) == []
+    bad = _cli("runs", "list", "--since", "yesterday-ish", "--store", store, cwd=tmp_path)
+    assert bad.returncode == 2 and "ISO 8601" in bad.stderr
