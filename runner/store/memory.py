@@ -5,6 +5,11 @@ through the same projection (``projection.apply_event``) as SQLite and PostgreSQ
 backends cannot disagree about what an event means. Values are kept by reference (not
 JSON round-tripped, which would cost the engine microseconds per event); reads hand out
 deep copies, so a caller cannot change the store by mutating what it got back.
+
+Appending checks an event (everything the projection could refuse is refused there, so a
+stored event always projects) and logs it; the projection itself runs when something
+reads runs or steps. Nothing else reads them while the engine writes, so a chain step
+costs the engine two list appends instead of two projections.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from runner.errors import NotFound, StoreError
 from runner.events import Event, now_iso
 from runner.store.base import RunRecord, StepRecord, WorkflowRecord, content_hash_of, lease_is_free, pick_run_id
 from runner.store.migrations import SCHEMA_VERSION
-from runner.store.projection import apply_event, normalize_ts
+from runner.store.projection import apply_event, is_step_event, normalize_ts, unknown_run
 
 
 class MemoryStore:
@@ -45,6 +50,8 @@ class MemoryStore:
         self._goals: dict[str, dict[str, Any]] = {}
         self._audit: list[dict[str, Any]] = []
         self._leases: dict[str, tuple[str, str]] = {}  # run_id -> (owner, lease_until)
+        self._unprojected: list[Event] = []  # logged, not yet applied to runs and steps
+        self._known_runs: set[str] = set()  # runs created, or started by a logged event
 
     def schema_version(self) -> int:
         return SCHEMA_VERSION
@@ -83,8 +90,10 @@ class MemoryStore:
         with self._lock:
             if run.run_id in self._runs:
                 raise StoreError(f"run {run.run_id!r} already exists in {self.url}")
+            self._catch_up()
             self._runs[run.run_id] = (len(self._runs), run.started_at or now_iso(), copy.deepcopy(run))
             self._steps[run.run_id] = {}
+            self._known_runs.add(run.run_id)
 
     def append_many(self, events: Sequence[Event]) -> None:
         """Store several events in order (one lock hold; the SQL stores make it one transaction)."""
@@ -93,31 +102,55 @@ class MemoryStore:
                 self.append(event)
 
     def append(self, event: Event) -> None:
-        """Record ``event`` and apply it to the run and step it concerns, atomically."""
+        """Check and log ``event``; it is applied to its run and step before the next read."""
         with self._lock:
-            entry = self._runs.get(event.run_id)
-            steps = self._steps.get(event.run_id)
-            step = steps.get(event.step_id) if steps is not None and event.step_id is not None else None
-            change = apply_event(entry[2] if entry else None, step, event)  # raises before any change
+            run_id, etype = event.run_id, event.type
+            if run_id not in self._known_runs:
+                if etype != "run_started":
+                    raise unknown_run(event)
+                self._known_runs.add(run_id)
+            if event.step_id is None and is_step_event(etype):
+                raise StoreError(f"event {etype} for run {run_id!r} has no step_id")
+            if etype == "item_completed":
+                index = event.data.get("index")
+                if type(index) is not int:
+                    raise StoreError(f"event item_completed for run {run_id!r} has no integer index")
             seq = next(self._seq)
             self._events.append((seq, event))
-            self._events_by_run.setdefault(event.run_id, []).append((seq, event))
-            if change.run is not None:
-                n, created = (entry[0], entry[1]) if entry else (len(self._runs), event.ts)
-                self._runs[event.run_id] = (n, created, change.run)
-                steps = self._steps.setdefault(event.run_id, {})
-            if change.step is not None and steps is not None and event.step_id is not None:
-                # The new record shares the old one's items dict (a shallow replace): no copy.
-                step = steps[event.step_id] = change.step
-            if step is not None:
-                if change.clear_items:
-                    step.items = {}
-                if change.item is not None:
-                    step.items[change.item[0]] = change.item[1]
+            self._events_by_run.setdefault(run_id, []).append((seq, event))
+            self._unprojected.append(event)
+
+    def _catch_up(self) -> None:
+        """Apply the logged events not yet projected, in order (called under the lock)."""
+        if not self._unprojected:
+            return
+        pending, self._unprojected = self._unprojected, []
+        for event in pending:
+            self._project(event)
+
+    def _project(self, event: Event) -> None:
+        """Apply one checked event to the run and step it concerns."""
+        entry = self._runs.get(event.run_id)
+        steps = self._steps.get(event.run_id)
+        step = steps.get(event.step_id) if steps is not None and event.step_id is not None else None
+        change = apply_event(entry[2] if entry else None, step, event)
+        if change.run is not None:
+            n, created = (entry[0], entry[1]) if entry else (len(self._runs), event.ts)
+            self._runs[event.run_id] = (n, created, change.run)
+            steps = self._steps.setdefault(event.run_id, {})
+        if change.step is not None and steps is not None and event.step_id is not None:
+            # The new record shares the old one's items dict (a shallow replace): no copy.
+            step = steps[event.step_id] = change.step
+        if step is not None:
+            if change.clear_items:
+                step.items = {}
+            if change.item is not None:
+                step.items[change.item[0]] = change.item[1]
 
     # --- run leases -------------------------------------------------------------------
     def claim_run(self, run_id: str, owner: str, ttl_s: float) -> str | None:
         with self._lock:
+            self._catch_up()
             if run_id not in self._runs:
                 raise NotFound(f"no run with id {run_id!r} in {self.url}")
             holder, until = self._leases.get(run_id, (None, None))
@@ -140,11 +173,13 @@ class MemoryStore:
 
     def get_run(self, run_id: str) -> RunRecord | None:
         with self._lock:
+            self._catch_up()
             entry = self._runs.get(run_id)
             return copy.deepcopy(entry[2]) if entry else None
 
     def find_run(self, prefix: str) -> RunRecord:
         with self._lock:
+            self._catch_up()
             if prefix in self._runs:
                 return copy.deepcopy(self._runs[prefix][2])
             ids = sorted(r for r in self._runs if r.startswith(prefix))[:6]
@@ -155,6 +190,7 @@ class MemoryStore:
     ) -> list[RunRecord]:
         cutoff = normalize_ts(since) if since is not None else None
         with self._lock:
+            self._catch_up()
             rows = [
                 (created, n, run)
                 for n, created, run in self._runs.values()
@@ -167,10 +203,12 @@ class MemoryStore:
 
     def get_steps(self, run_id: str) -> list[StepRecord]:
         with self._lock:
+            self._catch_up()
             return [copy.deepcopy(s) for s in self._steps.get(run_id, {}).values()]
 
     def get_step(self, run_id: str, step_id: str) -> StepRecord | None:
         with self._lock:
+            self._catch_up()
             step = self._steps.get(run_id, {}).get(step_id)
             return copy.deepcopy(step) if step is not None else None
 
