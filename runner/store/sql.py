@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from runner.errors import NotFound, StoreError
-from runner.events import Event, now_iso
+from runner.events import STEP_STARTED, Event, now_iso
 from runner.store.base import (
     RunRecord,
     StepRecord,
@@ -98,6 +98,8 @@ _SQL: dict[str, str] = {
     "step_get": f"SELECT {_STEP_COLS} FROM steps WHERE run_id = ? AND step_id = ?",
     "steps_of_run": f"SELECT {_STEP_COLS} FROM steps WHERE run_id = ? ORDER BY n",
     "step_insert": f"INSERT INTO steps ({_STEP_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "step_insert_new": f"INSERT INTO steps ({_STEP_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (run_id, step_id) DO NOTHING",
     "step_update": "UPDATE steps SET status = ?, attempts = ?, agent_id = ?, result = ?, result_text = ?, error = ?, "
     "started_at = ?, finished_at = ?, duration_ms = ?, content = ? WHERE run_id = ? AND step_id = ?",
     "run_owner": "SELECT owner, lease_until FROM runs WHERE run_id = ?{for_update}",
@@ -292,6 +294,7 @@ class SqlStore:
         # Only this process writes the steps of a run it is executing; a rolled-back
         # transaction clears the cache, and a step leaves it when it reaches a final state.
         self._live_steps: dict[tuple[str, str], StepRecord] = {}
+        self._runs_seen: set[str] = set()  # runs known to exist (run rows are never deleted)
 
     # --- dialect hooks ----------------------------------------------------------------
     def _begin(self, write: bool) -> None:
@@ -340,6 +343,7 @@ class SqlStore:
                 self._commit()
             except BaseException as exc:
                 self._live_steps.clear()
+                self._runs_seen.clear()
                 self._rollback_quietly()
                 if isinstance(exc, self.db_errors):
                     raise self._error(exc) from exc
@@ -454,6 +458,7 @@ class SqlStore:
         try:
             with self._tx() as cur:
                 cur.execute(self._sql["run_insert"], params)
+            self._runs_seen.add(run.run_id)
         except StoreError as exc:
             if isinstance(exc.__cause__, self.integrity_errors):
                 raise StoreError(f"run {run.run_id!r} already exists in {self.url}") from None
@@ -496,11 +501,23 @@ class SqlStore:
             return
         key = (run_id, step_id)
         old = self._live_steps.get(key)
+        if old is None and etype == STEP_STARTED and run_id in self._runs_seen:
+            # A step's first start (the common case): insert its row, no read first. Only
+            # if a row exists already (a resumed run) is it read and updated instead.
+            change = apply_step_event(None, event)
+            step = change.step
+            assert step is not None
+            cur.execute(sql["step_insert_new"], (run_id, step_id, *_step_params(step)))
+            if _changed(cur):
+                self._insert_event(event)
+                self._live_steps[key] = step
+                return
         if old is None:
             cur.execute(sql["step_lock"], (step_id, run_id))
             row = cur.fetchone()
             if row is None:
                 raise unknown_run(event)
+            self._runs_seen.add(run_id)
             if row[1] is not None:
                 old = _step_row(row[1:])
         change = apply_step_event(old, event)
