@@ -208,6 +208,17 @@ def _result_schema(info: Any) -> dict[str, Any] | None:
     return schema
 
 
+def _string_leaves(where: list[str | int], val: Any) -> list[tuple[list[str | int], str]]:
+    """Every string inside ``val`` with its path below ``where`` (mapping keys, list indexes)."""
+    if isinstance(val, str):
+        return [(where, val)]
+    if isinstance(val, dict):
+        return [leaf for k, v in val.items() for leaf in _string_leaves([*where, str(k)], v)]
+    if isinstance(val, (list, tuple)):
+        return [leaf for i, v in enumerate(val) for leaf in _string_leaves([*where, i], v)]
+    return []
+
+
 def _check_result_refs(
     wf: Workflow, tool_of: Mapping[str, Any], smap: SourceMap, paths: Mapping[str, list[str | int]]
 ) -> list[Problem]:
@@ -224,7 +235,8 @@ def _check_result_refs(
                 places.append(([*paths[s.step_id], key], val))
     for name, val in wf.outputs.items():
         places.append((["outputs", name], val))
-    for where, val in places:
+    leaves = [leaf for where, val in places for leaf in _string_leaves(where, val)]
+    for where, val in leaves:  # each template string, so a problem points at its own value
         for step_id, field in sorted(referenced_result_fields(val)):
             info = tool_of.get(step_id)
             if info is None:
