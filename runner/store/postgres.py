@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from runner.events import Event
 from runner.errors import StoreError
 from runner.store.sql import SqlStore, one_line
 
@@ -55,6 +56,24 @@ class PostgresStore(SqlStore):
             conn.close()
             raise StoreError(f"cannot open store {self.url}: {one_line(exc)}") from None
         self._open(conn)
+
+    def append_many(self, events: Sequence[Event]) -> None:
+        """The engine's group commit in libpq's pipeline mode: one round trip, not one a statement.
+
+        Statements are sent without waiting for each answer; a read (a step row the store
+        has not cached) or the commit waits for what is queued. On loopback a statement's
+        round trip is most of its cost, so a chain step drops from ~6 round trips to ~1.
+        """
+        if not events:
+            return
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"store {self.url} is closed")
+            try:
+                with self._conn.pipeline():
+                    super().append_many(events)
+            except self.db_errors as exc:  # raised when the pipeline syncs, after the rollback
+                raise self._error(exc) from exc
 
     def _commit(self) -> None:
         self._conn.commit()
