@@ -14,8 +14,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from runner.events import Event
 from runner.errors import StoreError
+from runner.events import Event
 from runner.store.sql import SqlStore, one_line
 
 _PASSWORD_IN_NETLOC = re.compile(r"(://[^:/@?#]*:)[^@/?#]*@")
