@@ -89,6 +89,7 @@ class Engine:
         self._timed_out = False
         self._cancelled = False
         self._owner: str | None = None  # this engine's lease on the run (stores only)
+        self.run_stored = False  # the store holds this run (so `runner resume` can continue it)
         self._lease_timer: asyncio.TimerHandle | None = None
 
     # -- events ---------------------------------------------------------------------------
@@ -185,6 +186,7 @@ class Engine:
             self.outcomes[s.step_id] = StepOutcome()
         if self.store is not None and resume is not None:
             self._claim()
+            self.run_stored = True
         if resume is not None:
             for sid, o in resume.completed.items():
                 if sid in self.outcomes:
@@ -224,6 +226,7 @@ class Engine:
                     )
                 )
                 self._claim()
+                self.run_stored = True
             self.emit(ev.RUN_STARTED, data={"workflow": wf.name, "inputs": values})
         self.flush()
         loop = asyncio.get_running_loop()

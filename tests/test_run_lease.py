@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.test_durability import CRASHY, RUNNER, _cli, _ledger
 
@@ -168,3 +172,51 @@ def test_runs_list_since_accepts_a_duration(tmp_path: Path) -> None:
     assert json.loads(future.stdout) == []
     bad = _cli("runs", "list", "--since", "yesterday-ish", "--store", store, cwd=tmp_path)
     assert bad.returncode == 2 and "ISO 8601" in bad.stderr
+
+
+def test_a_read_only_store_can_still_be_read(tmp_path: Path) -> None:
+    """A store file this user may not write (a CI artifact, another user's): history reads work,
+    a run fails in one line before starting any agent. Root ignores file modes, so as root the
+    commands run as user `nobody` (setpriv)."""
+
+    # Outside pytest's tmp_path: its parents are private to root, and `nobody` must reach the file.
+    store_dir = Path(tempfile.mkdtemp(prefix="runner-ro-"))
+    store_dir.chmod(0o755)
+    db = store_dir / "r.db"
+    url = f"sqlite:///{db}"
+    wf = store_dir / "quick.yaml"
+    counter = ROOT / "tests" / "agents" / "counter_agent.py"
+    wf.write_text(
+        "name: quick\n"
+        f"agents:\n  - {{id: c, transport: stdio, command: python, args: ['{counter}']}}\n"
+        "steps:\n  - {step_id: a, tool_to_call: echo, tool_arguments: {text: hi}}\n",
+        encoding="utf-8",
+    )
+    done = _cli("run", str(wf), "--store", url, "-q", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None or not os.access(RUNNER, os.X_OK):
+            pytest.skip("running as root without setpriv: file modes cannot be tested")
+        prefix = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+    db.chmod(0o444)
+    store_dir.chmod(0o555)
+    try:
+        env = {**os.environ, "HOME": str(store_dir)}
+        listed = subprocess.run(
+            [*prefix, RUNNER, "runs", "list", "--output", "json", "--store", url],
+            capture_output=True, text=True, cwd=store_dir, env=env, timeout=60,
+        )  # fmt: skip
+        if listed.returncode != 0 and "Permission denied" in listed.stderr and prefix:
+            pytest.skip(f"user nobody cannot run {RUNNER} here: {listed.stderr.strip()[:200]}")
+        assert listed.returncode == 0, listed.stderr
+        assert len(json.loads(listed.stdout)) == 1
+        ran = subprocess.run(
+            [*prefix, RUNNER, "run", str(wf), "--store", url],
+            capture_output=True, text=True, cwd=store_dir, env=env, timeout=60,
+        )  # fmt: skip
+        assert ran.returncode == 70 and "read-only" in ran.stderr and "Traceback" not in ran.stderr, ran.stderr
+    finally:
+        store_dir.chmod(0o755)
+        shutil.rmtree(store_dir, ignore_errors=True)

@@ -116,7 +116,7 @@ def execute(
                 emit_result(partial, output, junit, True)
             from runner.errors import StoreError
 
-            if isinstance(exc, StoreError) and engine.run_id and type(exc) is StoreError:
+            if isinstance(exc, StoreError) and engine.run_stored and type(exc) is StoreError:
                 raise StoreError(f"{exc}; once the store works again: {resume_hint(app, engine.run_id)}") from None
             raise
     finally:

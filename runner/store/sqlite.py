@@ -77,10 +77,25 @@ class SQLiteStore(SqlStore):
             if os.path.isdir(self.path):
                 raise StoreError(f"cannot open store {self.url}: {self.path} is a directory")
         conn: sqlite3.Connection | None = None
+        # A store file we may read but not write (another user's, a CI artifact): open it
+        # read-only, so `runs list` / `runs show` work; a write then fails in one line.
+        self.read_only = self.path != ":memory:" and os.path.exists(self.path) and not os.access(self.path, os.W_OK)
+        target = self.path
+        if self.read_only:
+            # Without write access a WAL database cannot get its -shm index; when there is
+            # no -wal either (the last writer closed cleanly), the file is complete as it
+            # is and can be read as immutable.
+            clean = not os.path.exists(self.path + "-wal") and not os.path.exists(self.path + "-shm")
+            target = f"file:{self.path}?mode=ro" + ("&immutable=1" if clean else "")
         try:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves; the lock makes sharing safe.
             conn = sqlite3.connect(
-                self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False, cached_statements=256
+                target,
+                timeout=busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+                cached_statements=256,
+                uri=self.read_only,
             )
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -90,8 +105,9 @@ class SQLiteStore(SqlStore):
                 raise StoreError(
                     f"cannot open store {self.url}: {self.path} is not a runner store (it has tables {shown})"
                 )
-            _set_wal(conn, busy_timeout)
-            conn.execute("PRAGMA synchronous = NORMAL")
+            if not self.read_only:
+                _set_wal(conn, busy_timeout)
+                conn.execute("PRAGMA synchronous = NORMAL")
         except (sqlite3.Error, StoreError) as exc:
             if conn is not None:
                 conn.close()
@@ -108,6 +124,8 @@ class SQLiteStore(SqlStore):
         return int(cur.fetchone()[0])
 
     def _begin(self, write: bool) -> None:
+        if write and self.read_only:
+            raise StoreError(f"store {self.url} is read-only here ({self.path} is not writable by this user)")
         self._cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
 
     def _commit(self) -> None:
