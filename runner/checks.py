@@ -194,6 +194,18 @@ class WorkflowChecks:
             if path[0] == "finally":
                 self.finally_ids.add(sid)
         dep_paths: dict[tuple[str, str], PathT] = {}
+        owned = {path for path, _step, _sid in self._owned()}
+        for path, step in self.steps:  # a duplicate's own depends_on is still checked (every error at once)
+            raw = step.get("depends_on")
+            if path in owned or not isinstance(raw, list):
+                continue
+            for j, dep in enumerate(raw):
+                if isinstance(dep, str) and dep not in self.ids:
+                    self.add(
+                        f"unknown step {dep!r} in depends_on{hint(dep, self.ids)}",
+                        (*path, "depends_on", j),
+                        rank=RANK_STRUCTURE,
+                    )
         for path, step, sid in self._owned():
             raw = step.get("depends_on")
             if isinstance(raw, str):

@@ -240,6 +240,17 @@ def test_if_warnings_do_not_fail_validation() -> None:
     assert "not a template" in ps[0].message and "max_parallel" in ps[1].message
 
 
+def test_a_duplicate_steps_own_references_are_still_checked() -> None:
+    text = (
+        "name: w\nagents: [{id: a, command: x}]\nsteps:\n"
+        "  - {step_id: s, tool_to_call: t}\n"
+        "  - {step_id: s, tool_to_call: t, depends_on: [nope]}\n"
+    )
+    messages = [p.message for p in validate_text(text)]
+    assert messages[0].startswith("duplicate step id 's'")
+    assert "unknown step 'nope' in depends_on" in messages
+
+
 def test_long_step_lists_keep_real_indices() -> None:
     """Only failing steps go through jsonschema; their paths still name the real index."""
     steps = "".join(f"  - {{step_id: s{i}, tool_to_call: t}}\n" for i in range(60))
