@@ -56,6 +56,7 @@ class Engine:
         base_dir: str | None = None,
         pool: AgentPool | None = None,
         on_progress: Callable[[str, float, float | None, str | None], None] | None = None,
+        lease_owner: str | None = None,
     ) -> None:
         self.wf = workflow
         self.store = store
@@ -88,9 +89,14 @@ class Engine:
         self._main_status: RunStatus | None = None
         self._timed_out = False
         self._cancelled = False
-        self._owner: str | None = None  # this engine's lease on the run (stores only)
+        # This engine's lease on the run (stores only). `runner resume` claims it before it
+        # reads the run's state (so that state cannot be stale) and hands it in here.
+        self._owner: str | None = lease_owner
         self.run_stored = False  # the store holds this run (so `runner resume` can continue it)
         self._lease_timer: asyncio.TimerHandle | None = None
+        self._preflight_task: asyncio.Future[None] | None = None
+        self._lease_lost = False
+        self._base_attempts: dict[str, int] = {}  # attempts of each step before this session
 
     # -- events ---------------------------------------------------------------------------
     def emit(self, type_: str, step_id: str | None = None, **kw: Any) -> None:
@@ -114,6 +120,9 @@ class Engine:
         nested run, the end of the run — so the write-ahead rule holds: what the store says
         always precedes what happened. A chain step thus costs one commit, not two.
         """
+        if self._lease_lost:
+            self._pending.clear()
+            return
         if self._pending and self.store is not None:
             batch, self._pending = self._pending, []
             self.store.append_many(batch)
@@ -184,6 +193,8 @@ class Engine:
         self._specs = {s.step_id: s for s in wf.all_steps}
         for s in wf.all_steps:
             self.outcomes[s.step_id] = StepOutcome()
+        if resume is not None:
+            self._base_attempts = dict(resume.attempts)
         if self.store is not None and resume is not None:
             self._claim()
             self.run_stored = True
@@ -233,8 +244,14 @@ class Engine:
         t0 = time.perf_counter()
         try:
             try:
-                await self._preflight()
+                self._preflight_task = asyncio.ensure_future(self._preflight())
+                try:
+                    await self._preflight_task
+                finally:
+                    self._preflight_task = None
             except asyncio.CancelledError:  # Ctrl-C while agents start: resumable, and says so
+                if self._fatal is not None:  # the lease was lost while agents started
+                    raise self._fatal from None
                 self.emit(ev.RUN_INTERRUPTED, error="interrupted by the user")
                 self.flush()
                 raise
@@ -253,7 +270,7 @@ class Engine:
                 concurrency=wf.concurrency,
                 finally_steps=wf.finally_steps,
                 completed=(resume.completed if resume else {}).keys(),
-                attempts=resume.attempts if resume else None,
+                attempts=self._base_attempts,
                 items_done={k: v.keys() for k, v in self._item_results.items()},
             )
             try:
@@ -282,6 +299,8 @@ class Engine:
             self.flush()
             return self._result(started, status, outputs, preflight_ms, error)
         finally:
+            if self._lease_timer is not None:
+                self._lease_timer.cancel()
             try:
                 self.flush()
                 if self._owner is not None and self.store is not None:
@@ -297,29 +316,41 @@ class Engine:
         from runner.store.base import lease_owner_id
 
         assert self.store is not None
-        owner = lease_owner_id()
-        holder = self.store.claim_run(self.run_id, owner, LEASE_TTL_S)
-        if holder is not None:
-            raise RunBusy(
-                f"run {self.run_id} is being executed by another runner ({holder}); "
-                "wait for it to finish or stop it, then resume"
-            )
-        self._owner = owner
+        if self._owner is None:
+            owner = lease_owner_id()
+            holder = self.store.claim_run(self.run_id, owner, LEASE_TTL_S)
+            if holder is not None:
+                raise RunBusy(
+                    f"run {self.run_id} is being executed by another runner ({holder}); "
+                    "wait for it to finish or stop it, then resume"
+                )
+            self._owner = owner
+        # Renewed from now on, agent start-up included (a slow agent must not let it lapse).
+        self._lease_timer = asyncio.get_running_loop().call_later(LEASE_TTL_S / 3, self._renew)
 
     def _renew(self) -> None:
         """Keep the lease alive while the run goes on (a timer callback on the loop)."""
         if self._owner is None or self.store is None:
             return
+        from runner.errors import RunBusy
+
+        fatal: RunnerError | None = None
         try:
             if not self.store.renew_run(self.run_id, self._owner, LEASE_TTL_S):
-                self._fatal = StoreError(f"run {self.run_id}: lost its lease to another runner; stopping")
-                self._wake.set()
-                return
+                fatal = RunBusy(f"run {self.run_id} lost its lease to another runner; this runner stopped")
         except StoreError as exc:
-            self._fatal = exc
-            self._wake.set()
+            fatal = exc
+        if fatal is None:
+            self._lease_timer = asyncio.get_running_loop().call_later(LEASE_TTL_S / 3, self._renew)
             return
-        self._lease_timer = asyncio.get_running_loop().call_later(LEASE_TTL_S / 3, self._renew)
+        self._fatal = fatal
+        self._owner = None  # not ours any more: never release another runner's lease
+        self._lease_lost = isinstance(fatal, RunBusy)  # and write nothing more about the run
+        wake = getattr(self, "_wake", None)
+        if wake is not None:
+            wake.set()
+        elif self._preflight_task is not None:
+            self._preflight_task.cancel()
 
     def cancel(self) -> None:
         """Ask a running run to stop: pending steps are cancelled, ``finally`` still runs."""
@@ -419,8 +450,6 @@ class Engine:
         loop = asyncio.get_running_loop()
         self._wake = wake = asyncio.Event()
         timers: list[asyncio.TimerHandle] = []
-        if self._owner is not None:
-            self._lease_timer = loop.call_later(LEASE_TTL_S / 3, self._renew)
         if deadline is not None:
             timers.append(loop.call_at(deadline, wake.set))
         armed_retry: float | None = None
@@ -476,8 +505,6 @@ class Engine:
         finally:
             for t in timers:
                 t.cancel()
-            if self._lease_timer is not None:
-                self._lease_timer.cancel()
 
     def _decide(self) -> None:
         """Answer the scheduler: evaluate ``if`` and ``for_each`` of steps that became ready."""
@@ -622,7 +649,10 @@ class Engine:
             return
         spec = self._specs[sid]
         delay = 0.0
-        if err.retryable and task.attempt < spec.retry.max_attempts:
+        # `retry` counts attempts within this session: attempt numbers go on across sessions
+        # (for unique idempotency keys), but a re-run step gets its whole retry policy again.
+        tries = task.attempt - self._base_attempts.get(sid, 0)
+        if err.retryable and tries < spec.retry.max_attempts:
             delay = spec.retry.delay_before(task.attempt + 1)
             if spec.retry.jitter:
                 delay *= 1.0 + random.uniform(0.0, spec.retry.jitter)
@@ -864,7 +894,9 @@ class Engine:
             pool=self._pool,
             base_dir=str(path.parent),
         )
-        res = await child.run(with_values, run_id=f"{self.run_id}/{sid}")
+        # The attempt is part of the nested run's id, so its steps' idempotency keys change
+        # when the `uses:` step is retried or resumed (an agent must not see a repeat).
+        res = await child.run(with_values, run_id=f"{self.run_id}/{sid}@{task.attempt}")
         if res.status != RunStatus.COMPLETED:
             raise ToolFailure(f"uses {spec.uses}: {res.status}: {res.error or 'failed'}", retryable=True)
         return res.outputs, None, None

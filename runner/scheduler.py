@@ -55,6 +55,7 @@ class _Step:
     waiting: int = 0  # dependencies not yet terminal
     dependents: list[str] = field(default_factory=list)
     attempts: int = 0  # simple steps: attempts started so far
+    base_attempts: int = 0  # attempts of earlier sessions (resume): the retry policy starts afresh
     n_items: int | None = None  # for_each: number of items once activated
     next_item: int = 0
     running: int = 0
@@ -100,7 +101,7 @@ class Scheduler:
         attempts = attempts or {}
         for sid, n in attempts.items():
             if sid in self._steps:
-                self._steps[sid].attempts = n
+                self._steps[sid].attempts = self._steps[sid].base_attempts = n
         for sid, idx in (items_done or {}).items():
             if sid in self._steps:
                 self._steps[sid].items_done = set(idx)
@@ -282,7 +283,7 @@ class Scheduler:
         if st.status != _ACTIVE:
             return None
         policy = st.spec.retry
-        if retryable and task.attempt < policy.max_attempts:
+        if retryable and task.attempt - st.base_attempts < policy.max_attempts:
             nxt = Task(task.step_id, task.index, task.attempt + 1)
             if task.index is None:
                 st.attempts = nxt.attempt

@@ -84,6 +84,21 @@ def test_retry_until_success_with_delay():
     assert sched.status("a") == StepStatus.COMPLETED
 
 
+def test_a_resumed_step_numbers_on_but_gets_its_whole_retry_policy():
+    """Attempts 1-3 failed in an earlier session: this one tries 4, 5, 6 (unique keys, 3 tries)."""
+    sched = Scheduler([S("a", retry=RetryPolicy(max_attempts=3))], attempts={"a": 3})
+    calls = drive(sched, lambda t: False)
+    assert [t.attempt for t in calls] == [4, 5, 6]
+    assert sched.status("a") == StepStatus.FAILED
+
+
+def test_a_resumed_for_each_numbers_its_items_after_earlier_attempts():
+    sched = Scheduler([S("f", for_each=["x", "y"], retry=RetryPolicy(max_attempts=2))], attempts={"f": 2})
+    calls = drive(sched, lambda t: t.attempt == 4, n_items=lambda sid: 2)
+    assert sorted((t.index, t.attempt) for t in calls) == [(0, 3), (0, 4), (1, 3), (1, 4)]
+    assert sched.status("f") == StepStatus.COMPLETED
+
+
 def test_retry_waits_for_its_time():
     sched = Scheduler([S("a", retry=RetryPolicy(max_attempts=2, delay=5.0))])
     for sid in sched.decisions():

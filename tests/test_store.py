@@ -175,6 +175,9 @@ def test_for_each_items(store: Store) -> None:
     assert fan is not None and fan.items == {0: {"v": 0}, 2: {"v": 22}, 11: [1, 2]}
     assert all(isinstance(k, int) for k in fan.items)
     assert [s.items for s in store.get_steps("r1")] == [fan.items]
+    store.append(E(ev.ITEM_STARTED, step_id="fan", attempt=2, index=1))  # an item's retry
+    fan = store.get_step("r1", "fan")
+    assert fan is not None and fan.attempts == 2  # counted, so a resume numbers on from it
     assert_rows_match_log(store, "r1")
 
 

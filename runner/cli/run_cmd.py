@@ -35,8 +35,8 @@ def check_writable(option: str, path: str | None) -> None:
     import os
 
     parent = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise InputInvalid(f"{option}: {path} is a directory")
+    if os.path.isdir(path) or path.endswith(os.sep):
+        raise InputInvalid(f"{option}: {path} is a directory, not a file")
     if not os.path.isdir(parent):
         raise InputInvalid(f"{option}: cannot write {path}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
@@ -64,9 +64,43 @@ def emit_result(result: Any, output: str, junit: str | None, quiet: bool) -> Non
             raise InputInvalid(f"--junit: cannot write {junit}: {exc.strerror or exc}") from None
 
 
+class _Terminated(Exception):
+    """SIGTERM reached the run (a CI job cancelled, `kill PID`)."""
+
+
 async def _drive(engine: Any, inputs: Any, **kw: Any) -> Any:
-    """Run the engine; on Ctrl-C the engine sees a cancellation and records the interruption."""
-    return await engine.run(inputs, **kw)
+    """Run the engine; on Ctrl-C or SIGTERM the engine sees a cancellation and records it.
+
+    SIGTERM is what CI systems send a cancelled job: it is handled like Ctrl-C (the run is
+    left `interrupted` and resumable, exit 130) instead of killing the process mid-write.
+    """
+    import signal
+
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    terminated = False
+
+    def on_term() -> None:
+        nonlocal terminated
+        terminated = True
+        if main is not None:
+            main.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGTERM, on_term)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
+        pass
+    try:
+        return await engine.run(inputs, **kw)
+    except asyncio.CancelledError:
+        if terminated:
+            raise _Terminated() from None
+        raise
+    finally:
+        try:
+            loop.remove_signal_handler(signal.SIGTERM)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass
 
 
 def execute(
@@ -98,11 +132,14 @@ def execute(
         raise InputInvalid(f"--events: cannot write {events}: {exc.strerror or exc}") from None
     if ev_file is not None:
         sinks.append(ev_file)
-    engine = Engine(wf, store=store, sinks=sinks, registry=registry, secrets=load_secrets(secrets_file))
+    lease_owner = run_kw.pop("lease_owner", None)
+    engine = Engine(
+        wf, store=store, sinks=sinks, registry=registry, secrets=load_secrets(secrets_file), lease_owner=lease_owner
+    )
     try:
         try:
             result = asyncio.run(_drive(engine, inputs, **run_kw))
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, _Terminated):
             from runner.errors import Interrupted
 
             # What finished before Ctrl-C is still reported (stdout, JUnit), as for a failed run.

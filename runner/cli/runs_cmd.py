@@ -54,7 +54,10 @@ def _since(value: str | None) -> str | None:
         seconds = None
     if seconds is None:
         return value  # the store checks it as ISO 8601 and names what is wrong
-    moment = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=seconds)
+    try:
+        moment = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=seconds)
+    except OverflowError:
+        raise InputInvalid(f"--since: {value!r} reaches back before year 1") from None
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -231,10 +234,25 @@ def _rerun(
     new_attempt: bool = False,
 ) -> int:
     from runner.api import descendants, open_store, resume_state
+    from runner.engine import LEASE_TTL_S
+    from runner.errors import RunBusy
+    from runner.store.base import lease_owner_id
 
     store = open_store(app.store)
+    owner: str | None = None
     try:
         run = _find_run(store, run_id)
+        # The lease first, then the state: read before it, the state could be stale by the
+        # time this process runs (another runner finishing the run in between).
+        owner = lease_owner_id()
+        holder = store.claim_run(run.run_id, owner, LEASE_TTL_S)
+        if holder is not None:
+            owner = None
+            raise RunBusy(
+                f"run {run.run_id} is being executed by another runner ({holder}); "
+                "wait for it to finish or stop it, then resume"
+            )
+        run = _find_run(store, run.run_id)
         wf, registry = _load_for_resume(app, store, run, force)
         reset: set[str] = set()
         if from_step is not None:
@@ -245,17 +263,24 @@ def _rerun(
                 )
             reset = descendants(wf, from_step)
         elif run.status == "completed":
-            click.echo(
-                f"run {run.run_id} already completed; nothing to resume "
-                f"(use `runner retry {run.run_id} --from STEP` to re-run steps)",
-                err=True,
-            )
+            if not app.quiet:
+                click.echo(
+                    f"run {run.run_id} already completed; nothing to resume "
+                    f"(use `runner retry {run.run_id} --from STEP` to re-run steps)",
+                    err=True,
+                )
             if output == "json":  # scripts parse stdout: give them the stored result
                 click.echo(json.dumps(_stored_result(store, run), indent=2, default=str))
+            store.release_run(run.run_id, owner)
             store.close()
             return 0
         state = resume_state(store, run.run_id, wf, reset=sorted(reset), new_attempt=new_attempt)
     except BaseException:
+        if owner is not None:
+            try:
+                store.release_run(run.run_id, owner)
+            except Exception:  # noqa: BLE001 - the original error is the one to report
+                pass
         store.close()
         raise
     return execute(
@@ -270,6 +295,7 @@ def _rerun(
         registry=registry,
         resume=state,
         reset=sorted(reset),
+        lease_owner=owner,
     )
 
 

@@ -155,13 +155,28 @@ def content_hash_of(wf: WorkflowRecord) -> str:
     return workflow_hash(wf.source_text)
 
 
+def _pid_namespace() -> str:
+    """This process's PID namespace (``4026531836``), or "" where /proc cannot tell."""
+    import os
+
+    try:
+        link = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+    return link.rsplit("[", 1)[-1].rstrip("]")
+
+
 def lease_owner_id() -> str:
-    """Who executes a run: ``host:pid:nonce`` (the nonce tells two engines of one process apart)."""
+    """Who executes a run: ``host:pid:nonce:pidns``.
+
+    The nonce tells two engines of one process apart; the PID namespace tells a container
+    that shares the host's name (``--network host``) from the host, whose PIDs differ.
+    """
     import os
     import socket
     import uuid
 
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}:{_pid_namespace()}"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -196,9 +211,11 @@ def lease_is_free(holder: str | None, until: str | None, claimant: str) -> bool:
         return True
     import socket
 
-    host, _, rest = holder.partition(":")
-    pid_text = rest.split(":", 1)[0]
-    if host == socket.gethostname() and pid_text.isdigit():
+    parts = holder.split(":")
+    if len(parts) < 4 or not parts[1].isdigit():
+        return False  # not an id this runner writes: wait for the lease to expire
+    host, pid_text, ns = parts[0], parts[1], parts[3]
+    if host == socket.gethostname() and ns and ns == _pid_namespace():
         return not _pid_alive(int(pid_text))
     return False
 

@@ -10,6 +10,8 @@ a new one.
 
 from __future__ import annotations
 
+import re
+
 BOOTSTRAP = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
 
 MIGRATIONS: list[str] = [
@@ -142,6 +144,11 @@ MIGRATIONS: list[str] = [
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
+
+# Every table the migrations create (a SQLite file holding anything else is not a runner store).
+RUNNER_TABLES = frozenset(
+    {"schema_version"} | {m.group(1) for script in MIGRATIONS for m in re.finditer(r"CREATE TABLE (\w+)", script)}
+)
 
 
 def statements(script: str, seq_pk: str) -> list[str]:

@@ -218,8 +218,15 @@ def _apply_step(s: StepRecord, e: Event) -> Change:
             ),
             clear_items=True,
         )
-    if t == ev.ITEM_STARTED and s.status == "pending":
-        return Change(step=_evolve(s, status="in_progress", started_at=s.started_at or e.ts))
+    if t == ev.ITEM_STARTED:
+        # An item's retry is an attempt of its step: a resume must count on from it, or the
+        # retried item would be sent its earlier idempotency key again.
+        attempts = max(s.attempts, e.attempt or 0)
+        if s.status == "pending":
+            return Change(step=_evolve(s, status="in_progress", started_at=s.started_at or e.ts, attempts=attempts))
+        if attempts != s.attempts:
+            return Change(step=_evolve(s, attempts=attempts))
+        return NO_CHANGE
     if t == ev.ITEM_COMPLETED:
         return Change(item=(int(d["index"]), d.get("result")))
     # step_progress, item_failed, item_started of a running step: kept in the log only.

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from runner.errors import InputInvalid, StoreError
+from runner.store.migrations import RUNNER_TABLES
 from runner.store.sql import SqlStore
 
 DEFAULT_URL = "sqlite:///.runner/runner.db"
@@ -30,6 +31,12 @@ def sqlite_path(url: str) -> str:
     if not rest.startswith("///") or rest == "///":
         raise InputInvalid(f"--store: {url!r} is not sqlite:///relative/path or sqlite:////absolute/path")
     return rest[3:]
+
+
+def _ours(conn: sqlite3.Connection) -> bool:
+    """Whether ``schema_version`` is runner's (another tool may use that name: Flyway did)."""
+    cols = [row[1] for row in conn.execute("PRAGMA table_info(schema_version)")]
+    return cols == ["version", "applied_at"]
 
 
 def _set_wal(conn: sqlite3.Connection, busy_timeout: float) -> None:
@@ -98,13 +105,16 @@ class SQLiteStore(SqlStore):
                 uri=self.read_only,
             )
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if tables and "schema_version" not in tables:
+            names = {
+                row[0]
+                for row in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
+                if not row[0].startswith("sqlite_")
+            }
+            foreign = names - RUNNER_TABLES
+            if names and (foreign or "schema_version" not in names or not _ours(conn)):
                 # Another application's database: never switch it to WAL or add our tables.
-                shown = ", ".join(sorted(tables)[:5])
-                raise StoreError(
-                    f"cannot open store {self.url}: {self.path} is not a runner store (it has tables {shown})"
-                )
+                shown = ", ".join(sorted(foreign or names)[:5])
+                raise StoreError(f"cannot open store {self.url}: {self.path} is not a runner store (it has {shown})")
             if not self.read_only:
                 _set_wal(conn, busy_timeout)
                 conn.execute("PRAGMA synchronous = NORMAL")

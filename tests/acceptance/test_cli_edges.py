@@ -254,3 +254,39 @@ def test_ctrl_c_still_reports_what_finished(tmp_path: Path) -> None:
     assert data["steps"]["quick"] == {**data["steps"]["quick"], "status": "completed", "result": "done"}
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite is not None and suite.get("errors") == "1"
+
+
+def test_sigterm_leaves_the_run_interrupted_and_resumable(tmp_path: Path) -> None:
+    """What a cancelled CI job sends: handled like Ctrl-C (exit 130), the run can be resumed."""
+    wf = _counter_workflow(
+        tmp_path,
+        """\
+        - {step_id: quick, tool_to_call: echo, tool_arguments: {text: done}}
+        - {step_id: slow, depends_on: [quick], tool_to_call: slow, tool_arguments: {seconds: 30, steps: 30}}
+        """,
+    )
+    events = tmp_path / "e.jsonl"
+    env = {k: v for k, v in os.environ.items() if k != "RUNNER_STORE"}
+    proc = subprocess.Popen(
+        [str(RUNNER), "run", str(wf), "--events", str(events), *_store(tmp_path)],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if events.exists() and '"step_id": "slow"' in events.read_text(encoding="utf-8"):
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the slow step never started")
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert_no_traceback(err)
+    rc, out, err = run_cli("runs", "list", "--output", "json", *_store(tmp_path), cwd=tmp_path)
+    [run] = json.loads(out)
+    assert run["status"] == "interrupted"
