@@ -217,6 +217,9 @@ class AgentConnection:
         except Exception as exc:
             if isinstance(exc, TimeoutError) and not isinstance(exc, MCPError):
                 reason = f"no MCP handshake within {timeout:g}s"
+                noise = getattr(self.transport, "stdout_noise", None)
+                if noise:  # alive but talking something else on stdout
+                    reason += f"; it wrote non-MCP text on stdout ({noise[0]!r})"
             else:
                 reason = self.transport.reason(exc, starting=True)
             raise _StartFailed(reason) from exc
