@@ -45,6 +45,13 @@ def _start_crashy(store: str, tmp_path: Path, ledger: Path) -> subprocess.Popen[
     raise AssertionError("the slow step never started")
 
 
+def _crash_mid_step(store: str, tmp_path: Path, ledger: Path) -> None:
+    """Run crashy and SIGKILL the runner and its agent while the slow step is in flight."""
+    proc = _start_crashy(store, tmp_path, ledger)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+
+
 def _only_run(store: str, tmp_path: Path) -> dict:
     listed = _cli("runs", "list", "--output", "json", "--store", store, cwd=tmp_path)
     [run] = json.loads(listed.stdout)
@@ -74,9 +81,7 @@ def test_resume_refuses_a_run_a_live_runner_executes(tmp_path: Path) -> None:
 def test_retry_is_a_new_attempt_and_history_keeps_both(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path}/r.db"
     ledger = tmp_path / "ledger.jsonl"
-    proc = _start_crashy(store, tmp_path, ledger)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
+    _crash_mid_step(store, tmp_path, ledger)
     run_id = _only_run(store, tmp_path)["run_id"]
     assert _cli("resume", run_id, "--store", store, "-q", cwd=tmp_path).returncode == 0
     again = _cli("resume", run_id, "--store", store, "--output", "json", cwd=tmp_path)
@@ -163,9 +168,7 @@ def test_a_foreign_sqlite_file_is_refused_and_left_alone(tmp_path: Path) -> None
 def test_runs_list_since_accepts_a_duration(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path}/r.db"
     ledger = tmp_path / "ledger.jsonl"
-    proc = _start_crashy(store, tmp_path, ledger)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
+    _crash_mid_step(store, tmp_path, ledger)
     recent = _cli("runs", "list", "--since", "1h", "--output", "json", "--store", store, cwd=tmp_path)
     assert recent.returncode == 0 and len(json.loads(recent.stdout)) == 1, recent.stderr
     future = _cli("runs", "list", "--since", "2999-01-01", "--output", "json", "--store", store, cwd=tmp_path)

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from runner.cli.app import App, common_options, pass_app
+from runner.cli.app import App, common_options, input_option, pass_app
 
 
 def _collect(app: App, files: tuple[str, ...], pairs: tuple[str, ...] = ()) -> tuple[list[Any], dict[str, str]]:
@@ -96,14 +96,7 @@ def list_agents(app: App, files: tuple[str, ...], output: str) -> int:
 @agents.command("check")
 @click.argument("files", nargs=-1, type=click.Path())
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option(
-    "-i",
-    "--input",
-    "pairs",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="A workflow input that agent settings are templated from (repeatable).",
-)
+@input_option("A workflow input that agent settings are templated from (repeatable).")
 @common_options
 @pass_app
 def check_agents(app: App, files: tuple[str, ...], output: str, pairs: tuple[str, ...]) -> int:

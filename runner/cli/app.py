@@ -31,6 +31,11 @@ class App:
 pass_app = click.make_pass_decorator(App, ensure=True)
 
 
+def input_option(help_text: str) -> Callable[[F], F]:
+    """``-i/--input NAME=VALUE`` (repeatable), passed to the command as ``pairs``."""
+    return click.option("-i", "--input", "pairs", multiple=True, metavar="NAME=VALUE", help=help_text)
+
+
 def quiet_sdk_logs() -> None:
     """Keep the MCP SDK's log records (tracebacks included) off the user's terminal.
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from runner.cli.app import App, common_options, pass_app
+from runner.cli.app import App, common_options, input_option, pass_app
 from runner.errors import InputInvalid
 from runner.model import RunStatus
 
@@ -166,14 +166,7 @@ def execute(
 
 @click.command()
 @click.argument("file", type=click.Path())
-@click.option(
-    "-i",
-    "--input",
-    "pairs",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="A workflow input (repeatable); typed by the input's schema.",
-)
+@input_option("A workflow input (repeatable); typed by the input's schema.")
 @click.option("--inputs", "inputs_file", type=click.Path(dir_okay=False), help="YAML/JSON file of inputs.")
 @click.option(
     "--output",

@@ -48,6 +48,30 @@ def _store(tmp_path: Path) -> list[str]:
     return ["--store", f"sqlite:///{tmp_path}/r.db"]
 
 
+def _signal_when_slow_runs(args: list[str], events: Path, sig: int, cwd: Path) -> tuple[int, str, str]:
+    """Start ``runner ARGS`` (it must write ``--events`` to ``events``), send ``sig`` once the
+    step ``slow`` is in flight, and return (returncode, stdout, stderr)."""
+    env = {k: v for k, v in os.environ.items() if k != "RUNNER_STORE"}
+    proc = subprocess.Popen(
+        [str(RUNNER), *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # bounded: until the slow step is in flight
+            if events.exists() and '"step_id": "slow"' in events.read_text(encoding="utf-8"):
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the slow step never started")
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, out, err
+
+
 def test_warnings_do_not_block_a_run(tmp_path: Path) -> None:
     """A file `runner validate` accepts (warnings only) must also run."""
     wf = _counter_workflow(
@@ -226,27 +250,9 @@ def test_ctrl_c_still_reports_what_finished(tmp_path: Path) -> None:
         """,
     )
     junit, events = tmp_path / "j.xml", tmp_path / "e.jsonl"
-    env = {k: v for k, v in os.environ.items() if k != "RUNNER_STORE"}
-    proc = subprocess.Popen(
-        [str(RUNNER), "run", str(wf), "--output", "json", "--junit", str(junit), "--events", str(events),
-         *_store(tmp_path)],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # wait until the slow step is in flight
-            if events.exists() and '"step_id": "slow"' in events.read_text(encoding="utf-8"):
-                break
-            time.sleep(0.1)
-        else:
-            pytest.fail("the slow step never started")
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 130, err
+    args = ["run", str(wf), "--output", "json", "--junit", str(junit), "--events", str(events), *_store(tmp_path)]
+    rc, out, err = _signal_when_slow_runs(args, events, signal.SIGINT, tmp_path)
+    assert rc == 130, err
     assert_no_traceback(err)
     assert "runner resume" in err
     data = parse_json_stdout(out, err)
@@ -266,26 +272,9 @@ def test_sigterm_leaves_the_run_interrupted_and_resumable(tmp_path: Path) -> Non
         """,
     )
     events = tmp_path / "e.jsonl"
-    env = {k: v for k, v in os.environ.items() if k != "RUNNER_STORE"}
-    proc = subprocess.Popen(
-        [str(RUNNER), "run", str(wf), "--events", str(events), *_store(tmp_path)],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if events.exists() and '"step_id": "slow"' in events.read_text(encoding="utf-8"):
-                break
-            time.sleep(0.1)
-        else:
-            pytest.fail("the slow step never started")
-        proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 130, err
+    args = ["run", str(wf), "--events", str(events), *_store(tmp_path)]
+    rc, _out, err = _signal_when_slow_runs(args, events, signal.SIGTERM, tmp_path)
+    assert rc == 130, err
     assert_no_traceback(err)
     rc, out, err = run_cli("runs", "list", "--output", "json", *_store(tmp_path), cwd=tmp_path)
     [run] = json.loads(out)
