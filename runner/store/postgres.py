@@ -34,6 +34,7 @@ class PostgresStore(SqlStore):
     seq_pk = "BIGSERIAL PRIMARY KEY"
     for_update = " FOR UPDATE"
     for_update_run = " FOR UPDATE OF r"
+    insert_first = False  # rowcount is -1 inside a pipeline (see SqlStore.insert_first)
 
     def __init__(self, url: str, connect_timeout: float = 5.0) -> None:
         import psycopg  # only here: the postgres extra is optional

@@ -276,6 +276,10 @@ class SqlStore:
     for_update_run: ClassVar[str] = ""  # the same, for the run row of a join
     db_errors: tuple[type[BaseException], ...] = ()  # the driver's error root
     integrity_errors: tuple[type[BaseException], ...] = ()
+    # A step's first start may insert before it reads, deciding by the INSERT's rowcount.
+    # Off where rowcount is unknown until a sync (PostgreSQL's pipeline mode reports -1):
+    # the fallback would apply that event twice.
+    insert_first: ClassVar[bool] = True
     _conn: Any  # the DB-API connection and its one cursor, set by ``_open``
     _cur: Any
 
@@ -501,7 +505,7 @@ class SqlStore:
             return
         key = (run_id, step_id)
         old = self._live_steps.get(key)
-        if old is None and etype == STEP_STARTED and run_id in self._runs_seen:
+        if old is None and etype == STEP_STARTED and self.insert_first and run_id in self._runs_seen:
             # A step's first start (the common case): insert its row, no read first. Only
             # if a row exists already (a resumed run) is it read and updated instead.
             change = apply_step_event(None, event)
