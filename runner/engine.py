@@ -30,6 +30,7 @@ from runner.model import AgentSpec, RunStatus, StepOutcome, StepSpec, StepStatus
 from runner.outcomes import ResumeState, RunResult, new_run_id, resolve_inputs
 from runner.scheduler import Scheduler, Task
 from runner.selection import eligible, order
+from runner.store.base import LEASE_TTL_S, take_lease
 from runner.templates import Compiled, Masker, TemplateError, compile_value, render_condition
 
 if TYPE_CHECKING:
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
     from runner.store.base import Store
 
 IDEMPOTENCY_META_KEY = "runner/idempotency_key"
-LEASE_TTL_S = 30.0  # a run's lease; renewed every 10 s while the run goes on
 
 __all__ = ["IDEMPOTENCY_META_KEY", "Engine", "ResumeState", "RunResult", "new_run_id", "resolve_inputs"]
 
@@ -96,6 +96,8 @@ class Engine:
         self._lease_timer: asyncio.TimerHandle | None = None
         self._preflight_task: asyncio.Future[None] | None = None
         self._lease_lost = False
+        self._started = time.time()  # reset when the run starts; kept for partial results
+        self._preflight_ms = 0.0
         self._base_attempts: dict[str, int] = {}  # attempts of each step before this session
 
     # -- events ---------------------------------------------------------------------------
@@ -312,19 +314,9 @@ class Engine:
 
     def _claim(self) -> None:
         """Take the run's lease, or refuse: two processes must never execute one run."""
-        from runner.errors import RunBusy
-        from runner.store.base import lease_owner_id
-
         assert self.store is not None
         if self._owner is None:
-            owner = lease_owner_id()
-            holder = self.store.claim_run(self.run_id, owner, LEASE_TTL_S)
-            if holder is not None:
-                raise RunBusy(
-                    f"run {self.run_id} is being executed by another runner ({holder}); "
-                    "wait for it to finish or stop it, then resume"
-                )
-            self._owner = owner
+            self._owner = take_lease(self.store, self.run_id)
         # Renewed from now on, agent start-up included (a slow agent must not let it lapse).
         self._lease_timer = asyncio.get_running_loop().call_later(LEASE_TTL_S / 3, self._renew)
 
@@ -917,8 +909,7 @@ class Engine:
         """The result so far of a run that stopped abnormally (Ctrl-C): what had finished."""
         if not self.run_id:
             return None
-        started = getattr(self, "_started", time.time())
-        return self._result(started, status, {}, getattr(self, "_preflight_ms", 0.0), error)
+        return self._result(self._started, status, {}, self._preflight_ms, error)
 
     def _result(
         self, started: float, status: RunStatus, outputs: dict[str, Any], preflight_ms: float, error: str | None

@@ -29,8 +29,8 @@ def _cli(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProc
     return subprocess.run([RUNNER, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout)
 
 
-def _crash_then_resume(store: str, tmp_path: Path) -> None:
-    ledger = tmp_path / "ledger.jsonl"
+def start_crashy(store: str, tmp_path: Path, ledger: Path) -> subprocess.Popen[bytes]:
+    """Start `runner run crashy.yaml` in its own session; return once its slow step is in flight."""
     proc = subprocess.Popen(
         [RUNNER, "run", str(CRASHY), "-i", f"ledger={ledger}", "--store", store, "-q"],
         cwd=tmp_path,
@@ -38,15 +38,21 @@ def _crash_then_resume(store: str, tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # bounded: until the slow step is in flight
+        if any(e["key"] == "slow" for e in _ledger(ledger)):
+            return proc
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    raise AssertionError("the slow step never started")
+
+
+def _crash_then_resume(store: str, tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.jsonl"
+    proc = start_crashy(store, tmp_path, ledger)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # bounded: wait until the slow step is in flight
-            if any(e["key"] == "slow" for e in _ledger(ledger)):
-                break
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.05)
-        else:
-            raise AssertionError("the slow step never started")
         time.sleep(0.2)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the runner and its agent: a hard crash

@@ -21,33 +21,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_durability import CRASHY, RUNNER, _cli, _ledger
+from tests.test_durability import RUNNER, _cli, _ledger, start_crashy
 
 ROOT = Path(__file__).resolve().parent.parent
 LEDGER_AGENT = ROOT / "tests" / "agents" / "ledger_agent.py"
 
 
-def _start_crashy(store: str, tmp_path: Path, ledger: Path) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [RUNNER, "run", str(CRASHY), "-i", f"ledger={ledger}", "--store", store, "-q"],
-        cwd=tmp_path,
-        start_new_session=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # bounded: until the slow step is in flight
-        if any(e["key"] == "slow" for e in _ledger(ledger)):
-            return proc
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    raise AssertionError("the slow step never started")
-
-
 def _crash_mid_step(store: str, tmp_path: Path, ledger: Path) -> None:
     """Run crashy and SIGKILL the runner and its agent while the slow step is in flight."""
-    proc = _start_crashy(store, tmp_path, ledger)
+    proc = start_crashy(store, tmp_path, ledger)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
 
@@ -61,7 +43,7 @@ def _only_run(store: str, tmp_path: Path) -> dict:
 def test_resume_refuses_a_run_a_live_runner_executes(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path}/r.db"
     ledger = tmp_path / "ledger.jsonl"
-    proc = _start_crashy(store, tmp_path, ledger)
+    proc = start_crashy(store, tmp_path, ledger)
     try:
         run = _only_run(store, tmp_path)
         for command in (["resume", run["run_id"]], ["retry", run["run_id"], "--from", "first"]):

@@ -27,6 +27,11 @@ _SYM = {
 }
 
 
+def _one_line(text: str) -> str:
+    """One event, one line: an agent's multi-line error must not break the log's shape."""
+    return " ⏎ ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
 class Progress:
     """An event sink that prints progress to a stream (stderr)."""
 
@@ -45,8 +50,7 @@ class Progress:
         return f"{time.perf_counter() - self.t0:7.2f}s"
 
     def _line(self, text: str, color: str | None = None) -> None:
-        # One event, one line: an agent's multi-line error must not break the log's shape.
-        text = " ⏎ ".join(part.strip() for part in text.splitlines() if part.strip())
+        text = _one_line(text)
         if self.tty and self._status_shown:
             self.out.write("\r\x1b[2K")
         if self.tty and color:
@@ -74,7 +78,7 @@ class Progress:
             status = ev.RUN_TERMINAL.get(t, "interrupted")
             msg = f"run {status} in {time.perf_counter() - self.t0:.2f}s"
             if e.error:
-                msg += ": " + " ⏎ ".join(part.strip() for part in e.error.splitlines() if part.strip())
+                msg += ": " + _one_line(e.error)
             color = "32" if status == "completed" else "31"
             self.out.write((f"\x1b[1;{color}m{msg}\x1b[0m" if self.tty else msg) + "\n")
             self.out.flush()

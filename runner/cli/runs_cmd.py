@@ -234,9 +234,7 @@ def _rerun(
     new_attempt: bool = False,
 ) -> int:
     from runner.api import descendants, open_store, resume_state
-    from runner.engine import LEASE_TTL_S
-    from runner.errors import RunBusy
-    from runner.store.base import lease_owner_id
+    from runner.store.base import take_lease
 
     store = open_store(app.store)
     owner: str | None = None
@@ -244,14 +242,7 @@ def _rerun(
         run = _find_run(store, run_id)
         # The lease first, then the state: read before it, the state could be stale by the
         # time this process runs (another runner finishing the run in between).
-        owner = lease_owner_id()
-        holder = store.claim_run(run.run_id, owner, LEASE_TTL_S)
-        if holder is not None:
-            owner = None
-            raise RunBusy(
-                f"run {run.run_id} is being executed by another runner ({holder}); "
-                "wait for it to finish or stop it, then resume"
-            )
+        owner = take_lease(store, run.run_id)
         run = _find_run(store, run.run_id)
         wf, registry = _load_for_resume(app, store, run, force)
         reset: set[str] = set()

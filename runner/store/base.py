@@ -220,6 +220,22 @@ def lease_is_free(holder: str | None, until: str | None, claimant: str) -> bool:
     return False
 
 
+LEASE_TTL_S = 30.0  # a run's lease; its holder renews it every LEASE_TTL_S / 3
+
+
+def take_lease(store: Store, run_id: str) -> str:
+    """Claim ``run_id`` for this process and return the owner id; ``RunBusy`` if a live runner holds it."""
+    from runner.errors import RunBusy
+
+    owner = lease_owner_id()
+    holder = store.claim_run(run_id, owner, LEASE_TTL_S)
+    if holder is not None:
+        raise RunBusy(
+            f"run {run_id} is being executed by another runner ({holder}); wait for it to finish or stop it, then resume"
+        )
+    return owner
+
+
 def require_run(store: Store, run_id: str) -> RunRecord:
     """``store.get_run`` for callers that need the run: an unknown id is ``NotFound`` (exit 2)."""
     run = store.get_run(run_id)
@@ -274,4 +290,6 @@ __all__: Sequence[str] = [
     "content_hash_of",
     "lease_is_free",
     "lease_owner_id",
+    "take_lease",
+    "LEASE_TTL_S",
 ]
