@@ -23,14 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner import events as ev
-from runner.errors import AgentError, Problem, RunnerError, StoreError, ToolFailure, WorkflowInvalid
-from runner.events import Event, EventSink
+from runner.errors import AgentError, LeaseLost, Problem, RunnerError, StoreError, ToolFailure, WorkflowInvalid
+from runner.events import Event, EventSink, epoch_to_iso
 from runner.instantiate import describe_need, instantiate, positioned, render_agent
 from runner.model import AgentSpec, RunStatus, StepOutcome, StepSpec, StepStatus, TransportKind, Workflow
 from runner.outcomes import ResumeState, RunResult, new_run_id, resolve_inputs
 from runner.scheduler import Scheduler, Task
 from runner.selection import eligible, order
-from runner.store.base import LEASE_TTL_S, take_lease
+from runner.store.base import Lease, lease_ttl, take_lease
 from runner.templates import Compiled, Masker, TemplateError, compile_value, render_condition
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ class Engine:
         base_dir: str | None = None,
         pool: AgentPool | None = None,
         on_progress: Callable[[str, float, float | None, str | None], None] | None = None,
-        lease_owner: str | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self.wf = workflow
         self.store = store
@@ -83,7 +83,10 @@ class Engine:
         self._pending: list[Event] = []
         self._specs: dict[str, StepSpec] = {}
         self._fatal: BaseException | None = None
-        self._pull: dict[tuple[str, int | None], tuple[asyncio.Future[Any], str | None, Any]] = {}
+        self._pull: dict[tuple[str, int | None], tuple[asyncio.Future[Any], str | None, Any, int]] = {}
+        self._has_pull = False
+        self._inline_task: asyncio.Task[Any] | None = None
+        self._inline_cancel = False
         self.run_id = ""
         self._ctx: dict[str, Any] = {}
         self._main_status: RunStatus | None = None
@@ -91,7 +94,13 @@ class Engine:
         self._cancelled = False
         # This engine's lease on the run (stores only). `runner resume` claims it before it
         # reads the run's state (so that state cannot be stale) and hands it in here.
-        self._owner: str | None = lease_owner
+        self._lease: Lease | None = lease
+        self._ttl = lease_ttl()
+        # Reports on pull steps and cancel requests, written into the run's log by any
+        # process, are polled from the store (a cheap indexed read) while the run goes on.
+        self._signal_seq = 0
+        self._signal_timer: asyncio.TimerHandle | None = None
+        self._reports: dict[tuple[str, int | None], tuple[int, dict[str, Any], str | None]] = {}
         self.run_stored = False  # the store holds this run (so `runner resume` can continue it)
         self._lease_timer: asyncio.TimerHandle | None = None
         self._preflight_task: asyncio.Future[None] | None = None
@@ -127,7 +136,11 @@ class Engine:
             return
         if self._pending and self.store is not None:
             batch, self._pending = self._pending, []
-            self.store.append_many(batch)
+            try:
+                self.store.append_many(batch, self._lease)
+            except LeaseLost:
+                self._lost_lease()
+                raise
 
     def _emit_progress(self, sid: str, progress: float, total: float | None, message: str | None) -> None:
         """Progress notifications go to the live sinks only, not to the store (they are chatty)."""
@@ -195,12 +208,20 @@ class Engine:
         self._specs = {s.step_id: s for s in wf.all_steps}
         for s in wf.all_steps:
             self.outcomes[s.step_id] = StepOutcome()
+        self._has_pull = any(s.tool_to_call is None and s.uses is None for s in wf.all_steps)
         if resume is not None:
             self._base_attempts = dict(resume.attempts)
+            # A call in flight when the last session died is sent again as the SAME attempt
+            # (same idempotency key): its outcome is unknown and the agent may have done it.
+            for sid in resume.in_flight:
+                if self._base_attempts.get(sid, 0) > 0:
+                    self._base_attempts[sid] -= 1
         if self.store is not None and resume is not None:
             self._claim()
             self.run_stored = True
-        if resume is not None:
+        if resume is not None and resume.fresh:
+            self.emit(ev.RUN_STARTED, data={"workflow": wf.name, "inputs": self.masker.mask(values)})
+        elif resume is not None:
             for sid, o in resume.completed.items():
                 if sid in self.outcomes:
                     self.outcomes[sid] = o
@@ -303,10 +324,12 @@ class Engine:
         finally:
             if self._lease_timer is not None:
                 self._lease_timer.cancel()
+            if self._signal_timer is not None:
+                self._signal_timer.cancel()
             try:
                 self.flush()
-                if self._owner is not None and self.store is not None:
-                    self.store.release_run(self.run_id, self._owner)
+                if self._lease is not None and self.store is not None:
+                    self.store.release_run(self.run_id, self._lease.owner)
             except RunnerError:
                 pass  # the store already failed; that error is the one being raised
             if self._own_pool and self._pool is not None:
@@ -315,38 +338,87 @@ class Engine:
     def _claim(self) -> None:
         """Take the run's lease, or refuse: two processes must never execute one run."""
         assert self.store is not None
-        if self._owner is None:
-            self._owner = take_lease(self.store, self.run_id)
+        if self._lease is None:
+            self._lease = take_lease(self.store, self.run_id)
         # Renewed from now on, agent start-up included (a slow agent must not let it lapse).
-        self._lease_timer = asyncio.get_running_loop().call_later(LEASE_TTL_S / 3, self._renew)
+        loop = asyncio.get_running_loop()
+        self._lease_timer = loop.call_later(self._ttl / 3, self._renew)
+        if self.store.shared or self._has_pull:
+            self._signal_timer = loop.call_later(0.0, self._poll_signals)
 
     def _renew(self) -> None:
         """Keep the lease alive while the run goes on (a timer callback on the loop)."""
-        if self._owner is None or self.store is None:
+        if self._lease is None or self.store is None:
             return
-        from runner.errors import RunBusy
-
         fatal: RunnerError | None = None
         try:
-            if not self.store.renew_run(self.run_id, self._owner, LEASE_TTL_S):
-                fatal = RunBusy(f"run {self.run_id} lost its lease to another runner; this runner stopped")
+            if not self.store.renew_run(self.run_id, self._lease.owner, self._ttl):
+                fatal = self._lost_lease()
         except StoreError as exc:
             fatal = exc
         if fatal is None:
-            self._lease_timer = asyncio.get_running_loop().call_later(LEASE_TTL_S / 3, self._renew)
+            self._lease_timer = asyncio.get_running_loop().call_later(self._ttl / 3, self._renew)
             return
-        self._fatal = fatal
-        self._owner = None  # not ours any more: never release another runner's lease
-        self._lease_lost = isinstance(fatal, RunBusy)  # and write nothing more about the run
+        self._stop_with(fatal)
+
+    def _lost_lease(self) -> LeaseLost:
+        """Another process holds the run now: write nothing more, never release its lease."""
+        err = LeaseLost(
+            f"run {self.run_id} lost its lease to another runner (paused or partitioned past "
+            f"{self._ttl:g}s); this runner stopped without writing anything more"
+        )
+        self._lease = None
+        self._lease_lost = True
+        self._pending.clear()
+        self._stop_with(err)
+        return err
+
+    def _stop_with(self, fatal: RunnerError) -> None:
+        """End the run loop (or the agents' start-up) with ``fatal``."""
+        if self._fatal is None:
+            self._fatal = fatal
+        self._interrupt_inline()
         wake = getattr(self, "_wake", None)
         if wake is not None:
             wake.set()
         elif self._preflight_task is not None:
             self._preflight_task.cancel()
 
+    def _poll_signals(self) -> None:
+        """Read reports and cancel requests other processes wrote into the run's log."""
+        if self.store is None or self._lease_lost:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            signals = self.store.get_signals(self.run_id, self._signal_seq)
+        except StoreError:
+            signals = []  # a failing store is noticed by the next write; keep polling meanwhile
+        for seq, e in signals:
+            self._signal_seq = max(self._signal_seq, seq)
+            if e.type == ev.RUN_CANCEL_REQUESTED:
+                self.cancel()
+            elif e.type == ev.STEP_REPORTED and e.step_id is not None:
+                index = e.data.get("index")
+                key = (e.step_id, index)
+                self._reports[key] = (e.attempt or 1, dict(e.data), e.error)
+                waiting = self._pull.get(key)
+                if waiting is not None and not waiting[0].done() and waiting[3] == (e.attempt or 1):
+                    waiting[0].set_result(None)
+        interval = 0.2 if self._pull else 0.5
+        self._signal_timer = loop.call_later(interval, self._poll_signals)
+
+    def _interrupt_inline(self) -> None:
+        """Stop the step the loop awaits in line (a chain's one task), as a cancelled step."""
+        task = self._inline_task
+        if task is not None and not self._inline_cancel:
+            self._inline_cancel = True
+            task.cancel()
+
     def cancel(self) -> None:
         """Ask a running run to stop: pending steps are cancelled, ``finally`` still runs."""
         self._cancelled = True
+        if self._main_status is None:
+            self._interrupt_inline()
         if hasattr(self, "_wake"):
             self._wake.set()
 
@@ -397,16 +469,7 @@ class Engine:
                     for a in remote
                 ]
             errors = await self._pool.open(remote, base_dir=self.base_dir, connect_timeout=connect_timeout)
-            for aid, err in errors.items():
-                if err is None:
-                    continue
-                spec = self.agents[aid]
-                if spec.required:
-                    msg = str(err)
-                    if aid not in msg:
-                        msg = f"agent '{aid}' could not be reached: {msg}"
-                    raise AgentError(self.masker.mask_text(msg), agent_id=aid)
-                self._unavailable.add(aid)
+            self._fail_closed(errors)
         connected = self._conns = self._pool.connected() if self._pool is not None else {}
         for aid, a in needed.items():
             if a.max_concurrency:
@@ -435,6 +498,39 @@ class Engine:
                 )
         if problems:
             raise WorkflowInvalid(positioned(self.wf, problems))
+
+    def _fail_closed(self, errors: Mapping[str, BaseException | None]) -> None:
+        """Fail the run (exit 3) only when it cannot succeed (SPEC §8); else warn and go on.
+
+        An agent that could not be started is fatal when it is marked ``required: true``, or
+        when some step would have no reachable agent left (its assigned agent, its role and
+        capability matches and its ``fallback_agents`` all down). Otherwise its steps go to
+        the reachable candidates and an ``agent_unavailable`` event says why.
+        """
+
+        def message(aid: str) -> str:
+            msg = str(errors[aid])
+            if aid not in msg:
+                msg = f"agent '{aid}' could not be reached: {msg}"
+            return self.masker.mask_text(msg)
+
+        down = [aid for aid, err in errors.items() if err is not None]
+        for aid in down:
+            if self.agents[aid].required:
+                raise AgentError(message(aid), agent_id=aid)
+        self._unavailable.update(down)
+        for s in self.wf.all_steps:
+            if s.tool_to_call is None or s.step_id not in self._candidates:
+                continue
+            ids = self._candidates[s.step_id][0]
+            if ids and all(c in self._unavailable for c in ids):
+                first = ids[0]
+                more = f" (and its fallbacks {', '.join(ids[1:])} are down too)" if len(ids) > 1 else ""
+                raise AgentError(
+                    f"step '{s.step_id}' has no reachable agent: {message(first)}{more}", agent_id=first
+                )
+        for aid in down:
+            self.emit("agent_unavailable", agent_id=aid, error=message(aid))
 
     # -- the loop ---------------------------------------------------------------------------
     async def _loop(self, deadline: float | None) -> None:
@@ -470,8 +566,13 @@ class Engine:
                     and sched.next_wakeup() is None
                 ):
                     # One task and nothing else in flight (a chain): await it here, saving a
-                    # Task and two event-loop hops per step. Ctrl-C still cancels it.
-                    await self._exec(started[0], inline=True)
+                    # Task and two event-loop hops per step. Ctrl-C still cancels it, and
+                    # so do a cancel request and a lost lease (``_interrupt_inline``).
+                    self._inline_task = asyncio.current_task()
+                    try:
+                        await self._exec(started[0], inline=True)
+                    finally:
+                        self._inline_task = None
                     started = []
                 for task in started:
                     self._running[task] = asyncio.ensure_future(self._exec(task))
@@ -696,7 +797,12 @@ class Engine:
         except asyncio.CancelledError:
             self._finished.append((task, None, ToolFailure("cancelled", retryable=False)))
             if inline:
-                raise  # the run itself is being cancelled (Ctrl-C)
+                if not self._inline_cancel:
+                    raise  # the run itself is being cancelled (Ctrl-C)
+                self._inline_cancel = False
+                me = asyncio.current_task()
+                if me is not None and hasattr(me, "uncancel"):
+                    me.uncancel()
         except TemplateError as exc:
             where = "with" if self._specs[task.step_id].uses is not None else "tool_arguments"
             self._finished.append((task, None, ToolFailure(f"{where}: {exc}", retryable=False)))
@@ -795,28 +901,50 @@ class Engine:
     async def _await_pull(
         self, sid: str, spec: StepSpec, task: Task, arguments: Any
     ) -> tuple[Any, str | None, list[Any] | None]:
-        """A pull step: assign it, then wait for ``report()`` (from ``report_step_completion``)."""
+        """A pull step: write its assignment to the store, then wait for the agent's report.
+
+        The report comes from any process (``runner steps complete``, ``report_step_completion``
+        over MCP) as a ``step_reported`` event in the run's log, which the signal poller
+        reads. A report made while no runner executed the run (it was interrupted) is found
+        there too when the resumed run reaches the step again at the same attempt.
+        """
         ids, n_primary = self._candidates.get(sid, ([], 0))
         cands = order(ids, n_primary, self._load, self._unavailable)
         aid = cands[0] if cands else None
         if task.index is None:
             self._step_started(sid, task.attempt, aid)
+        key = (sid, task.index)
+        deadline = None
+        if spec.timeout is not None:
+            deadline = epoch_to_iso(time.time() + spec.timeout)
+        self.emit(
+            ev.STEP_ASSIGNED,
+            sid,
+            attempt=task.attempt,
+            agent_id=aid,
+            data={"index": task.index, "deadline": deadline, "arguments": arguments},
+        )
         self.flush()
-        fut: asyncio.Future[tuple[Any, str | None]] = asyncio.get_running_loop().create_future()
-        self._pull[(sid, task.index)] = (fut, aid, arguments)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pull[key] = (fut, aid, arguments, task.attempt)
+        known = self._reports.get(key)
+        if known is not None and known[0] == task.attempt:
+            fut.set_result(None)
         try:
             if spec.timeout is not None:
-                result, error = await asyncio.wait_for(fut, spec.timeout)
+                await asyncio.wait_for(fut, spec.timeout)
             else:
-                result, error = await fut
+                await fut
         except asyncio.TimeoutError:
             raise ToolFailure(
                 f"pull step '{sid}' was not reported within {spec.timeout:g}s" + (f" by agent '{aid}'" if aid else "")
             ) from None
         finally:
-            self._pull.pop((sid, task.index), None)
+            self._pull.pop(key, None)
+        _attempt, body, error = self._reports.pop(key)
         if error is not None:
-            raise ToolFailure(error, agent_id=aid)
+            raise ToolFailure(error, retryable=False, agent_id=aid)
+        result = body.get("result")
         text = result if isinstance(result, str) else None
         return (self.masker.mask(result) if self.secrets else result), text, None
 
@@ -824,7 +952,7 @@ class Engine:
         """Pull steps waiting for a report (for ``list_assigned_steps``)."""
         return [
             {"run_id": self.run_id, "step_id": sid, "index": idx, "agent_id": aid, "arguments": args}
-            for (sid, idx), (_f, aid, args) in self._pull.items()
+            for (sid, idx), (_f, aid, args, _a) in self._pull.items()
             if agent_id is None or aid == agent_id
         ]
 
@@ -837,15 +965,20 @@ class Engine:
         agent_id: str | None = None,
         index: int | None = None,
     ) -> None:
-        """Complete (or fail, with ``error``) a waiting pull step. Raises KeyError if none waits."""
+        """Complete (or fail, with ``error``) a waiting pull step of a run kept in no store.
+
+        For embedding without a store; with one, reports go through the store
+        (``RunService.report``) so that any process can make them. KeyError if none waits.
+        """
         entry = self._pull.get((step_id, index))
         if entry is None:
             raise KeyError(f"step '{step_id}' of run {self.run_id} is not waiting for a report")
-        fut, aid, _args = entry
+        fut, aid, _args, attempt = entry
         if agent_id is not None and aid is not None and agent_id != aid:
             raise PermissionError(f"step '{step_id}' is assigned to agent '{aid}', not '{agent_id}'")
         if not fut.done():
-            fut.set_result((result, error))
+            self._reports[(step_id, index)] = (attempt, {"result": result}, error)
+            fut.set_result(None)
 
     async def _run_uses(
         self, sid: str, spec: StepSpec, task: Task, with_values: dict[str, Any]

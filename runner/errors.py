@@ -9,6 +9,9 @@
     ├── StoreError (70)            the store is unreachable, locked, too new, inconsistent
     │   └── NotFound (2)           an unknown run/workflow id
     ├── RunBusy (2)                another live runner process is executing that run
+    │   └── LeaseLost (2)          this process's lease was taken over: it stopped writing
+    ├── Refused (2)                a request the run's state does not allow (a report on a
+    │                              step that is not waiting, a cancel of a finished run)
     ├── AuthError (2)              an MCP caller lacks the right to do something
     └── Interrupted (130)          the user pressed Ctrl-C (the run stays resumable)
 
@@ -121,6 +124,19 @@ class NotFound(StoreError):
 
 class RunBusy(RunnerError):
     """``resume``/``retry`` of a run that another live runner process is executing."""
+
+    exit_code = 2
+
+
+class LeaseLost(RunBusy):
+    """A write fenced by a lease that another process has since taken: nothing was written.
+
+    The run goes on in the process that holds the lease now; this one must stop at once.
+    """
+
+
+class Refused(RunnerError):
+    """A request that the run's current state does not allow; nothing was changed."""
 
     exit_code = 2
 

@@ -21,6 +21,8 @@ RUN_FAILED = "run_failed"
 RUN_TIMED_OUT = "run_timed_out"
 RUN_CANCELLED = "run_cancelled"
 RUN_INTERRUPTED = "run_interrupted"  # Ctrl-C: the run stays resumable
+RUN_QUEUED = "run_queued"  # `run --detach`: stored, waiting for a process to execute it
+RUN_CANCEL_REQUESTED = "run_cancel_requested"  # `runner cancel` from any process (log only)
 STEP_STARTED = "step_started"
 STEP_RETRYING = "step_retrying"
 STEP_COMPLETED = "step_completed"
@@ -32,6 +34,11 @@ STEP_RESET = "step_reset"  # `retry --from`: the step is pending again (history 
 ITEM_STARTED = "item_started"
 ITEM_COMPLETED = "item_completed"
 ITEM_FAILED = "item_failed"
+STEP_ASSIGNED = "step_assigned"  # a pull step waits for its agent's report (an assignment row)
+STEP_REPORTED = "step_reported"  # an agent's report on a pull step, written by any process
+
+# What another process writes into a run's log for the executing process to act on.
+SIGNAL_TYPES = (STEP_REPORTED, RUN_CANCEL_REQUESTED)
 
 RUN_TERMINAL = {
     RUN_COMPLETED: "completed",

@@ -117,7 +117,7 @@ class AgentSpec:
     # inprocess: "package.module:attribute" naming an MCPServer (or a zero-arg factory)
     module: str | None = None
     max_concurrency: int | None = None
-    required: bool = True
+    required: bool | None = None  # True: fail the run if unreachable; None: only if a step needs it
     timeout: float | None = None  # connect timeout, seconds
     model_type: str | None = None
     model_version: str | None = None

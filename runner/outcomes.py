@@ -70,6 +70,10 @@ class ResumeState:
     items: dict[str, dict[int, Any]] = field(default_factory=dict)
     attempt: int = 1  # the run's attempt so far (`runner retry` starts the next one)
     new_attempt: bool = False  # True for `runner retry`: this session is attempt + 1
+    # Steps whose call was in flight when the last session ended: sent again as the same
+    # attempt, with the same idempotency key (SPEC §6).
+    in_flight: set[str] = field(default_factory=set)
+    fresh: bool = False  # a queued (or just created) run: its first session starts it
 
 
 def new_run_id() -> str:

@@ -223,7 +223,7 @@ def test_load_workflow_builds_the_model() -> None:
 def test_load_workflow_from_text_and_defaults() -> None:
     wf = load_workflow((VALID / "minimal.yaml").read_text(), file="mem.yaml")
     assert wf.source == "mem.yaml" and wf.concurrency == 16 and wf.timeout is None
-    assert wf.agents[0].transport is TransportKind.STDIO and wf.agents[0].required is True
+    assert wf.agents[0].transport is TransportKind.STDIO and wf.agents[0].required is None  # unset: fatal only if a step needs it
     assert wf.steps[0].retry == RetryPolicy() and wf.steps[0].condition is None
 
 

@@ -21,7 +21,7 @@ def cli(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from runner.cli import agents_cmd, graph_cmd, run_cmd, runs_cmd, validate_cmd
+    from runner.cli import agents_cmd, graph_cmd, run_cmd, runs_cmd, steps_cmd, validate_cmd
 
     cli.add_command(validate_cmd.validate)
     cli.add_command(run_cmd.run)
@@ -30,6 +30,8 @@ def _register() -> None:
     cli.add_command(runs_cmd.runs)
     cli.add_command(runs_cmd.resume)
     cli.add_command(runs_cmd.retry)
+    cli.add_command(steps_cmd.cancel)
+    cli.add_command(steps_cmd.steps)
 
 
 _register()

@@ -83,6 +83,13 @@ class Progress:
             self.out.write((f"\x1b[1;{color}m{msg}\x1b[0m" if self.tty else msg) + "\n")
             self.out.flush()
             return
+        if t == "agent_unavailable":
+            self._line(f"{self._elapsed()} warning: {_one_line(e.error or '')}; its steps go to other agents", "33")
+            return
+        if t == ev.STEP_ASSIGNED:
+            who = f" to {e.agent_id}" if e.agent_id else ""
+            self._line(f"{self._elapsed()} wait  {e.step_id} (assigned{who}; `runner steps complete {e.run_id} {e.step_id} --agent {e.agent_id or 'A'}`)", "2")
+            return
         if t == ev.STEP_PROGRESS:
             p, total, m = e.data.get("progress"), e.data.get("total"), e.data.get("message")
             frac = f"{p:g}/{total:g}" if total else f"{p:g}"

@@ -68,8 +68,8 @@ class _Terminated(Exception):
     """SIGTERM reached the run (a CI job cancelled, `kill PID`)."""
 
 
-async def _drive(engine: Any, inputs: Any, **kw: Any) -> Any:
-    """Run the engine; on Ctrl-C or SIGTERM the engine sees a cancellation and records it.
+async def _drive(work: Any) -> Any:
+    """Await the run; on Ctrl-C or SIGTERM the engine sees a cancellation and records it.
 
     SIGTERM is what CI systems send a cancelled job: it is handled like Ctrl-C (the run is
     left `interrupted` and resumable, exit 130) instead of killing the process mid-write.
@@ -91,7 +91,7 @@ async def _drive(engine: Any, inputs: Any, **kw: Any) -> Any:
     except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
         pass
     try:
-        return await engine.run(inputs, **kw)
+        return await work
     except asyncio.CancelledError:
         if terminated:
             raise _Terminated() from None
@@ -105,40 +105,32 @@ async def _drive(engine: Any, inputs: Any, **kw: Any) -> Any:
 
 def execute(
     app: App,
-    wf: Any,
-    inputs: Any,
+    service: Any,
+    prepared: Any,
     *,
     output: str,
     junit: str | None,
     events: str | None,
-    secrets_file: str | None,
-    store: Any,
-    registry: Any,
-    **run_kw: Any,
 ) -> int:
-    """Shared by ``run``, ``resume`` and ``retry``: sinks, engine, result, exit code."""
-    from runner.api import load_secrets
+    """Shared by ``run``, ``resume`` and ``retry``: sinks, the service's engine, result, exit code."""
     from runner.cli.progress import EventsFile, Progress
-    from runner.engine import Engine
 
-    check_writable("--junit", junit)
-    check_writable("--events", events)
+    store = service.store
     sinks: list[Any] = []
     if not app.quiet:
         sinks.append(Progress(sys.stderr, verbose=app.verbose))
     try:
         ev_file = EventsFile(events) if events else None
     except OSError as exc:
+        service.release(run_id=prepared.run.run_id, lease=prepared.lease)
+        store.close()
         raise InputInvalid(f"--events: cannot write {events}: {exc.strerror or exc}") from None
     if ev_file is not None:
         sinks.append(ev_file)
-    lease_owner = run_kw.pop("lease_owner", None)
-    engine = Engine(
-        wf, store=store, sinks=sinks, registry=registry, secrets=load_secrets(secrets_file), lease_owner=lease_owner
-    )
+    engine = service.engine(prepared, sinks=sinks)
     try:
         try:
-            result = asyncio.run(_drive(engine, inputs, **run_kw))
+            result = asyncio.run(_drive(service.execute(prepared, engine=engine)))
         except (KeyboardInterrupt, _Terminated):
             from runner.errors import Interrupted
 
@@ -183,6 +175,11 @@ def execute(
     type=click.Path(dir_okay=False),
     help="YAML mapping of secrets (also RUNNER_SECRET_<NAME> env vars).",
 )
+@click.option(
+    "--detach",
+    is_flag=True,
+    help="Store the run as queued, print its id and exit; `runner resume ID` (or a worker) executes it.",
+)
 @common_options
 @pass_app
 def run(
@@ -194,13 +191,15 @@ def run(
     junit: str | None,
     events: str | None,
     secrets_file: str | None,
+    detach: bool,
 ) -> int:
     """Run a workflow to completion with live progress on stderr.
 
     Exit codes: 0 completed, 1 a step failed, 2 invalid input, 3 a required agent could not
     be reached, 4 timed out or cancelled, 70 internal error, 130 interrupted (resumable).
     """
-    from runner.api import load_workflow, open_store, parse_cli_inputs
+    from runner.api import load_secrets, load_workflow, open_store, parse_cli_inputs
+    from runner.service import RunService
 
     registry = app.registry()
     wf = load_workflow(file, registry)
@@ -209,18 +208,27 @@ def run(
 
         click.echo(format_problems(wf.warnings, "text"), err=True)
     inputs = parse_cli_inputs(wf, pairs, inputs_file)
-    from runner.engine import resolve_inputs
+    from runner.outcomes import resolve_inputs
 
     inputs = resolve_inputs(wf, inputs)  # bad inputs: exit 2 before anything is stored
+    if not detach:
+        check_writable("--junit", junit)
+        check_writable("--events", events)
     store = open_store(app.store)
-    return execute(
-        app,
-        wf,
-        inputs,
-        output=output,
-        junit=junit,
-        events=events,
-        secrets_file=secrets_file,
-        store=store,
-        registry=registry,
-    )
+    try:
+        service = RunService(store, registry=registry, secrets=load_secrets(secrets_file))
+        run_id, lease = service.start(wf, inputs, queued=detach)
+        if detach:
+            if output == "json":
+                click.echo(json.dumps({"run_id": run_id, "status": "queued"}))
+            else:
+                click.echo(run_id)
+            if not app.quiet:
+                click.echo(f"run {run_id} queued; execute it with: {resume_hint(app, run_id)}", err=True)
+            store.close()
+            return 0
+        prepared = service.prepare(run_id, lease=lease, inputs=inputs, workflow=wf)
+    except BaseException:
+        store.close()
+        raise
+    return execute(app, service, prepared, output=output, junit=junit, events=events)

@@ -9,16 +9,11 @@ import click
 
 from runner.cli.app import App, common_options, pass_app
 from runner.cli.run_cmd import execute
-from runner.errors import InputInvalid, NotFound
+from runner.errors import InputInvalid
 
 
 def _find_run(store: Any, run_id: str) -> Any:
-    run = store.get_run(run_id)
-    if run is None and hasattr(store, "find_run"):
-        run = store.find_run(run_id)
-    if run is None:
-        raise NotFound(f"no run with id {run_id!r} in {store.url}")
-    return run
+    return store.find_run(run_id)
 
 
 def _record_json(r: Any) -> dict[str, Any]:
@@ -101,7 +96,9 @@ def runs() -> None:
 @click.option("--workflow", help="Only runs of this workflow name.")
 @click.option(
     "--status",
-    type=click.Choice(["pending", "running", "completed", "failed", "timed_out", "cancelled", "interrupted"]),
+    type=click.Choice(
+        ["queued", "pending", "running", "completed", "failed", "timed_out", "cancelled", "interrupted"]
+    ),
     help="Only runs with this status.",
 )
 @click.option(
@@ -200,28 +197,6 @@ def show_run(app: App, run_id: str, output: str) -> int:
     return 0
 
 
-def _load_for_resume(app: App, store: Any, run: Any, force: bool) -> Any:
-    """The workflow of a stored run; refuse if its file changed, unless ``--force``."""
-    from pathlib import Path
-
-    from runner.loader import load_workflow, workflow_hash
-
-    registry = app.registry()
-    src = run.source
-    if src and Path(src).is_file():
-        text = Path(src).read_text(encoding="utf-8")
-        if workflow_hash(text) != run.workflow_hash and not force:
-            raise InputInvalid(
-                f"workflow file {src} changed since run {run.run_id} started; "
-                f"resuming could mix two versions (use --force to resume anyway)"
-            )
-        return load_workflow(src, registry=registry), registry
-    rec = store.get_workflow(run.workflow_name, run.workflow_hash)
-    if rec is None:
-        raise NotFound(f"the workflow of run {run.run_id} is neither at {src!r} nor in the store")
-    return load_workflow(rec.source_text, file=src or f"<stored {run.workflow_name}>", registry=registry), registry
-
-
 def _rerun(
     app: App,
     run_id: str,
@@ -233,27 +208,18 @@ def _rerun(
     secrets_file: str | None,
     new_attempt: bool = False,
 ) -> int:
-    from runner.api import descendants, open_store, resume_state
-    from runner.store.base import take_lease
+    from runner.api import load_secrets, open_store
+    from runner.cli.run_cmd import check_writable
+    from runner.service import RunService
 
+    check_writable("--junit", junit)
+    check_writable("--events", events)
     store = open_store(app.store)
-    owner: str | None = None
     try:
-        run = _find_run(store, run_id)
-        # The lease first, then the state: read before it, the state could be stale by the
-        # time this process runs (another runner finishing the run in between).
-        owner = take_lease(store, run.run_id)
-        run = _find_run(store, run.run_id)
-        wf, registry = _load_for_resume(app, store, run, force)
-        reset: set[str] = set()
-        if from_step is not None:
-            if from_step not in {s.step_id for s in wf.steps}:
-                raise InputInvalid(
-                    f"--from: no step {from_step!r} in workflow {wf.name} "
-                    f"(steps: {', '.join(s.step_id for s in wf.steps)})"
-                )
-            reset = descendants(wf, from_step)
-        elif run.status == "completed":
+        service = RunService(store, registry=app.registry(), secrets=load_secrets(secrets_file))
+        prepared = service.prepare(run_id, from_step=from_step, new_attempt=new_attempt, force=force)
+        if prepared.finished:
+            run = prepared.run
             if not app.quiet:
                 click.echo(
                     f"run {run.run_id} already completed; nothing to resume "
@@ -262,32 +228,13 @@ def _rerun(
                 )
             if output == "json":  # scripts parse stdout: give them the stored result
                 click.echo(json.dumps(_stored_result(store, run), indent=2, default=str))
-            store.release_run(run.run_id, owner)
+            service.release(run_id=run.run_id, lease=prepared.lease)
             store.close()
             return 0
-        state = resume_state(store, run.run_id, wf, reset=sorted(reset), new_attempt=new_attempt)
     except BaseException:
-        if owner is not None:
-            try:
-                store.release_run(run.run_id, owner)
-            except Exception:  # noqa: BLE001 - the original error is the one to report
-                pass
         store.close()
         raise
-    return execute(
-        app,
-        wf,
-        None,
-        output=output,
-        junit=junit,
-        events=events,
-        secrets_file=secrets_file,
-        store=store,
-        registry=registry,
-        resume=state,
-        reset=sorted(reset),
-        lease_owner=owner,
-    )
+    return execute(app, service, prepared, output=output, junit=junit, events=events)
 
 
 def _stored_result(store: Any, run: Any) -> dict[str, Any]:
@@ -334,7 +281,7 @@ def _rerun_options(f: Any) -> Any:
 def resume(
     app: App, run_id: str, force: bool, output: str, junit: str | None, events: str | None, secrets_file: str | None
 ) -> int:
-    """Continue an interrupted or failed run: completed steps are not re-run."""
+    """Execute a queued run, or continue an interrupted or failed one: completed steps are not re-run."""
     return _rerun(app, run_id, force, None, output, junit, events, secrets_file)
 
 

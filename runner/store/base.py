@@ -9,9 +9,10 @@ write must be durable before the engine acts on it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from runner.events import Event
 
@@ -61,11 +62,47 @@ class WorkflowRecord:
     origin: str = "operator"  # "operator" (files, CLI) or "mcp"
 
 
+@dataclass
+class Assignment:
+    """A pull step waiting for (or answered by) its agent's report: one row per step or item."""
+
+    run_id: str
+    step_id: str
+    index: int | None
+    agent_id: str | None
+    attempt: int
+    arguments: Any = None
+    assigned_at: str = ""
+    deadline: str | None = None  # ISO 8601 UTC; a report after it is refused
+    status: str = "waiting"  # waiting | completed | failed
+    reported_at: str | None = None
+    reported_by: str | None = None
+    report: dict[str, Any] | None = None  # {"result": …} or {"error": "…"}
+    workflow_name: str | None = None  # filled by listings
+
+
+class Lease(NamedTuple):
+    """Who executes a run, and which claim of it: every write of that process is fenced by both."""
+
+    owner: str
+    epoch: int
+
+
+class Claim(NamedTuple):
+    """The answer to ``claim_run``: the new lease, or (``lease`` None) the live holder."""
+
+    lease: Lease | None
+    holder: str | None = None
+
+
 @runtime_checkable
 class Store(Protocol):
     """What the engine, the CLI and the MCP server need from persistence."""
 
     url: str
+    # False for a store only this process can reach (memory://): nothing another process
+    # does (a report, a cancel) can reach a run kept there.
+    shared: bool
 
     # workflows (versioned by content hash)
     def put_workflow(self, wf: WorkflowRecord) -> WorkflowRecord: ...
@@ -75,7 +112,9 @@ class Store(Protocol):
     # runs
     def create_run(self, run: RunRecord) -> None: ...
     def append(self, event: Event) -> None: ...
-    def append_many(self, events: Sequence[Event]) -> None: ...
+    def append_many(self, events: Sequence[Event], fence: Lease | None = None) -> None:
+        """Store ``events`` in one transaction; with ``fence``, only while that lease holds (else ``LeaseLost``)."""
+        ...
     def get_run(self, run_id: str) -> RunRecord | None: ...
     def list_runs(
         self, workflow: str | None = None, status: str | None = None, since: str | None = None, limit: int = 50
@@ -84,10 +123,42 @@ class Store(Protocol):
     def get_events(self, run_id: str) -> list[Event]: ...
 
     # run leases: the process executing a run holds it, so no other process resumes it.
-    # ``claim_run`` returns None when ``owner`` now holds the lease, else the live holder.
-    def claim_run(self, run_id: str, owner: str, ttl_s: float) -> str | None: ...
+    # A claim by a new owner starts a new epoch; ``renew_run`` is False once it is lost.
+    def claim_run(self, run_id: str, owner: str, ttl_s: float) -> Claim: ...
     def renew_run(self, run_id: str, owner: str, ttl_s: float) -> bool: ...
     def release_run(self, run_id: str, owner: str) -> None: ...
+
+    # the run lifecycle across processes
+    def get_signals(self, run_id: str, after_seq: int = 0) -> list[tuple[int, Event]]:
+        """Reports and cancel requests written into ``run_id``'s log after ``after_seq``."""
+        ...
+
+    def list_assignments(self, agent_id: str | None = None, run_id: str | None = None) -> list[Assignment]:
+        """Pull steps waiting for a report (of live runs, current attempt), oldest first."""
+        ...
+
+    def get_assignment(self, run_id: str, step_id: str, index: int | None = None) -> Assignment | None: ...
+
+    def report_step(
+        self,
+        run_id: str,
+        step_id: str,
+        agent_id: str,
+        *,
+        index: int | None = None,
+        result: Any = None,
+        error: str | None = None,
+    ) -> str:
+        """Record an agent's report on a waiting pull step, atomically: ``accepted`` or ``duplicate``.
+
+        ``Refused``/``NotFound`` (nothing written) when the step is not waiting for this agent.
+        """
+        ...
+
+    def cancel_run(self, run_id: str) -> str:
+        """``cancelled`` (queued or interrupted: ended now), ``requested`` (running: the
+        executing process will cancel it), ``already`` (cancelled before); ``Refused`` if finished."""
+        ...
 
     # agents (registry)
     def put_agent(self, agent_id: str, data: dict[str, Any]) -> None: ...
@@ -157,8 +228,6 @@ def content_hash_of(wf: WorkflowRecord) -> str:
 
 def _pid_namespace() -> str:
     """This process's PID namespace (``4026531836``), or "" where /proc cannot tell."""
-    import os
-
     try:
         link = os.readlink("/proc/self/ns/pid")
     except OSError:
@@ -172,7 +241,6 @@ def lease_owner_id() -> str:
     The nonce tells two engines of one process apart; the PID namespace tells a container
     that shares the host's name (``--network host``) from the host, whose PIDs differ.
     """
-    import os
     import socket
     import uuid
 
@@ -181,8 +249,6 @@ def lease_owner_id() -> str:
 
 def _pid_alive(pid: int) -> bool:
     """Whether ``pid`` is a live process on this host (a zombie, killed but unreaped, is not)."""
-    import os
-
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -220,20 +286,36 @@ def lease_is_free(holder: str | None, until: str | None, claimant: str) -> bool:
     return False
 
 
-LEASE_TTL_S = 30.0  # a run's lease; its holder renews it every LEASE_TTL_S / 3
+LEASE_TTL_S = 30.0  # a run's lease; its holder renews it every lease_ttl() / 3
 
 
-def take_lease(store: Store, run_id: str) -> str:
-    """Claim ``run_id`` for this process and return the owner id; ``RunBusy`` if a live runner holds it."""
+def lease_ttl() -> float:
+    """The run lease's lifetime: ``RUNNER_LEASE_TTL`` seconds (tests shorten it), else 30 s."""
+    raw = os.environ.get("RUNNER_LEASE_TTL")
+    if raw:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = 0.0
+        if value > 0 and value == value and value < 86400 * 365:
+            return value
+        from runner.errors import InputInvalid
+
+        raise InputInvalid(f"RUNNER_LEASE_TTL: expected a positive number of seconds, got {raw!r}")
+    return LEASE_TTL_S
+
+
+def take_lease(store: Store, run_id: str) -> Lease:
+    """Claim ``run_id`` for this process; ``RunBusy`` if a live runner holds it."""
     from runner.errors import RunBusy
 
-    owner = lease_owner_id()
-    holder = store.claim_run(run_id, owner, LEASE_TTL_S)
-    if holder is not None:
+    claim = store.claim_run(run_id, lease_owner_id(), lease_ttl())
+    if claim.lease is None:
         raise RunBusy(
-            f"run {run_id} is being executed by another runner ({holder}); wait for it to finish or stop it, then resume"
+            f"run {run_id} is being executed by another runner ({claim.holder}); "
+            "wait for it to finish or stop it, then resume"
         )
-    return owner
+    return claim.lease
 
 
 def require_run(store: Store, run_id: str) -> RunRecord:
@@ -280,6 +362,10 @@ def open_store(url: str) -> Store:
 
 
 __all__: Sequence[str] = [
+    "Assignment",
+    "Claim",
+    "Lease",
+    "lease_ttl",
     "RunRecord",
     "StepRecord",
     "WorkflowRecord",

@@ -23,15 +23,29 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from runner.errors import NotFound, StoreError
+from runner import events as ev
+from runner.errors import LeaseLost, NotFound, StoreError
 from runner.events import Event, now_iso
-from runner.store.base import RunRecord, StepRecord, WorkflowRecord, content_hash_of, lease_is_free, pick_run_id
+from runner.store.base import (
+    Assignment,
+    Claim,
+    Lease,
+    RunRecord,
+    StepRecord,
+    WorkflowRecord,
+    content_hash_of,
+    lease_is_free,
+    pick_run_id,
+)
+from runner.store.lifecycle import decide_cancel, decide_report, report_body, still_waiting
 from runner.store.migrations import SCHEMA_VERSION
-from runner.store.projection import apply_event, is_step_event, normalize_ts, unknown_run
+from runner.store.projection import apply_event, creates_run, is_step_event, normalize_ts, unknown_run
 
 
 class MemoryStore:
     """A store that lives as long as the process; one lock makes it safe across threads."""
+
+    shared = False  # only this process can reach it
 
     def __init__(self, url: str = "memory://") -> None:
         self.url = url
@@ -50,6 +64,8 @@ class MemoryStore:
         self._goals: dict[str, dict[str, Any]] = {}
         self._audit: list[dict[str, Any]] = []
         self._leases: dict[str, tuple[str, str]] = {}  # run_id -> (owner, lease_until)
+        self._epochs: dict[str, int] = {}  # run_id -> epoch of its latest claim
+        self._assignments: dict[tuple[str, str, int], Assignment] = {}  # (run, step, index or -1)
         self._unprojected: list[Event] = []  # logged, not yet applied to runs and steps
         self._known_runs: set[str] = set()  # runs created, or started by a logged event
 
@@ -95,18 +111,25 @@ class MemoryStore:
             self._steps[run.run_id] = {}
             self._known_runs.add(run.run_id)
 
-    def append_many(self, events: Sequence[Event]) -> None:
+    def append_many(self, events: Sequence[Event], fence: Lease | None = None) -> None:
         """Store several events in order (one lock hold; the SQL stores make it one transaction)."""
         with self._lock:
+            if fence is not None and events:
+                self._check_fence(events[0].run_id, fence)
             for event in events:
                 self.append(event)
+
+    def _check_fence(self, run_id: str, fence: Lease) -> None:
+        owner = self._leases.get(run_id, (None,))[0]
+        if owner != fence.owner or self._epochs.get(run_id, 0) != fence.epoch:
+            raise LeaseLost(f"run {run_id}: this runner's lease (epoch {fence.epoch}) was taken over; nothing written")
 
     def append(self, event: Event) -> None:
         """Check and log ``event``; it is applied to its run and step before the next read."""
         with self._lock:
             run_id, etype = event.run_id, event.type
             if run_id not in self._known_runs:
-                if etype != "run_started":
+                if not creates_run(etype):
                     raise unknown_run(event)
                 self._known_runs.add(run_id)
             if event.step_id is None and is_step_event(etype):
@@ -115,6 +138,8 @@ class MemoryStore:
                 index = event.data.get("index")
                 if type(index) is not int:
                     raise StoreError(f"event item_completed for run {run_id!r} has no integer index")
+            if etype == ev.STEP_ASSIGNED:
+                self._assign(event)
             seq = next(self._seq)
             self._events.append((seq, event))
             self._events_by_run.setdefault(run_id, []).append((seq, event))
@@ -147,17 +172,128 @@ class MemoryStore:
             if change.item is not None:
                 step.items[change.item[0]] = change.item[1]
 
+    def _assign(self, event: Event) -> None:
+        d = event.data
+        index = d.get("index")
+        key = (event.run_id, event.step_id or "", -1 if index is None else int(index))
+        self._assignments[key] = Assignment(
+            run_id=event.run_id,
+            step_id=event.step_id or "",
+            index=index,
+            agent_id=event.agent_id,
+            attempt=event.attempt or 1,
+            arguments=copy.deepcopy(d.get("arguments")),
+            assigned_at=event.ts,
+            deadline=d.get("deadline"),
+        )
+
+    # --- the run lifecycle across processes --------------------------------------------
+    def get_signals(self, run_id: str, after_seq: int = 0) -> list[tuple[int, Event]]:
+        with self._lock:
+            return [
+                (s, copy.deepcopy(e))
+                for s, e in self._events_by_run.get(run_id, [])
+                if s > after_seq and e.type in ev.SIGNAL_TYPES
+            ]
+
+    def list_assignments(self, agent_id: str | None = None, run_id: str | None = None) -> list[Assignment]:
+        with self._lock:
+            self._catch_up()
+            out = []
+            for a in self._assignments.values():
+                if (agent_id is not None and a.agent_id != agent_id) or (run_id is not None and a.run_id != run_id):
+                    continue
+                run = self._runs.get(a.run_id)
+                if run is None or run[2].status not in ("running", "interrupted"):
+                    continue
+                if still_waiting(self._steps.get(a.run_id, {}).get(a.step_id), a):
+                    out.append(replace(copy.deepcopy(a), workflow_name=run[2].workflow_name))
+            return sorted(out, key=lambda a: (a.assigned_at, a.run_id, a.step_id))
+
+    def get_assignment(self, run_id: str, step_id: str, index: int | None = None) -> Assignment | None:
+        with self._lock:
+            found = self._assignments.get((run_id, step_id, -1 if index is None else index))
+            return copy.deepcopy(found) if found is not None else None
+
+    def report_step(
+        self,
+        run_id: str,
+        step_id: str,
+        agent_id: str,
+        *,
+        index: int | None = None,
+        result: Any = None,
+        error: str | None = None,
+    ) -> str:
+        body = report_body(result, error)
+        with self._lock:
+            self._catch_up()
+            entry = self._runs.get(run_id)
+            step = self._steps.get(run_id, {}).get(step_id)
+            key = (run_id, step_id, -1 if index is None else index)
+            asg = self._assignments.get(key)
+            now = now_iso()
+            verdict = decide_report(
+                entry[2] if entry else None,
+                step,
+                asg,
+                run_id=run_id,
+                step_id=step_id,
+                agent_id=agent_id,
+                body=body,
+                now=now,
+                url=self.url,
+            )
+            if verdict == "duplicate":
+                return "duplicate"
+            assert asg is not None
+            data = {"index": index, **copy.deepcopy(body)}
+            self.append(
+                Event(
+                    type=ev.STEP_REPORTED,
+                    run_id=run_id,
+                    step_id=step_id,
+                    attempt=asg.attempt,
+                    agent_id=agent_id,
+                    error=error,
+                    data=data,
+                )
+            )
+            status = "failed" if error is not None else "completed"
+            self._assignments[key] = replace(
+                asg, status=status, reported_at=now, reported_by=agent_id, report=copy.deepcopy(body)
+            )
+            return "accepted"
+
+    def cancel_run(self, run_id: str) -> str:
+        with self._lock:
+            self._catch_up()
+            entry = self._runs.get(run_id)
+            holder, until = self._leases.get(run_id, (None, None))
+            alive = holder is not None and not lease_is_free(holder, until, "")
+            verdict = decide_cancel(entry[2] if entry else None, run_id=run_id, holder_alive=alive, url=self.url)
+            if verdict == "end":
+                self.append(Event(type=ev.RUN_CANCELLED, run_id=run_id, error="cancelled", data={"outputs": {}}))
+                return "cancelled"
+            if verdict == "request":
+                self.append(Event(type=ev.RUN_CANCEL_REQUESTED, run_id=run_id))
+                return "requested"
+            return "already"
+
     # --- run leases -------------------------------------------------------------------
-    def claim_run(self, run_id: str, owner: str, ttl_s: float) -> str | None:
+    def claim_run(self, run_id: str, owner: str, ttl_s: float) -> Claim:
         with self._lock:
             self._catch_up()
             if run_id not in self._runs:
                 raise NotFound(f"no run with id {run_id!r} in {self.url}")
             holder, until = self._leases.get(run_id, (None, None))
             if not lease_is_free(holder, until, owner):
-                return f"{holder} (lease until {until})"
+                return Claim(None, f"{holder} (lease until {until})")
+            epoch = self._epochs.get(run_id, 0)
+            if holder != owner:
+                epoch = self._epochs[run_id] = epoch + 1
             self._leases[run_id] = (owner, _later(ttl_s))
-            return None
+            return Claim(Lease(owner, epoch))
 
     def renew_run(self, run_id: str, owner: str, ttl_s: float) -> bool:
         with self._lock:

@@ -141,6 +141,30 @@ MIGRATIONS: list[str] = [
     ALTER TABLE runs ADD COLUMN owner TEXT;
     ALTER TABLE runs ADD COLUMN lease_until TEXT
     """,
+    # 3: the run lifecycle in the store. The lease's epoch fences every write of the
+    # executing process; pull steps wait in `assignments` for a report from any process;
+    # the executing process polls its run's signals (reports, cancel requests) through a
+    # partial index that costs nothing for the engine's own events.
+    """
+    ALTER TABLE runs ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE assignments (
+        run_id TEXT NOT NULL,
+        step_id TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        agent_id TEXT,
+        attempt INTEGER NOT NULL,
+        arguments TEXT,
+        assigned_at TEXT NOT NULL,
+        deadline TEXT,
+        status TEXT NOT NULL,
+        reported_at TEXT,
+        reported_by TEXT,
+        report TEXT,
+        PRIMARY KEY (run_id, step_id, idx)
+    );
+    CREATE INDEX assignments_by_status ON assignments (status, agent_id);
+    CREATE INDEX events_signals ON events (run_id, seq) WHERE type IN ('step_reported', 'run_cancel_requested')
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

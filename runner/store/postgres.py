@@ -16,6 +16,7 @@ from typing import Any
 
 from runner.errors import StoreError
 from runner.events import Event
+from runner.store.base import Lease
 from runner.store.sql import SqlStore, one_line
 
 _PASSWORD_IN_NETLOC = re.compile(r"(://[^:/@?#]*:)[^@/?#]*@")
@@ -58,7 +59,7 @@ class PostgresStore(SqlStore):
             raise StoreError(f"cannot open store {self.url}: {one_line(exc)}") from None
         self._open(conn)
 
-    def append_many(self, events: Sequence[Event]) -> None:
+    def append_many(self, events: Sequence[Event], fence: Lease | None = None) -> None:
         """The engine's group commit in libpq's pipeline mode: one round trip, not one a statement.
 
         Statements are sent without waiting for each answer; a read (a step row the store
@@ -72,7 +73,7 @@ class PostgresStore(SqlStore):
                 raise StoreError(f"store {self.url} is closed")
             try:
                 with self._conn.pipeline():
-                    super().append_many(events)
+                    super().append_many(events, fence)
             except self.db_errors as exc:  # raised when the pipeline syncs, after the rollback
                 raise self._error(exc) from exc
 

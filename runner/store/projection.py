@@ -38,7 +38,8 @@ _STEP_TYPES = frozenset(
         ev.ITEM_FAILED,
     }
 )
-_RUN_TYPES = frozenset({ev.RUN_STARTED, ev.RUN_RESUMED, ev.RUN_INTERRUPTED, *ev.RUN_TERMINAL})
+_RUN_TYPES = frozenset({ev.RUN_QUEUED, ev.RUN_STARTED, ev.RUN_RESUMED, ev.RUN_INTERRUPTED, *ev.RUN_TERMINAL})
+_CREATING = frozenset({ev.RUN_STARTED, ev.RUN_QUEUED})  # events that may create a run's row
 
 
 class Change(NamedTuple):
@@ -71,6 +72,11 @@ def is_step_event(event_type: str) -> bool:
     return event_type in _STEP_TYPES
 
 
+def creates_run(event_type: str) -> bool:
+    """True for the events that may come first in a run's log (``run_started``, ``run_queued``)."""
+    return event_type in _CREATING
+
+
 def is_run_event(event_type: str) -> bool:
     """True when the event changes the run row (start, resume, interruption, the four endings)."""
     return event_type in _RUN_TYPES
@@ -90,7 +96,7 @@ def apply_event(run: RunRecord | None, step: StepRecord | None, event: Event) ->
     SQL backends call the two halves below directly, to avoid reading the run row for
     every step event; this function is their composition.
     """
-    if run is None and event.type != ev.RUN_STARTED:
+    if run is None and event.type not in _CREATING:
         raise unknown_run(event)
     if event.type in _RUN_TYPES:
         return Change(run=apply_run_event(run, event))
@@ -102,7 +108,7 @@ def apply_event(run: RunRecord | None, step: StepRecord | None, event: Event) ->
 def apply_run_event(run: RunRecord | None, event: Event) -> RunRecord:
     """The run row after a run event; ``run_started`` creates a run the store has not seen."""
     if run is None:
-        if event.type != ev.RUN_STARTED:
+        if event.type not in _CREATING:
             raise unknown_run(event)
         run = RunRecord(
             run_id=event.run_id,
@@ -126,6 +132,14 @@ def apply_step_event(step: StepRecord | None, event: Event) -> Change:
 
 def _apply_run(run: RunRecord, e: Event) -> RunRecord:
     d = e.data
+    if e.type == ev.RUN_QUEUED:
+        return _evolve(
+            run,
+            status="queued",
+            workflow_name=d.get("workflow") or run.workflow_name,
+            workflow_hash=d.get("workflow_hash") or run.workflow_hash,
+            inputs=d["inputs"] if "inputs" in d else run.inputs,
+        )
     if e.type == ev.RUN_STARTED:
         return _evolve(
             run,

@@ -20,9 +20,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
-from runner.errors import NotFound, StoreError
-from runner.events import STEP_STARTED, Event, now_iso
+from runner.errors import LeaseLost, NotFound, StoreError
+from runner.events import STEP_ASSIGNED, STEP_STARTED, Event, now_iso
 from runner.store.base import (
+    Claim,
+    Lease,
     RunRecord,
     StepRecord,
     WorkflowRecord,
@@ -39,6 +41,7 @@ from runner.store.projection import (
     normalize_ts,
     unknown_run,
 )
+from runner.store.sql_lifecycle import SqlLifecycle
 
 _encode = json.JSONEncoder(separators=(",", ":")).encode  # built once: json.dumps(**kw) builds one per call
 _loads = json.loads
@@ -102,8 +105,9 @@ _SQL: dict[str, str] = {
     "ON CONFLICT (run_id, step_id) DO NOTHING",
     "step_update": "UPDATE steps SET status = ?, attempts = ?, agent_id = ?, result = ?, result_text = ?, error = ?, "
     "started_at = ?, finished_at = ?, duration_ms = ?, content = ? WHERE run_id = ? AND step_id = ?",
-    "run_owner": "SELECT owner, lease_until FROM runs WHERE run_id = ?{for_update}",
-    "run_claim": "UPDATE runs SET owner = ?, lease_until = ? WHERE run_id = ?",
+    "run_owner": "SELECT owner, lease_until, epoch FROM runs WHERE run_id = ?{for_update}",
+    "run_claim": "UPDATE runs SET owner = ?, lease_until = ?, epoch = ? WHERE run_id = ?",
+    "run_fence": "SELECT owner, epoch FROM runs WHERE run_id = ?{for_update}",
     "run_renew": "UPDATE runs SET lease_until = ? WHERE run_id = ? AND owner = ?",
     "run_release": "UPDATE runs SET owner = NULL, lease_until = NULL WHERE run_id = ? AND owner = ?",
     "item_put": "INSERT INTO step_items (run_id, step_id, idx, result) VALUES (?, ?, ?, ?) "
@@ -266,8 +270,10 @@ def _later(seconds: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class SqlStore:
+class SqlStore(SqlLifecycle):
     """Everything but the connection: subclasses supply the dialect hooks below."""
+
+    shared = True  # other processes (and, on PostgreSQL, machines) reach the same rows
 
     url: str
     placeholder: ClassVar[str] = "?"
@@ -292,6 +298,7 @@ class SqlStore:
             )
             for name, stmt in _SQL.items()
         }
+        self._sql.update(self._lifecycle_sql())
         self._closed = False
         # Rows of steps still in flight that this store wrote itself, so a step event
         # need not read its row back (a chain step saves two SELECTs, ~30 µs on SQLite).
@@ -473,11 +480,23 @@ class SqlStore:
         with self._tx():
             self._project(event)
 
-    def append_many(self, events: Sequence[Event]) -> None:
-        """Store several events in order, in ONE transaction (the engine's group commit)."""
+    def append_many(self, events: Sequence[Event], fence: Lease | None = None) -> None:
+        """Store several events in order, in ONE transaction (the engine's group commit).
+
+        With ``fence``, the transaction first checks (and locks) the run's lease: a process
+        whose lease was taken over writes nothing (``LeaseLost``).
+        """
         if not events:
             return
-        with self._tx():
+        with self._tx() as cur:
+            if fence is not None:
+                run_id = events[0].run_id
+                cur.execute(self._sql["run_fence"], (run_id,))
+                row = cur.fetchone()
+                if row is None or row[0] != fence.owner or row[1] != fence.epoch:
+                    raise LeaseLost(
+                        f"run {run_id}: this runner's lease (epoch {fence.epoch}) was taken over; nothing written"
+                    )
             for event in events:
                 self._project(event)
 
@@ -502,6 +521,8 @@ class SqlStore:
             if is_step_event(etype):
                 apply_step_event(None, event)  # raises: a step event without a step_id
             self._insert_event(event)  # a type this runner does not project: log only
+            if etype == STEP_ASSIGNED:
+                self._put_assignment(event)
             return
         key = (run_id, step_id)
         old = self._live_steps.get(key)
@@ -549,16 +570,17 @@ class SqlStore:
         )
 
     # --- run leases -------------------------------------------------------------------
-    def claim_run(self, run_id: str, owner: str, ttl_s: float) -> str | None:
+    def claim_run(self, run_id: str, owner: str, ttl_s: float) -> Claim:
         with self._tx() as cur:
             cur.execute(self._sql["run_owner"], (run_id,))
             row = cur.fetchone()
             if row is None:
                 raise NotFound(f"no run with id {run_id!r} in {self.url}")
             if not lease_is_free(row[0], row[1], owner):
-                return f"{row[0]} (lease until {row[1]})"
-            cur.execute(self._sql["run_claim"], (owner, _later(ttl_s), run_id))
-        return None
+                return Claim(None, f"{row[0]} (lease until {row[1]})")
+            epoch = int(row[2] or 0) + (0 if row[0] == owner else 1)
+            cur.execute(self._sql["run_claim"], (owner, _later(ttl_s), epoch, run_id))
+        return Claim(Lease(owner, epoch))
 
     def renew_run(self, run_id: str, owner: str, ttl_s: float) -> bool:
         with self._tx() as cur:
