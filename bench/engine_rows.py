@@ -41,7 +41,8 @@ from bench.common import (
 )
 from runner.engine import Engine, RunResult
 from runner.model import RunStatus, Workflow
-from runner.store.base import Store, open_store
+from runner.store import open_store
+from runner.store.base import Store
 from runner.testing import FakeAgent, FakePool
 
 PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -55,10 +55,10 @@ def _rss_mb() -> float:
 def child(shape: str, n: int) -> dict[str, Any]:
     """Build, plan and run one big workflow in this process; the figures as a dict."""
     from bench.common import chain_workflow, foreach_workflow, inprocess_agent, layered_workflow
-    from runner.dag import topo_layers
+    from runner.core.dag import topo_layers
+    from runner.core.scheduler import Scheduler
     from runner.engine import Engine
     from runner.model import RunStatus
-    from runner.scheduler import Scheduler
 
     async def run(wf: Any) -> Any:
         return await Engine(wf, base_dir=str(ROOT)).run({})

@@ -1,8 +1,10 @@
-"""The one service API that the CLI, the MCP server and Python users call.
+"""runner from Python: load a workflow, its inputs, agents and secrets, and run it.
 
-Thin by design: it wires the loader, the store, the engine and the agent registry
-together, so ``runner run`` in a terminal, ``execute_workflow`` over MCP and
-``runner.api.run_file`` in a script do exactly the same thing.
+A face like the CLI: it reads what a user gives (files, ``-i`` pairs, environment) and
+hands the run to the one service API (``runner.service.RunService``), so ``runner run``
+in a terminal, ``execute_workflow`` over MCP and ``run_file`` in a script do exactly the
+same thing. Its defaults are the CLI's (the store: ``RUNNER_STORE`` or
+``sqlite:///.runner/runner.db``).
 """
 
 from __future__ import annotations
@@ -10,38 +12,26 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from runner.errors import InputInvalid, NotFound, RunnerError, WorkflowInvalid
-from runner.events import EventSink
-from runner.model import AgentSpec, StepOutcome, StepStatus, Workflow
+from runner.errors import InputInvalid, RunnerError, WorkflowInvalid
+from runner.model import AgentSpec, Workflow
+from runner.model.events import EventSink
+from runner.model.outcomes import RunResult
+from runner.store import DEFAULT_STORE_URL, open_store, store_url
+from runner.store.base import Store
 
-if TYPE_CHECKING:
-    from runner.engine import RunResult
-    from runner.store.base import Store
-
-DEFAULT_STORE = "sqlite:///.runner/runner.db"
+DEFAULT_STORE = DEFAULT_STORE_URL
 SECRET_ENV_PREFIX = "RUNNER_SECRET_"
-
-
-def store_url(explicit: str | None = None) -> str:
-    """``--store``, else ``RUNNER_STORE``, else the default SQLite file under ``.runner/``."""
-    return explicit or os.environ.get("RUNNER_STORE") or DEFAULT_STORE
-
-
-def open_store(url: str | None = None) -> Store:
-    from runner.store.base import open_store as _open
-
-    return _open(store_url(url))
 
 
 def load_registry(agents_file: str | None) -> list[AgentSpec]:
     """Agents from ``--agents FILE`` (empty when no file is given)."""
     if not agents_file:
         return []
-    from runner.loader import load_agents_file
+    from runner.load import load_agents_file
 
     return load_agents_file(agents_file)
 
@@ -67,7 +57,7 @@ def load_secrets(secrets_file: str | None = None, environ: Mapping[str, str] | N
 
 def load_workflow(path: str, registry: Sequence[AgentSpec] = ()) -> Workflow:
     """A workflow file named on the command line: always a path, never inline YAML text."""
-    from runner.loader import load_workflow as _load
+    from runner.load import load_workflow as _load
 
     return _load(Path(path), registry=registry)
 
@@ -127,30 +117,34 @@ async def arun(
     wf: Workflow,
     inputs: Mapping[str, Any],
     *,
-    store: Store | None,
+    store: Store | None = None,
     registry: Sequence[AgentSpec] = (),
     secrets: Mapping[str, str] | None = None,
     sinks: Sequence[EventSink] = (),
-    on_progress: Callable[[str, float, float | None, str | None], None] | None = None,
-    run_id: str | None = None,
 ) -> RunResult:
-    """Run ``wf`` to completion (async)."""
-    from runner.engine import Engine
+    """Create and run ``wf`` to completion in ``store`` (async): ``RunService.run``."""
+    from runner.service import RunService
+    from runner.store.memory import MemoryStore
 
-    engine = Engine(wf, store=store, sinks=sinks, registry=registry, secrets=secrets, on_progress=on_progress)
-    return await engine.run(inputs, run_id=run_id)
+    st = store if store is not None else MemoryStore()
+    service = RunService(st, registry=registry, secrets=secrets, local_pull=True)
+    return await service.run(wf, inputs, sinks=sinks)
 
 
 def run_file(
     path: str,
     inputs: Mapping[str, Any] | None = None,
     *,
-    store: str | Store | None = "memory://",
+    store: str | Store | None = None,
     agents_file: str | None = None,
     secrets_file: str | None = None,
     sinks: Sequence[EventSink] = (),
 ) -> RunResult:
-    """Load, validate and run a workflow file; the synchronous entry point for scripts."""
+    """Load, validate and run a workflow file; the synchronous entry point for scripts.
+
+    The defaults are the CLI's: ``store`` None means ``RUNNER_STORE`` or
+    ``sqlite:///.runner/runner.db``, so ``runner runs list`` shows the run afterwards.
+    """
     registry = load_registry(agents_file)
     wf = load_workflow(path, registry)
     st = open_store(store) if isinstance(store, str) or store is None else store
@@ -163,67 +157,17 @@ def run_file(
             st.close()
 
 
-def resume_state(store: Store, run_id: str, wf: Workflow, reset: Sequence[str] = (), new_attempt: bool = False) -> Any:
-    """Read a run's progress back from the store, as the engine's ``ResumeState``.
-
-    Steps in ``reset`` (and, for ``retry --from``, their descendants) start again; every
-    other completed step keeps its stored result and is not re-run.
-    """
-    from runner.engine import ResumeState
-
-    run = store.get_run(run_id)
-    if run is None:
-        raise NotFound(f"no run with id {run_id!r} in {store.url}")
-    state = ResumeState(run_id=run_id, inputs=dict(run.inputs), attempt=run.attempt, new_attempt=new_attempt)
-    known = {s.step_id: s for s in wf.all_steps}
-    for rec in store.get_steps(run_id):
-        if rec.step_id not in known:
-            continue
-        state.attempts[rec.step_id] = rec.attempts
-        if rec.step_id in reset:
-            continue
-        if rec.status == StepStatus.COMPLETED.value and not known[rec.step_id].is_finally:
-            state.completed[rec.step_id] = StepOutcome(
-                status=StepStatus.COMPLETED,
-                result=rec.result,
-                text=rec.text,
-                content=rec.content,
-                attempts=rec.attempts,
-                agent_id=rec.agent_id,
-            )
-        elif rec.items:
-            state.items[rec.step_id] = {int(k): v for k, v in rec.items.items()}
-    return state
-
-
-def descendants(wf: Workflow, step_id: str) -> set[str]:
-    """``step_id`` and every step that depends on it, directly or not."""
-    children: dict[str, list[str]] = {}
-    for s in wf.steps:
-        for d in s.depends_on:
-            children.setdefault(d, []).append(s.step_id)
-    out = {step_id}
-    stack = [step_id]
-    while stack:
-        for c in children.get(stack.pop(), []):
-            if c not in out:
-                out.add(c)
-                stack.append(c)
-    return out
-
-
 __all__ = [
     "DEFAULT_STORE",
     "RunnerError",
     "WorkflowInvalid",
     "arun",
-    "descendants",
     "load_registry",
     "load_secrets",
     "load_workflow",
     "open_store",
+    "DEFAULT_STORE_URL",
     "parse_cli_inputs",
-    "resume_state",
     "run_file",
     "store_url",
 ]

@@ -121,6 +121,11 @@ class NotFound(StoreError):
 
     exit_code = 2
 
+    @classmethod
+    def run(cls, run_id: str, url: str) -> NotFound:
+        """The one wording of "no such run", wherever a run id is looked up."""
+        return cls(f"no run with id {run_id!r} in {url}")
+
 
 class RunBusy(RunnerError):
     """``resume``/``retry`` of a run that another live runner process is executing."""

@@ -16,8 +16,8 @@ from typing import Any
 
 from runner.agents.results import CallResult, ToolInfo
 from runner.errors import ToolFailure
-from runner.events import Event
 from runner.model import AgentSpec, TransportKind
+from runner.model.events import Event
 
 Handler = Callable[..., Any]
 

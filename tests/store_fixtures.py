@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 
-from runner.store.base import Store, open_store
+from runner.store import open_store
+from runner.store.base import Store
 
 PG_ADMIN_URL = os.environ.get("RUNNER_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 

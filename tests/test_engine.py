@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from runner import events as ev
 from runner.engine import Engine, ResumeState
 from runner.errors import AgentError, InputInvalid, WorkflowInvalid
 from runner.model import AgentSpec, RetryPolicy, RunStatus, StepOutcome, StepSpec, StepStatus, TransportKind, Workflow
+from runner.model import events as ev
 from runner.testing import EventCapture, FakeAgent, FakePool
 
 

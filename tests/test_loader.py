@@ -19,21 +19,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from runner import loader
 from runner.errors import WorkflowInvalid
-from runner.loader import (
+from runner.load import (
     SourceMap,
-    fast_schema_valid,
-    fast_valid,
     json_path,
     load_agents_file,
     load_workflow,
     load_yaml,
-    schema,
-    schema_dir,
-    schema_validator,
     workflow_hash,
 )
+from runner.load import schema as loader  # the fast schema check's internals
+from runner.load.schema import fast_schema_valid, fast_valid, schema, schema_dir, schema_validator
 from runner.model import RetryPolicy, TransportKind
 
 FIXTURES = Path(__file__).parent / "fixtures"

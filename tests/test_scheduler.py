@@ -7,8 +7,8 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from runner.core.scheduler import Scheduler, Task
 from runner.model import RetryPolicy, StepSpec, StepStatus
-from runner.scheduler import Scheduler, Task
 
 
 def S(sid: str, *deps: str, **kw: object) -> StepSpec:

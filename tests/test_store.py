@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from runner import events as ev
+from runner.core.projection import replay
 from runner.errors import InputInvalid, NotFound, StoreError
-from runner.events import Event
-from runner.loader import workflow_hash
-from runner.store.base import RunRecord, Store, WorkflowRecord, open_store, require_run
+from runner.model import events as ev
+from runner.model.events import Event
+from runner.model.ids import workflow_hash
+from runner.store import open_store
+from runner.store.base import RunRecord, Store, WorkflowRecord, require_run
 from runner.store.migrations import SCHEMA_VERSION
-from runner.store.projection import replay
 from runner.store.sqlite import SQLiteStore, sqlite_path
 from tests.store_fixtures import (  # noqa: F401 - the fixtures this suite uses
     backend_fixture,
@@ -467,7 +468,7 @@ def test_a_failure_mid_append_leaves_nothing_half_written(durable: Backend, monk
     def explode(*args: object) -> tuple[object, ...]:
         raise KeyboardInterrupt  # after the event row was inserted, before the step row
 
-    monkeypatch.setattr("runner.store.sql._step_params", explode)
+    monkeypatch.setattr("runner.store.sql.step_params", explode)
     with pytest.raises(KeyboardInterrupt):
         store.append(E(ev.STEP_COMPLETED, step_id="a", attempt=1, result="lost"))
     monkeypatch.undo()
@@ -483,7 +484,7 @@ def test_a_killed_process_leaves_the_sqlite_file_consistent(tmp_path: Path) -> N
     script = textwrap.dedent(
         f"""
         import os, signal
-        from runner.events import Event
+        from runner.model.events import Event
         from runner.store.sqlite import SQLiteStore
         s = SQLiteStore({url!r})
         s.append(Event("run_started", "r1", data={{"workflow": "wf"}}))
@@ -608,7 +609,7 @@ def test_sqlite_locked_beyond_busy_timeout(tmp_path: Path) -> None:
 
 _WRITER = """
 import sys
-from runner.events import Event
+from runner.model.events import Event
 from runner.store.sqlite import SQLiteStore
 url, run_id, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 s = SQLiteStore(url)

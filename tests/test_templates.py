@@ -12,8 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner import templates as T
-from runner.templates import (
+from runner.template import (
     Masker,
     TemplateError,
     compile_value,
@@ -25,6 +24,7 @@ from runner.templates import (
     referenced_steps,
     render_condition,
 )
+from runner.template import render as T
 
 
 def CTX() -> dict[str, Any]:
@@ -477,5 +477,5 @@ def test_no_secrets_costs_nothing() -> None:
 
 
 def test_import_does_not_pull_in_mcp() -> None:
-    code = "import sys, runner.templates; sys.exit(1 if 'mcp' in sys.modules else 0)"
+    code = "import sys, runner.template; sys.exit(1 if 'mcp' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -17,17 +17,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runner.dag import CycleError, ancestors, find_cycles, topo_layers
+from runner.core.dag import CycleError, ancestors, find_cycles, topo_layers
 from runner.errors import Problem
-from runner.loader import RANK_INPUTS, RANK_REFERENCE, RANK_SCHEMA, RANK_STRUCTURE, RANK_YAML
-from runner.model import AgentSpec, TransportKind
-from runner.validation import (
+from runner.load.validation import (
     format_problems,
     has_errors,
     validate_file,
     validate_paths,
     validate_text,
 )
+from runner.model import AgentSpec, TransportKind
+from runner.model.problems import RANK_INPUTS, RANK_REFERENCE, RANK_SCHEMA, RANK_STRUCTURE, RANK_YAML
 
 FIXTURES = Path(__file__).parent / "fixtures"
 VALID = FIXTURES / "valid"
@@ -330,7 +330,7 @@ def test_validation_does_not_import_mcp_or_jsonschema_for_valid_files() -> None:
     """``validate:no-mcp``: plain validation stays light (jsonschema only when invalid)."""
     code = (
         "import sys\n"
-        "import runner.validation as v\n"
+        "import runner.load.validation as v\n"
         "assert 'jsonschema' not in sys.modules and 'jinja2' not in sys.modules\n"
         f"assert v.validate_file({str(VALID / 'full.yaml')!r}) == []\n"
         "assert not [m for m in sys.modules if m == 'mcp' or m.startswith('mcp.')]\n"
@@ -415,7 +415,7 @@ def test_ancestors_of_a_long_chain_and_a_wide_dag() -> None:
 
 def test_uses_resolves_pattern_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``validate:patterns``: ``uses: <name>`` looks in patterns/, ``./x.yaml`` next to the file."""
-    from runner import patterns, validation
+    from runner.load import patterns, validation
 
     pdir = tmp_path / "patterns"
     pdir.mkdir()

@@ -20,8 +20,8 @@ def _collect(app: App, files: tuple[str, ...], pairs: tuple[str, ...] = ()) -> t
     the reason, instead of being started with literal ``{{ }}`` text.
     """
     from runner.api import load_secrets, load_workflow, parse_cli_inputs
-    from runner.instantiate import render_agent
-    from runner.templates import TemplateError
+    from runner.load.instantiate import render_agent
+    from runner.template import TemplateError
 
     agents = {a.id: a for a in app.registry()}
     unrenderable: dict[str, str] = {}

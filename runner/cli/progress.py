@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from typing import IO, Any
 from xml.sax.saxutils import escape, quoteattr
 
-from runner import events as ev
-from runner.events import Event
+from runner.model import events as ev
+from runner.model.events import Event
 
 _SYM = {
     ev.STEP_STARTED: ("→", "start", "36"),

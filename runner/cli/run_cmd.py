@@ -204,11 +204,11 @@ def run(
     registry = app.registry()
     wf = load_workflow(file, registry)
     if wf.warnings and not app.quiet:
-        from runner.problems import format_problems
+        from runner.model.problems import format_problems
 
         click.echo(format_problems(wf.warnings, "text"), err=True)
     inputs = parse_cli_inputs(wf, pairs, inputs_file)
-    from runner.outcomes import resolve_inputs
+    from runner.model.outcomes import resolve_inputs
 
     inputs = resolve_inputs(wf, inputs)  # bad inputs: exit 2 before anything is stored
     if not detach:

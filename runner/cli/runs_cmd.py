@@ -10,6 +10,7 @@ import click
 from runner.cli.app import App, common_options, pass_app
 from runner.cli.run_cmd import execute
 from runner.errors import InputInvalid
+from runner.model.clock import duration_ms
 
 
 def _find_run(store: Any, run_id: str) -> Any:
@@ -58,7 +59,7 @@ def _since(value: str | None) -> str | None:
 
 def _history(events: list[Any]) -> list[dict[str, Any]]:
     """Every session and every step outcome of a run, oldest first (resume and retry keep both)."""
-    from runner import events as ev
+    from runner.model import events as ev
 
     keep = {ev.RUN_STARTED, ev.RUN_RESUMED, ev.RUN_INTERRUPTED, *ev.RUN_TERMINAL, ev.STEP_COMPLETED, ev.STEP_FAILED}
     out = []
@@ -74,17 +75,6 @@ def _history(events: list[Any]) -> list[dict[str, Any]]:
         out.append(item)
     return out
 
-
-def _duration_ms(start: str | None, end: str | None) -> float | None:
-    if not start or not end:
-        return None
-    import datetime as dt
-
-    f = "%Y-%m-%dT%H:%M:%S.%fZ"
-    try:
-        return round((dt.datetime.strptime(end, f) - dt.datetime.strptime(start, f)).total_seconds() * 1000, 3)
-    except ValueError:
-        return None
 
 
 @click.group()
@@ -125,7 +115,7 @@ def list_runs(app: App, workflow: str | None, status: str | None, since: str | N
         return 0
     click.echo(f"{'RUN ID':<26} {'WORKFLOW':<24} {'STATUS':<11} {'STARTED':<27} DURATION")
     for r in rows:
-        d = _duration_ms(r.started_at, r.finished_at)
+        d = duration_ms(r.started_at, r.finished_at)
         click.echo(
             f"{r.run_id:<26} {r.workflow_name[:24]:<24} {r.status:<11} {r.started_at or '-':<27} "
             f"{'-' if d is None else f'{d / 1000:.2f}s'}"
@@ -150,7 +140,7 @@ def show_run(app: App, run_id: str, output: str) -> int:
     finally:
         store.close()
     data = _record_json(run)
-    data["duration_ms"] = _duration_ms(run.started_at, run.finished_at)
+    data["duration_ms"] = duration_ms(run.started_at, run.finished_at)
     data["steps"] = {
         s.step_id: {
             "status": s.status,
@@ -247,7 +237,7 @@ def _stored_result(store: Any, run: Any) -> dict[str, Any]:
         "outputs": run.outputs or {},
         "started_at": run.started_at,
         "finished_at": run.finished_at,
-        "duration_ms": _duration_ms(run.started_at, run.finished_at),
+        "duration_ms": duration_ms(run.started_at, run.finished_at),
         "preflight_ms": 0.0,
         "error": run.error,
         "steps": {

@@ -27,12 +27,12 @@ from runner.cli.app import App, common_options, pass_app
 @pass_app
 def validate(app: App, paths: tuple[str, ...], fmt: str, deep: bool) -> int:
     """Validate workflow and pattern files (directories recursively). Exit 0 if valid, 2 if not."""
-    from runner.validation import format_problems, validate_paths
+    from runner.load.validation import format_problems, validate_paths
 
     registry = app.registry()
     problems = validate_paths(list(paths), registry=registry)
     if deep and not any(p.severity == "error" for p in problems):
-        from runner.deep import deep_check_paths
+        from runner.engine.deep import deep_check_paths
 
         problems = problems + deep_check_paths(list(paths), registry=registry)
     errors = [p for p in problems if p.severity == "error"]

@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner import events as ev
 from runner.errors import InputInvalid, NotFound, Refused
-from runner.events import Event, EventSink
 from runner.model import AgentSpec, StepOutcome, StepStatus, Workflow
-from runner.outcomes import ResumeState, RunResult, new_run_id, resolve_inputs
-from runner.store.base import Assignment, Lease, RunRecord, Store, WorkflowRecord, take_lease
+from runner.model import events as ev
+from runner.model.events import Event, EventSink
+from runner.model.ids import new_run_id
+from runner.model.outcomes import ResumeState, RunResult, resolve_inputs
+from runner.store.base import Assignment, Lease, RunRecord, Store, WorkflowRecord
+from runner.store.leases import take_lease
 
 
 @dataclass
@@ -64,7 +66,7 @@ def resume_state(store: Store, run_id: str, wf: Workflow, reset: Sequence[str] =
     """
     run = store.get_run(run_id)
     if run is None:
-        raise NotFound(f"no run with id {run_id!r} in {store.url}")
+        raise NotFound.run(run_id, store.url)
     state = ResumeState(run_id=run_id, inputs=dict(run.inputs), attempt=run.attempt, new_attempt=new_attempt)
     known = {s.step_id: s for s in wf.all_steps}
     for rec in store.get_steps(run_id):
@@ -123,8 +125,8 @@ class RunService:
         Inputs are checked first (``InputInvalid``, nothing stored). Returns the run id and,
         unless queued, this process's lease on it.
         """
-        from runner.loader import workflow_hash
-        from runner.templates import Masker
+        from runner.model.ids import workflow_hash
+        from runner.template import Masker
 
         values = resolve_inputs(wf, inputs)
         self._check_reachable(wf, queued)
@@ -255,7 +257,7 @@ class RunService:
 
     def load_workflow_of(self, run: RunRecord, force: bool = False) -> Workflow:
         """The workflow of a stored run; refuse if its file changed since, unless ``force``."""
-        from runner.loader import load_workflow, workflow_hash
+        from runner.load import load_workflow, workflow_hash
 
         src = run.source
         if src and Path(src).is_file():
@@ -297,7 +299,7 @@ class RunService:
         """Say precisely why ``step_id`` has no assignment: unknown, a tool step, or not started yet."""
         rec = self.store.get_workflow(run.workflow_name, run.workflow_hash)
         if rec is not None:
-            from runner.loader import load_workflow
+            from runner.load import load_workflow
 
             try:
                 wf = load_workflow(rec.source_text, file=f"<stored {run.workflow_name}>", registry=self.registry)

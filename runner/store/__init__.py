@@ -1,0 +1,38 @@
+"""The store: one durable home for runs, events, workflows, agents and coordination.
+
+Backends are chosen by URL scheme: ``memory://``, ``sqlite:///rel/path`` (the default,
+``.runner/runner.db`` under the current directory), ``sqlite:////abs/path``,
+``postgresql://…`` (the ``postgres`` extra). SQLite and PostgreSQL share one SQL
+implementation (``sql.py``); every backend applies the same pure projection.
+"""
+
+from __future__ import annotations
+
+import os
+
+from runner.errors import InputInvalid
+from runner.store.base import Store
+from runner.store.memory import MemoryStore
+from runner.store.postgres import PostgresStore
+from runner.store.sqlite import SQLiteStore
+
+DEFAULT_STORE_URL = "sqlite:///.runner/runner.db"
+
+__all__ = ["DEFAULT_STORE_URL", "Store", "open_store", "store_url"]
+
+
+def store_url(explicit: str | None = None) -> str:
+    """``--store``, else ``RUNNER_STORE``, else the default SQLite file under ``.runner/``."""
+    return explicit or os.environ.get("RUNNER_STORE") or DEFAULT_STORE_URL
+
+
+def open_store(url: str | None = None) -> Store:
+    """Open the store at ``url`` (resolved by :func:`store_url`)."""
+    url = store_url(url)
+    if url.startswith("memory:"):
+        return MemoryStore()
+    if url.startswith("sqlite:"):
+        return SQLiteStore(url)
+    if url.startswith(("postgresql:", "postgres:")):
+        return PostgresStore(url)
+    raise InputInvalid(f"--store: unsupported store URL {url!r} (use memory://, sqlite:///PATH or postgresql://…)")

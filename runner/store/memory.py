@@ -23,9 +23,12 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from runner import events as ev
+from runner.core.lifecycle import decide_cancel, decide_report, report_body, still_waiting
+from runner.core.projection import apply_event, creates_run, is_step_event, unknown_run
 from runner.errors import LeaseLost, NotFound, StoreError
-from runner.events import Event, now_iso
+from runner.model import events as ev
+from runner.model.clock import iso_after, normalize_ts
+from runner.model.events import Event, now_iso
 from runner.store.base import (
     Assignment,
     Claim,
@@ -34,12 +37,10 @@ from runner.store.base import (
     StepRecord,
     WorkflowRecord,
     content_hash_of,
-    lease_is_free,
     pick_run_id,
 )
-from runner.store.lifecycle import decide_cancel, decide_report, report_body, still_waiting
+from runner.store.leases import lease_is_free
 from runner.store.migrations import SCHEMA_VERSION
-from runner.store.projection import apply_event, creates_run, is_step_event, normalize_ts, unknown_run
 
 
 class MemoryStore:
@@ -285,21 +286,21 @@ class MemoryStore:
         with self._lock:
             self._catch_up()
             if run_id not in self._runs:
-                raise NotFound(f"no run with id {run_id!r} in {self.url}")
+                raise NotFound.run(run_id, self.url)
             holder, until = self._leases.get(run_id, (None, None))
             if not lease_is_free(holder, until, owner):
                 return Claim(None, f"{holder} (lease until {until})")
             epoch = self._epochs.get(run_id, 0)
             if holder != owner:
                 epoch = self._epochs[run_id] = epoch + 1
-            self._leases[run_id] = (owner, _later(ttl_s))
+            self._leases[run_id] = (owner, iso_after(ttl_s))
             return Claim(Lease(owner, epoch))
 
     def renew_run(self, run_id: str, owner: str, ttl_s: float) -> bool:
         with self._lock:
             if self._leases.get(run_id, (None,))[0] != owner:
                 return False
-            self._leases[run_id] = (owner, _later(ttl_s))
+            self._leases[run_id] = (owner, iso_after(ttl_s))
             return True
 
     def release_run(self, run_id: str, owner: str) -> None:
@@ -549,7 +550,3 @@ class MemoryStore:
             ]
             return copy.deepcopy(found[:limit])
 
-
-def _later(seconds: float) -> str:
-    moment = _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(seconds=seconds)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from runner.errors import StoreError
-from runner.events import Event
+from runner.model.events import Event
 from runner.store.base import Lease
-from runner.store.sql import SqlStore, one_line
+from runner.store.sql import SqlStore
+from runner.store.sql_rows import one_line
 
 _PASSWORD_IN_NETLOC = re.compile(r"(://[^:/@?#]*:)[^@/?#]*@")
 _PASSWORD_PARAM = re.compile(r"(password=)[^&\s]*", re.IGNORECASE)

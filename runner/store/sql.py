@@ -12,249 +12,45 @@ the memory store uses too.
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
 import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
-from runner.errors import LeaseLost, NotFound, StoreError
-from runner.events import STEP_ASSIGNED, STEP_STARTED, Event, now_iso
-from runner.store.base import (
-    Claim,
-    Lease,
-    RunRecord,
-    StepRecord,
-    WorkflowRecord,
-    content_hash_of,
-    lease_is_free,
-    pick_run_id,
-)
-from runner.store.migrations import BOOTSTRAP, MIGRATIONS, SCHEMA_VERSION, statements
-from runner.store.projection import (
+from runner.core.projection import (
     apply_run_event,
     apply_step_event,
     is_run_event,
     is_step_event,
-    normalize_ts,
     unknown_run,
 )
+from runner.errors import LeaseLost, NotFound, StoreError
+from runner.model.clock import iso_after, normalize_ts
+from runner.model.events import STEP_ASSIGNED, STEP_STARTED, Event, now_iso
+from runner.store.base import Claim, Lease, RunRecord, StepRecord, WorkflowRecord, content_hash_of, pick_run_id
+from runner.store.leases import lease_is_free
+from runner.store.migrations import BOOTSTRAP, MIGRATIONS, SCHEMA_VERSION, statements
 from runner.store.sql_lifecycle import SqlLifecycle
-
-_encode = json.JSONEncoder(separators=(",", ":")).encode  # built once: json.dumps(**kw) builds one per call
-_loads = json.loads
-
-
-def to_json(value: Any, what: str) -> str:
-    """``value`` as compact JSON text; a value JSON cannot hold is a StoreError, not a pickle."""
-    try:
-        return _encode(value)
-    except (TypeError, ValueError) as exc:
-        raise StoreError(f"cannot store {what}: {exc}") from None
-
-
-def one_line(exc: BaseException) -> str:
-    """A driver's message on one line: its first line, spaces collapsed (libpq's run on)."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return " ".join(lines[0].split()) if lines else type(exc).__name__
-
-
-def _opt_json(value: Any, what: str) -> str | None:
-    return None if value is None else to_json(value, what)
-
-
-def _opt_loads(text: str | None) -> Any:
-    return None if text is None else _loads(text)
-
-
-_RUN_COLS = (
-    "run_id, workflow_name, workflow_hash, status, inputs, outputs, error, "
-    "started_at, finished_at, source, attempt, parent_run_id"
+from runner.store.sql_rows import (
+    GOAL_COLS,
+    MSG_COLS,
+    PROJECT_COLS,
+    RUN_COLS,
+    SQL,
+    event_row,
+    loads,
+    msg_row,
+    one_line,
+    opt_json,
+    opt_loads,
+    run_params,
+    run_row,
+    step_params,
+    step_row,
+    to_json,
+    wf_row,
 )
-_STEP_COLS = (
-    "run_id, step_id, status, attempts, agent_id, result, result_text, error, started_at, finished_at, duration_ms, "
-    "content"
-)
-_WF_COLS = "name, content_hash, source_text, version, created_at, creator_id, agent_modifiable, origin"
-_EVENT_COLS = "seq, run_id, ts, type, step_id, attempt, agent_id, error, data"
-_MSG_COLS = "id, sender_id, recipient_id, content, urgent, created_at, read_at"
-_PROJECT_COLS = "id, name, description, lead_agent_id, status, created_at"
-_GOAL_COLS = "id, name, description, project_id, status, created_at"
-
-# Written once for both dialects. ``{for_update}`` / ``{for_update_run}`` lock rows in PostgreSQL.
-_SQL: dict[str, str] = {
-    "version": "SELECT COALESCE(MAX(version), 0) FROM schema_version",
-    "record_version": "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
-    "run_get": f"SELECT {_RUN_COLS} FROM runs WHERE run_id = ?",
-    "run_lock": f"SELECT {_RUN_COLS} FROM runs WHERE run_id = ?{{for_update}}",
-    "run_exists": "SELECT 1 FROM runs WHERE run_id = ?",
-    "run_insert": f"INSERT INTO runs ({_RUN_COLS}, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    "run_update": "UPDATE runs SET workflow_name = ?, workflow_hash = ?, status = ?, inputs = ?, outputs = ?, "
-    "error = ?, started_at = ?, finished_at = ?, source = ?, attempt = ?, parent_run_id = ? WHERE run_id = ?",
-    "run_prefix": "SELECT run_id FROM runs WHERE substr(run_id, 1, CAST(? AS INTEGER)) = ? ORDER BY run_id LIMIT 6",
-    # One read for a step event: does the run exist, and the step's row if it has one.
-    "step_lock": "SELECT r.run_id, "
-    + ", ".join(f"s.{c}" for c in _STEP_COLS.split(", "))
-    + " FROM runs r LEFT JOIN steps s ON s.run_id = r.run_id AND s.step_id = ? WHERE r.run_id = ?{for_update_run}",
-    "step_get": f"SELECT {_STEP_COLS} FROM steps WHERE run_id = ? AND step_id = ?",
-    "steps_of_run": f"SELECT {_STEP_COLS} FROM steps WHERE run_id = ? ORDER BY n",
-    "step_insert": f"INSERT INTO steps ({_STEP_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    "step_insert_new": f"INSERT INTO steps ({_STEP_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (run_id, step_id) DO NOTHING",
-    "step_update": "UPDATE steps SET status = ?, attempts = ?, agent_id = ?, result = ?, result_text = ?, error = ?, "
-    "started_at = ?, finished_at = ?, duration_ms = ?, content = ? WHERE run_id = ? AND step_id = ?",
-    "run_owner": "SELECT owner, lease_until, epoch FROM runs WHERE run_id = ?{for_update}",
-    "run_claim": "UPDATE runs SET owner = ?, lease_until = ?, epoch = ? WHERE run_id = ?",
-    "run_fence": "SELECT owner, epoch FROM runs WHERE run_id = ?{for_update}",
-    "run_renew": "UPDATE runs SET lease_until = ? WHERE run_id = ? AND owner = ?",
-    "run_release": "UPDATE runs SET owner = NULL, lease_until = NULL WHERE run_id = ? AND owner = ?",
-    "item_put": "INSERT INTO step_items (run_id, step_id, idx, result) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT (run_id, step_id, idx) DO UPDATE SET result = excluded.result",
-    "items_clear": "DELETE FROM step_items WHERE run_id = ? AND step_id = ?",
-    "items_of_run": "SELECT step_id, idx, result FROM step_items WHERE run_id = ?",
-    "items_of_step": "SELECT step_id, idx, result FROM step_items WHERE run_id = ? AND step_id = ?",
-    "event_insert": "INSERT INTO events (run_id, ts, type, step_id, attempt, agent_id, error, data) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    "events_of_run": f"SELECT {_EVENT_COLS} FROM events WHERE run_id = ? ORDER BY seq",
-    "events_after": f"SELECT {_EVENT_COLS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-    "events_after_run": f"SELECT {_EVENT_COLS} FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-    "wf_by_hash": f"SELECT {_WF_COLS} FROM workflows WHERE name = ? AND content_hash = ?",
-    "wf_latest": f"SELECT {_WF_COLS} FROM workflows WHERE name = ? ORDER BY version DESC LIMIT 1",
-    "wf_versions": f"SELECT {_WF_COLS} FROM workflows WHERE name = ? ORDER BY version",
-    "wf_max": "SELECT COALESCE(MAX(version), 0) FROM workflows WHERE name = ?",
-    "wf_insert": f"INSERT INTO workflows ({_WF_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    "wf_list": f"SELECT {_WF_COLS} FROM workflows w "
-    "WHERE version = (SELECT MAX(version) FROM workflows v WHERE v.name = w.name) ORDER BY name",
-    "agent_put": "INSERT INTO agents (id, data, updated_at) VALUES (?, ?, ?) "
-    "ON CONFLICT (id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
-    "agent_get": "SELECT id, data FROM agents WHERE id = ?",
-    "agent_list": "SELECT id, data FROM agents ORDER BY id",
-    "agent_delete": "DELETE FROM agents WHERE id = ?",
-    "token_put": "INSERT INTO tokens (agent_id, token_hash) VALUES (?, ?) "
-    "ON CONFLICT (agent_id) DO UPDATE SET token_hash = excluded.token_hash",
-    "token_get": "SELECT token_hash FROM tokens WHERE agent_id = ?",
-    "token_agent": "SELECT agent_id FROM tokens WHERE token_hash = ?",
-    "token_delete": "DELETE FROM tokens WHERE agent_id = ?",
-    "msg_insert": "INSERT INTO messages (sender_id, recipient_id, content, urgent, created_at) VALUES (?, ?, ?, ?, ?)",
-    "msg_mark": "UPDATE messages SET read_at = ? WHERE id = ? AND read_at IS NULL",
-    # A lease is taken when free, expired, or already held by the same agent (a renewal).
-    "lock_acquire": "INSERT INTO locks (file_path, agent_id, acquired_at, expires_at) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT (file_path) DO UPDATE SET "
-    "acquired_at = CASE WHEN locks.agent_id = excluded.agent_id THEN locks.acquired_at ELSE excluded.acquired_at END, "
-    "agent_id = excluded.agent_id, expires_at = excluded.expires_at "
-    "WHERE locks.agent_id = excluded.agent_id OR locks.expires_at <= ?",
-    "lock_get": "SELECT file_path, agent_id, acquired_at, expires_at FROM locks WHERE file_path = ? AND expires_at > ?",
-    "lock_release": "DELETE FROM locks WHERE file_path = ? AND agent_id = ?",
-    "lock_release_any": "DELETE FROM locks WHERE file_path = ?",
-    "project_insert": f"INSERT INTO projects ({_PROJECT_COLS}) VALUES (?, ?, ?, ?, ?, ?)",
-    "project_get": f"SELECT {_PROJECT_COLS} FROM projects WHERE id = ?",
-    "project_list": f"SELECT {_PROJECT_COLS} FROM projects ORDER BY created_at, id",
-    "goal_insert": f"INSERT INTO goals ({_GOAL_COLS}) VALUES (?, ?, ?, ?, ?, ?)",
-    "goal_get": f"SELECT {_GOAL_COLS} FROM goals WHERE id = ?",
-    "goal_list": f"SELECT {_GOAL_COLS} FROM goals ORDER BY created_at, id",
-    "goal_list_project": f"SELECT {_GOAL_COLS} FROM goals WHERE project_id = ? ORDER BY created_at, id",
-    "audit_insert": "INSERT INTO audit_log (ts, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
-}
-
-
-def _run_row(r: Sequence[Any]) -> RunRecord:
-    return RunRecord(
-        run_id=r[0],
-        workflow_name=r[1],
-        workflow_hash=r[2],
-        status=r[3],
-        inputs=_opt_loads(r[4]) or {},
-        outputs=_opt_loads(r[5]),
-        error=r[6],
-        started_at=r[7],
-        finished_at=r[8],
-        source=r[9],
-        attempt=r[10],
-        parent_run_id=r[11],
-    )
-
-
-def _run_params(run: RunRecord) -> tuple[Any, ...]:
-    return (
-        run.workflow_name,
-        run.workflow_hash,
-        run.status,
-        to_json(run.inputs, f"inputs of run {run.run_id}"),
-        _opt_json(run.outputs, f"outputs of run {run.run_id}"),
-        run.error,
-        run.started_at,
-        run.finished_at,
-        run.source,
-        run.attempt,
-        run.parent_run_id,
-    )
-
-
-def _step_row(r: Sequence[Any]) -> StepRecord:
-    return StepRecord(
-        run_id=r[0],
-        step_id=r[1],
-        status=r[2],
-        attempts=r[3],
-        agent_id=r[4],
-        result=_opt_loads(r[5]),
-        text=r[6],
-        error=r[7],
-        started_at=r[8],
-        finished_at=r[9],
-        duration_ms=r[10],
-        content=_opt_loads(r[11]),
-    )
-
-
-def _step_params(s: StepRecord) -> tuple[Any, ...]:
-    return (
-        s.status,
-        s.attempts,
-        s.agent_id,
-        _opt_json(s.result, f"result of step {s.step_id}"),
-        s.text,
-        s.error,
-        s.started_at,
-        s.finished_at,
-        s.duration_ms,
-        _opt_json(s.content, f"content of step {s.step_id}"),
-    )
-
-
-def _wf_row(r: Sequence[Any]) -> WorkflowRecord:
-    return WorkflowRecord(
-        name=r[0],
-        content_hash=r[1],
-        source_text=r[2],
-        version=r[3],
-        created_at=r[4],
-        creator_id=r[5],
-        agent_modifiable=bool(r[6]),
-        origin=r[7],
-    )
-
-
-def _event_row(r: Sequence[Any]) -> tuple[int, Event]:
-    data = _loads(r[8]) if r[8] else {}
-    return r[0], Event(
-        type=r[3], run_id=r[1], ts=r[2], step_id=r[4], attempt=r[5], agent_id=r[6], error=r[7], data=data
-    )
-
-
-def _msg_row(r: Sequence[Any]) -> dict[str, Any]:
-    return {
-        "id": r[0],
-        "sender_id": r[1],
-        "recipient_id": r[2],
-        "content": r[3],
-        "urgent": bool(r[4]),
-        "created_at": r[5],
-        "read_at": r[6],
-    }
-
 
 _LIVE = frozenset({"pending", "in_progress"})  # step statuses that more events will change
 
@@ -264,10 +60,6 @@ def _changed(cur: Any) -> bool:
     count: int = cur.rowcount
     return count > 0
 
-
-def _later(seconds: float) -> str:
-    moment = _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(seconds=seconds)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class SqlStore(SqlLifecycle):
@@ -296,7 +88,7 @@ class SqlStore(SqlLifecycle):
             name: self._adapt(
                 stmt.replace("{for_update}", self.for_update).replace("{for_update_run}", self.for_update_run)
             )
-            for name, stmt in _SQL.items()
+            for name, stmt in SQL.items()
         }
         self._sql.update(self._lifecycle_sql())
         self._closed = False
@@ -426,7 +218,7 @@ class SqlStore(SqlLifecycle):
             cur.execute(sql["wf_by_hash"], (wf.name, digest))
             row = cur.fetchone()
             if row is not None:
-                return _wf_row(row)
+                return wf_row(row)
             cur.execute(sql["wf_max"], (wf.name,))
             version = cur.fetchone()[0] + 1
             created = wf.created_at or now_iso()
@@ -441,7 +233,7 @@ class SqlStore(SqlLifecycle):
                 wf.origin,
             )
             cur.execute(sql["wf_insert"], params)
-            return _wf_row(params)
+            return wf_row(params)
 
     def get_workflow(self, name: str, content_hash: str | None = None) -> WorkflowRecord | None:
         with self._tx(write=False) as cur:
@@ -450,22 +242,22 @@ class SqlStore(SqlLifecycle):
             else:
                 cur.execute(self._sql["wf_by_hash"], (name, content_hash))
             row = cur.fetchone()
-        return _wf_row(row) if row else None
+        return wf_row(row) if row else None
 
     def list_workflows(self) -> list[WorkflowRecord]:
         """The latest version of every workflow, by name."""
         with self._tx(write=False) as cur:
             cur.execute(self._sql["wf_list"])
-            return [_wf_row(r) for r in cur.fetchall()]
+            return [wf_row(r) for r in cur.fetchall()]
 
     def list_workflow_versions(self, name: str) -> list[WorkflowRecord]:
         with self._tx(write=False) as cur:
             cur.execute(self._sql["wf_versions"], (name,))
-            return [_wf_row(r) for r in cur.fetchall()]
+            return [wf_row(r) for r in cur.fetchall()]
 
     # --- runs -------------------------------------------------------------------------
     def create_run(self, run: RunRecord) -> None:
-        params = (run.run_id, *_run_params(run), run.started_at or now_iso())
+        params = (run.run_id, *run_params(run), run.started_at or now_iso())
         try:
             with self._tx() as cur:
                 cur.execute(self._sql["run_insert"], params)
@@ -507,12 +299,12 @@ class SqlStore(SqlLifecycle):
         if is_run_event(etype):
             cur.execute(sql["run_lock"], (run_id,))
             row = cur.fetchone()
-            run = apply_run_event(_run_row(row) if row else None, event)
+            run = apply_run_event(run_row(row) if row else None, event)
             self._insert_event(event)
             if row is None:
-                cur.execute(sql["run_insert"], (run_id, *_run_params(run), event.ts))
+                cur.execute(sql["run_insert"], (run_id, *run_params(run), event.ts))
             else:
-                cur.execute(sql["run_update"], (*_run_params(run), run_id))
+                cur.execute(sql["run_update"], (*run_params(run), run_id))
             return
         if step_id is None or not is_step_event(etype):
             cur.execute(sql["run_exists"], (run_id,))
@@ -532,7 +324,7 @@ class SqlStore(SqlLifecycle):
             change = apply_step_event(None, event)
             step = change.step
             assert step is not None
-            cur.execute(sql["step_insert_new"], (run_id, step_id, *_step_params(step)))
+            cur.execute(sql["step_insert_new"], (run_id, step_id, *step_params(step)))
             if _changed(cur):
                 self._insert_event(event)
                 self._live_steps[key] = step
@@ -544,15 +336,15 @@ class SqlStore(SqlLifecycle):
                 raise unknown_run(event)
             self._runs_seen.add(run_id)
             if row[1] is not None:
-                old = _step_row(row[1:])
+                old = step_row(row[1:])
         change = apply_step_event(old, event)
         self._insert_event(event)
         step = change.step
         if step is not None:
             if old is not None:
-                cur.execute(sql["step_update"], (*_step_params(step), run_id, step_id))
+                cur.execute(sql["step_update"], (*step_params(step), run_id, step_id))
             else:
-                cur.execute(sql["step_insert"], (run_id, step_id, *_step_params(step)))
+                cur.execute(sql["step_insert"], (run_id, step_id, *step_params(step)))
             if step.status in _LIVE:
                 self._live_steps[key] = step
             else:
@@ -561,7 +353,7 @@ class SqlStore(SqlLifecycle):
             cur.execute(sql["items_clear"], (run_id, step_id))
         if change.item is not None:
             index, result = change.item
-            cur.execute(sql["item_put"], (run_id, step_id, index, _opt_json(result, f"item {index} of {step_id}")))
+            cur.execute(sql["item_put"], (run_id, step_id, index, opt_json(result, f"item {index} of {step_id}")))
 
     def _insert_event(self, e: Event) -> None:
         data = to_json(e.data, f"event {e.type}") if e.data else None
@@ -575,16 +367,16 @@ class SqlStore(SqlLifecycle):
             cur.execute(self._sql["run_owner"], (run_id,))
             row = cur.fetchone()
             if row is None:
-                raise NotFound(f"no run with id {run_id!r} in {self.url}")
+                raise NotFound.run(run_id, self.url)
             if not lease_is_free(row[0], row[1], owner):
                 return Claim(None, f"{row[0]} (lease until {row[1]})")
             epoch = int(row[2] or 0) + (0 if row[0] == owner else 1)
-            cur.execute(self._sql["run_claim"], (owner, _later(ttl_s), epoch, run_id))
+            cur.execute(self._sql["run_claim"], (owner, iso_after(ttl_s), epoch, run_id))
         return Claim(Lease(owner, epoch))
 
     def renew_run(self, run_id: str, owner: str, ttl_s: float) -> bool:
         with self._tx() as cur:
-            cur.execute(self._sql["run_renew"], (_later(ttl_s), run_id, owner))
+            cur.execute(self._sql["run_renew"], (iso_after(ttl_s), run_id, owner))
             return _changed(cur)
 
     def release_run(self, run_id: str, owner: str) -> None:
@@ -595,7 +387,7 @@ class SqlStore(SqlLifecycle):
         with self._tx(write=False) as cur:
             cur.execute(self._sql["run_get"], (run_id,))
             row = cur.fetchone()
-        return _run_row(row) if row else None
+        return run_row(row) if row else None
 
     def find_run(self, prefix: str) -> RunRecord:
         """The run whose id is ``prefix`` or, failing that, the one run whose id starts so."""
@@ -607,7 +399,7 @@ class SqlStore(SqlLifecycle):
                 run_id = pick_run_id(self.url, prefix, [r[0] for r in cur.fetchall()])
                 cur.execute(self._sql["run_get"], (run_id,))
                 row = cur.fetchone()
-        return _run_row(row)
+        return run_row(row)
 
     def list_runs(
         self, workflow: str | None = None, status: str | None = None, since: str | None = None, limit: int = 50
@@ -625,16 +417,16 @@ class SqlStore(SqlLifecycle):
             where.append("created_at >= ?")
             params.append(normalize_ts(since))
         clause = f" WHERE {' AND '.join(where)}" if where else ""
-        stmt = f"SELECT {_RUN_COLS} FROM runs{clause} ORDER BY created_at DESC, n DESC LIMIT ?"
+        stmt = f"SELECT {RUN_COLS} FROM runs{clause} ORDER BY created_at DESC, n DESC LIMIT ?"
         with self._tx(write=False) as cur:
             cur.execute(self._adapt(stmt), (*params, limit))
-            return [_run_row(r) for r in cur.fetchall()]
+            return [run_row(r) for r in cur.fetchall()]
 
     def get_steps(self, run_id: str) -> list[StepRecord]:
         """A run's steps in the order they first appeared, for_each items included."""
         with self._tx(write=False) as cur:
             cur.execute(self._sql["steps_of_run"], (run_id,))
-            steps = [_step_row(r) for r in cur.fetchall()]
+            steps = [step_row(r) for r in cur.fetchall()]
             cur.execute(self._sql["items_of_run"], (run_id,))
             items = cur.fetchall()
         return _with_items(steps, items)
@@ -647,12 +439,12 @@ class SqlStore(SqlLifecycle):
                 return None
             cur.execute(self._sql["items_of_step"], (run_id, step_id))
             items = cur.fetchall()
-        return _with_items([_step_row(row)], items)[0]
+        return _with_items([step_row(row)], items)[0]
 
     def get_events(self, run_id: str) -> list[Event]:
         with self._tx(write=False) as cur:
             cur.execute(self._sql["events_of_run"], (run_id,))
-            return [_event_row(r)[1] for r in cur.fetchall()]
+            return [event_row(r)[1] for r in cur.fetchall()]
 
     def get_events_after(
         self, after_seq: int = 0, run_id: str | None = None, limit: int = 1000
@@ -663,7 +455,7 @@ class SqlStore(SqlLifecycle):
                 cur.execute(self._sql["events_after"], (after_seq, limit))
             else:
                 cur.execute(self._sql["events_after_run"], (run_id, after_seq, limit))
-            return [_event_row(r) for r in cur.fetchall()]
+            return [event_row(r) for r in cur.fetchall()]
 
     # --- agents and their tokens ------------------------------------------------------
     def put_agent(self, agent_id: str, data: dict[str, Any]) -> None:
@@ -675,12 +467,12 @@ class SqlStore(SqlLifecycle):
         with self._tx(write=False) as cur:
             cur.execute(self._sql["agent_get"], (agent_id,))
             row = cur.fetchone()
-        return {**_loads(row[1]), "id": row[0]} if row else None
+        return {**loads(row[1]), "id": row[0]} if row else None
 
     def list_agents(self) -> list[dict[str, Any]]:
         with self._tx(write=False) as cur:
             cur.execute(self._sql["agent_list"])
-            return [{**_loads(r[1]), "id": r[0]} for r in cur.fetchall()]
+            return [{**loads(r[1]), "id": r[0]} for r in cur.fetchall()]
 
     def delete_agent(self, agent_id: str) -> bool:
         """Forget the agent and revoke its token; False when it was not registered."""
@@ -718,13 +510,13 @@ class SqlStore(SqlLifecycle):
             mid = self._insert_id(
                 self._sql["msg_insert"], (sender_id, recipient_id, content, int(urgent), created), "id"
             )
-        return _msg_row((mid, sender_id, recipient_id, content, urgent, created, None))
+        return msg_row((mid, sender_id, recipient_id, content, urgent, created, None))
 
     def get_messages(
         self, agent_id: str, since: str | None = None, unread_only: bool = False, mark_read: bool = False
     ) -> list[dict[str, Any]]:
         """Messages to ``agent_id``, oldest first; ``mark_read`` marks exactly those returned."""
-        stmt = f"SELECT {_MSG_COLS} FROM messages WHERE recipient_id = ?"
+        stmt = f"SELECT {MSG_COLS} FROM messages WHERE recipient_id = ?"
         params: list[Any] = [agent_id]
         if since is not None:
             stmt += " AND created_at > ?"
@@ -734,7 +526,7 @@ class SqlStore(SqlLifecycle):
         stmt += " ORDER BY created_at, id"
         with self._tx(write=mark_read) as cur:
             cur.execute(self._adapt(stmt), params)
-            messages = [_msg_row(r) for r in cur.fetchall()]
+            messages = [msg_row(r) for r in cur.fetchall()]
             if mark_read:
                 now = now_iso()
                 unread = [m for m in messages if m["read_at"] is None]
@@ -746,21 +538,21 @@ class SqlStore(SqlLifecycle):
 
     def sent_messages(self, sender_id: str, since: str | None = None) -> list[dict[str, Any]]:
         """Messages from ``sender_id``, oldest first (for the anti-jam checks)."""
-        stmt = f"SELECT {_MSG_COLS} FROM messages WHERE sender_id = ?"
+        stmt = f"SELECT {MSG_COLS} FROM messages WHERE sender_id = ?"
         params: list[Any] = [sender_id]
         if since is not None:
             stmt += " AND created_at > ?"
             params.append(normalize_ts(since))
         with self._tx(write=False) as cur:
             cur.execute(self._adapt(stmt + " ORDER BY created_at, id"), params)
-            return [_msg_row(r) for r in cur.fetchall()]
+            return [msg_row(r) for r in cur.fetchall()]
 
     # --- file locks -------------------------------------------------------------------
     def acquire_lock(self, file_path: str, agent_id: str, ttl_s: float) -> bool:
         """Take (or renew) the lease on ``file_path`` for ``ttl_s`` seconds; one statement, atomic."""
         now = now_iso()
         with self._tx() as cur:
-            cur.execute(self._sql["lock_acquire"], (file_path, agent_id, now, _later(ttl_s), now))
+            cur.execute(self._sql["lock_acquire"], (file_path, agent_id, now, iso_after(ttl_s), now))
             return _changed(cur)
 
     def release_lock(self, file_path: str, agent_id: str, force: bool = False) -> bool:
@@ -788,18 +580,18 @@ class SqlStore(SqlLifecycle):
         row = ("proj_" + os.urandom(8).hex(), name, description, lead_agent_id, status, now_iso())
         with self._tx() as cur:
             cur.execute(self._sql["project_insert"], row)
-        return dict(zip(_PROJECT_COLS.split(", "), row, strict=True))
+        return dict(zip(PROJECT_COLS.split(", "), row, strict=True))
 
     def get_project(self, project_id: str) -> dict[str, Any] | None:
         with self._tx(write=False) as cur:
             cur.execute(self._sql["project_get"], (project_id,))
             row = cur.fetchone()
-        return dict(zip(_PROJECT_COLS.split(", "), row, strict=True)) if row else None
+        return dict(zip(PROJECT_COLS.split(", "), row, strict=True)) if row else None
 
     def list_projects(self) -> list[dict[str, Any]]:
         with self._tx(write=False) as cur:
             cur.execute(self._sql["project_list"])
-            return [dict(zip(_PROJECT_COLS.split(", "), r, strict=True)) for r in cur.fetchall()]
+            return [dict(zip(PROJECT_COLS.split(", "), r, strict=True)) for r in cur.fetchall()]
 
     def create_goal(
         self, name: str, description: str = "", project_id: str | None = None, status: str = "pending"
@@ -812,13 +604,13 @@ class SqlStore(SqlLifecycle):
                 if cur.fetchone() is None:
                     raise NotFound(f"no project with id {project_id!r} in {self.url}")
             cur.execute(self._sql["goal_insert"], row)
-        return dict(zip(_GOAL_COLS.split(", "), row, strict=True))
+        return dict(zip(GOAL_COLS.split(", "), row, strict=True))
 
     def get_goal(self, goal_id: str) -> dict[str, Any] | None:
         with self._tx(write=False) as cur:
             cur.execute(self._sql["goal_get"], (goal_id,))
             row = cur.fetchone()
-        return dict(zip(_GOAL_COLS.split(", "), row, strict=True)) if row else None
+        return dict(zip(GOAL_COLS.split(", "), row, strict=True)) if row else None
 
     def list_goals(self, project_id: str | None = None) -> list[dict[str, Any]]:
         with self._tx(write=False) as cur:
@@ -826,13 +618,13 @@ class SqlStore(SqlLifecycle):
                 cur.execute(self._sql["goal_list"])
             else:
                 cur.execute(self._sql["goal_list_project"], (project_id,))
-            return [dict(zip(_GOAL_COLS.split(", "), r, strict=True)) for r in cur.fetchall()]
+            return [dict(zip(GOAL_COLS.split(", "), r, strict=True)) for r in cur.fetchall()]
 
     # --- audit log --------------------------------------------------------------------
     def add_audit(
         self, actor: str, action: str, target: str | None = None, detail: dict[str, Any] | None = None
     ) -> int:
-        params = (now_iso(), actor, action, target, _opt_json(detail, f"audit detail of {action}"))
+        params = (now_iso(), actor, action, target, opt_json(detail, f"audit detail of {action}"))
         with self._tx():
             return self._insert_id(self._sql["audit_insert"], params, "seq")
 
@@ -852,7 +644,7 @@ class SqlStore(SqlLifecycle):
             cur.execute(self._adapt(stmt), (*params, limit))
             rows = cur.fetchall()
         keys = ("seq", "ts", "actor", "action", "target")
-        return [{**dict(zip(keys, r[:5], strict=True)), "detail": _opt_loads(r[5])} for r in rows]
+        return [{**dict(zip(keys, r[:5], strict=True)), "detail": opt_loads(r[5])} for r in rows]
 
 
 def _with_items(steps: list[StepRecord], rows: Sequence[Sequence[Any]]) -> list[StepRecord]:
@@ -862,5 +654,5 @@ def _with_items(steps: list[StepRecord], rows: Sequence[Sequence[Any]]) -> list[
         for step_id, idx, result in sorted(rows, key=lambda r: (r[0], r[1])):
             step = by_id.get(step_id)
             if step is not None:
-                step.items[idx] = _opt_loads(result)
+                step.items[idx] = opt_loads(result)
     return steps

@@ -14,10 +14,12 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from runner import events as ev
-from runner.events import Event, now_iso
-from runner.store.base import Assignment, RunRecord, StepRecord, lease_is_free
-from runner.store.lifecycle import decide_cancel, decide_report, report_body, still_waiting
+from runner.core.lifecycle import decide_cancel, decide_report, report_body, still_waiting
+from runner.model import events as ev
+from runner.model.events import Event, now_iso
+from runner.store.base import Assignment, RunRecord, StepRecord
+from runner.store.leases import lease_is_free
+from runner.store.sql_rows import event_row, run_row, step_row, to_json
 
 _ASG_COLS = "run_id, step_id, idx, agent_id, attempt, arguments, assigned_at, deadline, status, reported_at, reported_by, report"
 _SIGNALS = "('" + "', '".join(ev.SIGNAL_TYPES) + "')"  # spelled as the partial index spells it
@@ -96,11 +98,9 @@ class SqlLifecycle:
         )
 
     def get_signals(self, run_id: str, after_seq: int = 0) -> list[tuple[int, Event]]:
-        from runner.store.sql import _event_row
-
         with self._tx(write=False) as cur:
             cur.execute(self._sql["signals"], (run_id, after_seq))
-            return [_event_row(r) for r in cur.fetchall()]
+            return [event_row(r) for r in cur.fetchall()]
 
     def list_assignments(self, agent_id: str | None = None, run_id: str | None = None) -> list[Assignment]:
         stmt, params = LIFECYCLE_SQL["asg_waiting"], []
@@ -132,11 +132,9 @@ class SqlLifecycle:
         return _asg_row(row) if row else None
 
     def _locked_run(self, cur: Any, run_id: str) -> RunRecord | None:
-        from runner.store.sql import _run_row
-
         cur.execute(self._sql["run_lock"], (run_id,))
         row = cur.fetchone()
-        return _run_row(row) if row else None
+        return run_row(row) if row else None
 
     def report_step(
         self,
@@ -148,8 +146,6 @@ class SqlLifecycle:
         result: Any = None,
         error: str | None = None,
     ) -> str:
-        from runner.store.sql import _step_row, to_json
-
         body = report_body(result, error)
         encoded = to_json(body, f"the report on step {step_id}")
         idx = -1 if index is None else index
@@ -163,7 +159,7 @@ class SqlLifecycle:
             now = now_iso()
             verdict = decide_report(
                 run,
-                _step_row(srow) if srow else None,
+                step_row(srow) if srow else None,
                 asg,
                 run_id=run_id,
                 step_id=step_id,

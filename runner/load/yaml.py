@@ -12,17 +12,13 @@ error rather than code execution; duplicate keys are errors; alias expansion is 
 (billion laughs fails in milliseconds); implicit timestamps stay strings, because the
 workflow model is JSON and a date is text there.
 
-``load_workflow`` = validate (``runner.validation``) + build the model
-(``runner.builder``); it raises ``WorkflowInvalid`` carrying every problem at once.
-runner's JSON Schemas and their fast check live in ``runner.schemacheck``; their public
-names are re-exported here, where the rest of runner has always imported them.
+``runner.load.load_workflow`` builds on this: validate (``runner.load.validation``), then
+build the model (``runner.load.build``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import gc
-import hashlib
 import json
 import re
 from collections.abc import Iterator, Sequence
@@ -35,37 +31,10 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import BaseResolver, Resolver
 
-from runner.builder import build_agent, build_workflow
 from runner.errors import Problem, WorkflowInvalid
-from runner.model import AgentSpec, Workflow
-from runner.problems import RANK_INPUTS, RANK_REFERENCE, RANK_SCHEMA, RANK_STRUCTURE, RANK_YAML
-from runner.schemacheck import fast_schema_valid, fast_valid, schema, schema_dir, schema_validator
+from runner.model.problems import RANK_STRUCTURE, RANK_YAML
 
-# The fast schema check's internals, which the loader's tests reach through this module.
-from runner.schemacheck import _fast_check, _FastCompiler, _Uncompilable, _Unsure  # noqa: F401  # isort: skip
-
-__all__ = [
-    "RANK_INPUTS",
-    "RANK_REFERENCE",
-    "RANK_SCHEMA",
-    "RANK_STRUCTURE",
-    "RANK_YAML",
-    "SourceMap",
-    "build_agent",
-    "build_workflow",
-    "fast_schema_valid",
-    "fast_valid",
-    "gc_paused",
-    "json_path",
-    "load_agents_file",
-    "load_workflow",
-    "load_yaml",
-    "read_text",
-    "schema",
-    "schema_dir",
-    "schema_validator",
-    "workflow_hash",
-]
+__all__ = ["PathT", "SourceMap", "gc_paused", "json_path", "load_yaml", "read_text"]
 
 PathT = tuple[str | int, ...]
 
@@ -418,59 +387,3 @@ def read_text(path: str | Path) -> str:
         raise WorkflowInvalid(
             [Problem(f"cannot read workflow file: {path}: {reason}", "$", str(path), 0, 0, rank=RANK_YAML)],
         ) from None
-
-
-def workflow_hash(text: str) -> str:
-    """Content hash of a workflow's exact text (sha256, hex), for versions and resume."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def load_workflow(
-    path_or_text: str | Path,
-    *,
-    file: str | None = None,
-    registry: Sequence[AgentSpec] = (),
-    check_inputs: bool = True,
-) -> Workflow:
-    """Read, validate and build a workflow; raises WorkflowInvalid with every problem.
-
-    ``path_or_text`` is a path (a ``Path``, or a string naming an existing file without
-    newlines) or the YAML text itself; ``file`` names the text in messages.
-    ``check_inputs=False`` skips checking input defaults against their schemas.
-    """
-    # validation builds on this module, so it is imported here, not at the top
-    from runner.validation import analyze
-
-    text, source = _source(path_or_text, file)
-    data, problems = analyze(text, source, registry, check_inputs=check_inputs)
-    # Warnings never block: a file that `runner validate` accepts must also run.
-    if any(p.severity == "error" for p in problems):
-        raise WorkflowInvalid(problems)
-    wf = build_workflow(data, source=source, text=text)
-    if problems:
-        wf = dataclasses.replace(wf, warnings=tuple(problems))
-    return wf
-
-
-def _source(path_or_text: str | Path, file: str | None) -> tuple[str, str]:
-    if isinstance(path_or_text, Path):
-        if path_or_text.is_dir():
-            raise WorkflowInvalid(
-                [Problem(f"{path_or_text} is a directory, not a workflow file", "$", str(path_or_text), 0, 0)]
-            )
-        return read_text(path_or_text), file or str(path_or_text)
-    if "\n" not in path_or_text and (path_or_text.endswith((".yaml", ".yml")) or Path(path_or_text).is_file()):
-        return read_text(path_or_text), file or path_or_text
-    return path_or_text, file or "<string>"
-
-
-def load_agents_file(path: str | Path) -> list[AgentSpec]:
-    """Agents of a registry file (top-level ``agents:`` list); raises WorkflowInvalid."""
-    from runner.validation import analyze_agents
-
-    source = str(path)
-    text = read_text(path)
-    data, problems = analyze_agents(text, source)
-    if problems:
-        raise WorkflowInvalid(problems)
-    return [build_agent(a, source) for a in data["agents"]]

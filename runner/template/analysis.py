@@ -18,7 +18,7 @@ from typing import Any, Final, NamedTuple
 from jinja2 import nodes
 from jinja2.exceptions import TemplateSyntaxError
 
-from runner.template_syntax import ENV, GLOBALS, PlainPath, fast_form, has_syntax
+from runner.template.syntax import ENV, GLOBALS, PlainPath, fast_form, has_syntax
 
 __all__ = [
     "find_problems",

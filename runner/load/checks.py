@@ -3,7 +3,7 @@
 :class:`WorkflowChecks` works on whatever a loaded document holds, schema-valid or not,
 and skips anything of the wrong shape (the schema layer has already reported it), so a
 single run reports every problem. Nothing here renders a template: templates are
-analysed statically by :mod:`runner.template_analysis`, imported on first use together
+analysed statically by :mod:`runner.template.analysis`, imported on first use together
 with Jinja, and jsonschema only when a value is not certainly valid.
 """
 
@@ -17,10 +17,10 @@ from types import ModuleType
 from typing import Any
 
 from runner.errors import Problem, WorkflowInvalid
-from runner.loader import PathT, SourceMap, json_path, load_yaml, read_text
+from runner.load.schema import fast_schema_valid
+from runner.load.yaml import PathT, SourceMap, json_path, load_yaml, read_text
 from runner.model import AgentSpec
-from runner.problems import RANK_INPUTS, RANK_REFERENCE, RANK_STRUCTURE, hint
-from runner.schemacheck import fast_schema_valid
+from runner.model.problems import RANK_INPUTS, RANK_REFERENCE, RANK_STRUCTURE, hint
 
 __all__ = ["WorkflowChecks", "known_patterns", "resolve_uses"]
 
@@ -35,7 +35,7 @@ _CODE = re.compile(r"\{\{(.*?)\}\}|\{%(.*?)%\}", re.DOTALL)
 
 
 def _has_syntax(s: str) -> bool:
-    """``runner.template_syntax.has_syntax``, repeated so a file without templates never imports Jinja."""
+    """``runner.template.syntax.has_syntax``, repeated so a file without templates never imports Jinja."""
     return "{" in s and ("{{" in s or "{%" in s or "{#" in s)
 
 
@@ -74,14 +74,14 @@ def _strings(value: Any, path: PathT) -> Iterator[tuple[PathT, str]]:
 
 def known_patterns() -> list[str]:
     """Names usable as ``uses: <name>`` (files ``patterns/<name>.yaml``)."""
-    from runner.patterns import list_patterns
+    from runner.load.patterns import list_patterns
 
     return list_patterns()
 
 
 def resolve_uses(uses: str, file: str) -> Path | None:
-    """The file a ``uses:`` names (``runner.patterns`` rules, shared with the engine), or None."""
-    from runner.patterns import resolve_uses as _resolve
+    """The file a ``uses:`` names (``runner.load.patterns`` rules, shared with the engine), or None."""
+    from runner.load.patterns import resolve_uses as _resolve
 
     try:
         return _resolve(uses, file)
@@ -178,7 +178,7 @@ class WorkflowChecks:
                 yield path, step, sid
 
     def structure(self) -> None:
-        from runner.dag import ancestors, find_cycles
+        from runner.core.dag import ancestors, find_cycles
 
         for path, step in self.steps:
             sid = step.get("step_id")
@@ -325,9 +325,9 @@ class WorkflowChecks:
     # ------------------------------------------------------------------ templates
 
     def _t(self) -> ModuleType:
-        """:mod:`runner.template_analysis`, imported (with Jinja) when a template is met."""
+        """:mod:`runner.template.analysis`, imported (with Jinja) when a template is met."""
         if self._analysis is None:
-            from runner import template_analysis
+            from runner.template import analysis as template_analysis
 
             self._analysis = template_analysis
         return self._analysis
@@ -415,7 +415,7 @@ class WorkflowChecks:
     # ------------------------------------------------------------------ patterns
 
     def uses(self) -> None:
-        from runner.patterns import is_path_ref
+        from runner.load.patterns import is_path_ref
 
         for path, step in self.steps:
             uses = step.get("uses")

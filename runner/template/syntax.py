@@ -1,7 +1,7 @@
 """The template language itself: the sandboxed Jinja environment and the plain-path grammar.
 
-Both halves of the template layer build on this module: :mod:`runner.templates` compiles
-and renders values, :mod:`runner.template_analysis` checks them without rendering. Keeping
+Both halves of the template layer build on this module: :mod:`runner.template` compiles
+and renders values, :mod:`runner.template.analysis` checks them without rendering. Keeping
 the environment and the fast path's grammar here lets each of them import it without
 importing the other.
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from runner.errors import NotFound, Refused
-from runner.store.base import Assignment, RunRecord, StepRecord
+from runner.model.records import Assignment, RunRecord, StepRecord
 
 # Run statuses in which a pull step may still be reported on: a run whose process died
 # (interrupted) keeps its assignments, and the resumed run picks the report up.
@@ -50,7 +50,7 @@ def decide_report(
 ) -> ReportVerdict:
     """Accept a report, acknowledge a repeat of the same report, or refuse (raise) with why."""
     if run is None:
-        raise NotFound(f"no run with id {run_id!r} in {url}")
+        raise NotFound.run(run_id, url)
     what = f"step '{step_id}' of run {run_id}"
     if asg is None:
         if step is None:
@@ -78,7 +78,7 @@ def decide_report(
 def decide_cancel(run: RunRecord | None, *, run_id: str, holder_alive: bool, url: str = "the store") -> CancelVerdict:
     """End a run nobody executes now, ask the executing process to cancel, or refuse a finished run."""
     if run is None:
-        raise NotFound(f"no run with id {run_id!r} in {url}")
+        raise NotFound.run(run_id, url)
     if run.status == "cancelled":
         return "already"
     if run.status in FINISHED_RUN:

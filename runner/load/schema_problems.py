@@ -1,6 +1,6 @@
 """jsonschema's errors → positioned problems with messages written for people.
 
-A fast exact check (:func:`runner.schemacheck.fast_valid`) answers for valid documents;
+A fast exact check (:func:`runner.load.schema.fast_valid`) answers for valid documents;
 jsonschema is imported and run only when something is wrong, and then, in long step
 lists, only over the steps that fail the fast check. Each error is explained in the
 workflow's terms ("unknown key 'dependson' (did you mean 'depends_on'?)", "agent 'x' with
@@ -14,9 +14,9 @@ from collections.abc import Callable
 from typing import Any
 
 from runner.errors import Problem
-from runner.loader import PathT, SourceMap
-from runner.problems import RANK_SCHEMA, hint
-from runner.schemacheck import fast_valid, schema_validator
+from runner.load.schema import fast_valid, schema_validator
+from runner.load.yaml import PathT, SourceMap
+from runner.model.problems import RANK_SCHEMA, hint
 
 __all__ = ["schema_problems", "type_name"]
 

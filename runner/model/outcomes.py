@@ -6,14 +6,12 @@ them without importing the engine's loop.
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.events import epoch_to_iso
-from runner.model import RunStatus, StepOutcome, Workflow
+from runner.model.events import epoch_to_iso
+from runner.model.spec import RunStatus, StepOutcome, Workflow
 
 
 @dataclass
@@ -74,11 +72,6 @@ class ResumeState:
     # attempt, with the same idempotency key (SPEC §6).
     in_flight: set[str] = field(default_factory=set)
     fresh: bool = False  # a queued (or just created) run: its first session starts it
-
-
-def new_run_id() -> str:
-    """Sortable, unique run ids: time prefix + random suffix."""
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
 
 
 def resolve_inputs(wf: Workflow, given: Mapping[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from runner.errors import Problem, RunnerError, WorkflowInvalid
 from runner.model import AgentSpec, StepSpec, Workflow
-from runner.templates import TemplateError, compile_value, is_templated
+from runner.template import TemplateError, compile_value, is_templated
 
 _SELECTION = ("assigned_agent_id", "assigned_role", "required_capabilities", "fallback_agents")
 _AGENT_FIELDS = ("args", "env", "headers", "url", "cwd", "command")
@@ -67,7 +67,7 @@ def positioned(wf: Workflow, problems: list[Problem]) -> list[Problem]:
     """Give run-time problems (``$.steps[<id>].field``) the file:line:col of the YAML node at fault."""
     if not wf.source_text:
         return problems
-    from runner.loader import load_yaml
+    from runner.load.yaml import load_yaml
 
     try:
         _data, smap = load_yaml(wf.source_text, wf.source or "<string>")

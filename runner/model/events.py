@@ -7,11 +7,11 @@ shows it, ``--events F`` writes it as a JSON line. Resume replays the stored sta
 
 from __future__ import annotations
 
-import datetime as _dt
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from runner.model.clock import epoch_to_iso, now_iso
 
 # Event types (SPEC §8). Item events carry ``data["index"]`` for one for_each item.
 RUN_STARTED = "run_started"
@@ -46,29 +46,6 @@ RUN_TERMINAL = {
     RUN_TIMED_OUT: "timed_out",
     RUN_CANCELLED: "cancelled",
 }
-
-
-_second = -1
-_prefix = ""
-
-
-def now_iso() -> str:
-    """ISO 8601, UTC, microseconds: ``2026-11-24T22:45:28.123456Z``.
-
-    On the engine's hot path (two events a step): the ``%Y-%m-%dT%H:%M:%S`` part is
-    formatted once per second, not per call (``strftime`` alone was 5 µs a call here).
-    """
-    global _second, _prefix
-    t = time.time()
-    sec = int(t)
-    if sec != _second:
-        _prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-        _second = sec
-    return f"{_prefix}.{int((t - sec) * 1_000_000):06d}Z"
-
-
-def epoch_to_iso(ts: float) -> str:
-    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(slots=True)
@@ -120,3 +97,5 @@ class Event:
 
 
 EventSink = Callable[[Event], None]
+
+__all__ = ["Event", "EventSink", "epoch_to_iso", "now_iso"]

@@ -6,7 +6,7 @@ Every template string of a workflow (``tool_arguments``, ``with``, ``outputs``,
 * **validation** asks, without rendering, what a string is wrong about
   (:func:`find_problems`: syntax, statically visible sandbox abuse) and what it refers to
   (:func:`referenced_steps`, :func:`referenced_roots`, :func:`referenced_result_fields`);
-  those live in :mod:`runner.template_analysis`;
+  those live in :mod:`runner.template.analysis`;
 * **the engine** compiles a step's values once (:func:`compile_value`) and renders them
   per step or per ``for_each`` item (:meth:`Compiled.render`), so it is on the hot path.
   That is this module.
@@ -22,8 +22,8 @@ and its sandbox), never calls ``getattr``, and hands anything that is not plain 
 (objects, attribute names of dict/list/str such as ``items`` or ``upper``, Jinja
 globals) to the compiled Jinja expression, so both paths give the same result.
 
-The sandbox itself and the plain-path grammar are in :mod:`runner.template_syntax`;
-secret masking is :class:`~runner.masking.Masker`. Their public names are re-exported
+The sandbox itself and the plain-path grammar are in :mod:`runner.template.syntax`;
+secret masking is :class:`~runner.template.masking.Masker`. Their public names are re-exported
 here, where the rest of runner has always imported them.
 """
 
@@ -37,17 +37,17 @@ from jinja2 import nodes
 from jinja2.environment import Template, TemplateExpression
 from jinja2.runtime import Undefined
 
-from runner.masking import Masker
-from runner.template_analysis import find_problems, referenced_result_fields, referenced_roots, referenced_steps
-from runner.template_syntax import ENV as _ENV
-from runner.template_syntax import GLOBALS as _GLOBALS
-from runner.template_syntax import MAX_POWER_DIGITS, MAX_REPEAT, TemplateError
-from runner.template_syntax import PlainPath as _Path
-from runner.template_syntax import error_from as _error_from
-from runner.template_syntax import fast_form as _fast_form
-from runner.template_syntax import finalize as _finalize
-from runner.template_syntax import has_syntax as _has_syntax
-from runner.template_syntax import snippet as _snippet
+from runner.template.analysis import find_problems, referenced_result_fields, referenced_roots, referenced_steps
+from runner.template.masking import Masker
+from runner.template.syntax import ENV as _ENV
+from runner.template.syntax import GLOBALS as _GLOBALS
+from runner.template.syntax import MAX_POWER_DIGITS, MAX_REPEAT, TemplateError
+from runner.template.syntax import PlainPath as _Path
+from runner.template.syntax import error_from as _error_from
+from runner.template.syntax import fast_form as _fast_form
+from runner.template.syntax import finalize as _finalize
+from runner.template.syntax import has_syntax as _has_syntax
+from runner.template.syntax import snippet as _snippet
 
 __all__ = [
     "MAX_POWER_DIGITS",

@@ -22,16 +22,18 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner import events as ev
+from runner.core.scheduler import Scheduler, Task
+from runner.core.selection import eligible, order
 from runner.errors import AgentError, LeaseLost, Problem, RunnerError, StoreError, ToolFailure, WorkflowInvalid
-from runner.events import Event, EventSink, epoch_to_iso
-from runner.instantiate import describe_need, instantiate, positioned, render_agent
+from runner.load.instantiate import describe_need, instantiate, positioned, render_agent
 from runner.model import AgentSpec, RunStatus, StepOutcome, StepSpec, StepStatus, TransportKind, Workflow
-from runner.outcomes import ResumeState, RunResult, new_run_id, resolve_inputs
-from runner.scheduler import Scheduler, Task
-from runner.selection import eligible, order
-from runner.store.base import Lease, lease_ttl, take_lease
-from runner.templates import Compiled, Masker, TemplateError, compile_value, render_condition
+from runner.model import events as ev
+from runner.model.events import Event, EventSink, epoch_to_iso
+from runner.model.ids import new_run_id
+from runner.model.outcomes import ResumeState, RunResult, resolve_inputs
+from runner.store.base import Lease
+from runner.store.leases import lease_ttl, take_lease
+from runner.template import Compiled, Masker, TemplateError, compile_value, render_condition
 
 if TYPE_CHECKING:
     from runner.agents.pool import AgentPool
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
 
 IDEMPOTENCY_META_KEY = "runner/idempotency_key"
 
-__all__ = ["IDEMPOTENCY_META_KEY", "Engine", "ResumeState", "RunResult", "new_run_id", "resolve_inputs"]
+__all__ = ["IDEMPOTENCY_META_KEY", "Engine"]
 
 
 class Engine:
@@ -234,7 +236,7 @@ class Engine:
             if self.store is not None and wf.source_text is not None:
                 # The version this session runs (after `--force`, a newer one than the run
                 # started with): later resumes compare the file against it.
-                from runner.loader import workflow_hash
+                from runner.model.ids import workflow_hash
                 from runner.store.base import WorkflowRecord
 
                 h = workflow_hash(wf.source_text)
@@ -243,7 +245,7 @@ class Engine:
             self.emit(ev.RUN_RESUMED, attempt=resume.attempt + 1 if resume.new_attempt else None, data=data)
         else:
             if self.store is not None:
-                from runner.loader import workflow_hash
+                from runner.model.ids import workflow_hash
                 from runner.store.base import RunRecord, WorkflowRecord
 
                 text = wf.source_text or ""
@@ -741,6 +743,10 @@ class Engine:
             sched.complete(task)
             return
         spec = self._specs[sid]
+        if err.extra.get("kind") == "cancelled" and self._cancelled and self._main_status is None:
+            # Stopped by the run's cancel (not a failure of the step): the step is cancelled,
+            # with the pending ones, before the scheduler could count it as failed.
+            sched.cancel_pending("run cancelled")
         delay = 0.0
         # `retry` counts attempts within this session: attempt numbers go on across sessions
         # (for unique idempotency keys), but a re-run step gets its whole retry policy again.
@@ -795,7 +801,7 @@ class Engine:
         except ToolFailure as exc:
             self._finished.append((task, None, exc))
         except asyncio.CancelledError:
-            self._finished.append((task, None, ToolFailure("cancelled", retryable=False)))
+            self._finished.append((task, None, ToolFailure("cancelled", retryable=False, extra={"kind": "cancelled"})))
             if inline:
                 if not self._inline_cancel:
                     raise  # the run itself is being cancelled (Ctrl-C)
@@ -989,8 +995,8 @@ class Engine:
         its step events reach this run's sinks and store as ``<step>.<inner step>``.
         Its result is the pattern's ``outputs``.
         """
-        from runner.loader import load_workflow
-        from runner.patterns import resolve_uses
+        from runner.load import load_workflow
+        from runner.load.patterns import resolve_uses
 
         path = resolve_uses(spec.uses or "", self.wf.source)
         registry = list(self.agents.values())

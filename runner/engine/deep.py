@@ -15,13 +15,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from runner.core.selection import eligible
 from runner.errors import Problem, WorkflowInvalid
-from runner.instantiate import render_agent
-from runner.loader import SourceMap, load_workflow, load_yaml, read_text
+from runner.load import SourceMap, load_workflow, load_yaml, read_text
+from runner.load.instantiate import render_agent
+from runner.load.validation import hint
 from runner.model import AgentSpec, StepSpec, TransportKind, Workflow
-from runner.selection import eligible
-from runner.templates import TemplateError, is_templated, referenced_result_fields
-from runner.validation import hint
+from runner.template import TemplateError, is_templated, referenced_result_fields
 
 RANK_DEEP = 80
 

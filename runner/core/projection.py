@@ -13,15 +13,14 @@ and each backend applies that delta to its own item storage.
 
 from __future__ import annotations
 
-import datetime as _dt
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any, NamedTuple, TypeVar
 
-from runner import events as ev
-from runner.errors import InputInvalid, StoreError
-from runner.events import Event
-from runner.store.base import RunRecord, StepRecord
+from runner.errors import StoreError
+from runner.model import events as ev
+from runner.model.events import Event
+from runner.model.records import RunRecord, StepRecord
 
 _STEP_TYPES = frozenset(
     {
@@ -268,21 +267,3 @@ def replay(events: Iterable[Event]) -> tuple[dict[str, RunRecord], dict[tuple[st
                 items[change.item[0]] = change.item[1]
             steps[key] = replace(step, items=items)
     return runs, steps
-
-
-def normalize_ts(value: str, what: str = "since") -> str:
-    """An ISO 8601 date or timestamp as the stores write them (UTC, microseconds, ``Z``).
-
-    Stored timestamps compare as strings, so a filter such as ``since`` must be spelled
-    exactly like them: ``2026-01-02``, ``2026-01-02T03:04`` and ``…+01:00`` all work.
-    """
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    try:
-        moment = _dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise InputInvalid(f"{what}: {value!r} is not an ISO 8601 date or timestamp") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=_dt.timezone.utc)
-    return moment.astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

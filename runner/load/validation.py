@@ -1,6 +1,6 @@
 """Workflow validation: every problem at once, positioned, most relevant first.
 
-Layers of checks, each a rank (``runner.problems.RANK_*``) so the most fundamental
+Layers of checks, each a rank (``runner.model.problems.RANK_*``) so the most fundamental
 problems come first: YAML (syntax, tags, duplicate keys) < JSON Schema (types, unknown
 keys) < structure (duplicate ids, unknown ``depends_on``, cycles) < references (agents,
 roles, patterns, templates) < inputs (defaults and ``with`` values against their schemas).
@@ -8,10 +8,10 @@ Later layers run even when earlier ones fail — on whatever parts of the docume
 make sense — so one ``runner validate`` shows everything to fix.
 
 This module is the entry point: it loads files, tells workflows from agents files, and
-runs the layers: :mod:`runner.schema_problems` (the schema layer),
-:mod:`runner.checks` (everything after it); :mod:`runner.problems` orders and formats the
+runs the layers: :mod:`runner.load.schema_problems` (the schema layer),
+:mod:`runner.load.checks` (everything after it); :mod:`runner.model.problems` orders and formats the
 result. Nothing here renders a template or imports the MCP SDK; jsonschema and the
-template analysis are imported on first use, so ``import runner.validation`` stays cheap.
+template analysis are imported on first use, so ``import runner.load.validation`` stays cheap.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from runner.checks import WorkflowChecks, known_patterns, resolve_uses
 from runner.errors import Problem, WorkflowInvalid
-from runner.loader import SourceMap, gc_paused, load_yaml, read_text
+from runner.load.checks import WorkflowChecks, known_patterns, resolve_uses
+from runner.load.schema import schema
+from runner.load.schema_problems import schema_problems, type_name
+from runner.load.yaml import SourceMap, gc_paused, load_yaml, read_text
 from runner.model import AgentSpec
-from runner.problems import RANK_SCHEMA, RANK_STRUCTURE, format_problems, has_errors, hint, sort_problems
-from runner.schema_problems import schema_problems, type_name
-from runner.schemacheck import schema
+from runner.model.problems import RANK_SCHEMA, RANK_STRUCTURE, format_problems, has_errors, hint, sort_problems
 
 __all__ = [
     "analyze",

@@ -1,0 +1,77 @@
+"""Loading: YAML with positions → validated plain values → the frozen workflow model.
+
+``yaml`` reads strictly and keeps every node's position; ``schema`` and
+``schema_problems`` check against runner's JSON Schemas; ``checks`` and ``validation``
+find every other problem (DAG, references, templates); ``build`` makes the model;
+``patterns`` resolves ``uses:``; ``instantiate`` applies inputs to agent settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+from runner.errors import Problem, WorkflowInvalid
+from runner.load.build import build_agent, build_workflow
+from runner.load.validation import analyze, analyze_agents
+from runner.load.yaml import SourceMap, gc_paused, json_path, load_yaml, read_text
+from runner.model import AgentSpec, Workflow
+from runner.model.ids import workflow_hash
+
+__all__ = [
+    "SourceMap",
+    "gc_paused",
+    "json_path",
+    "load_agents_file",
+    "load_workflow",
+    "load_yaml",
+    "read_text",
+    "workflow_hash",
+]
+
+
+def load_workflow(
+    path_or_text: str | Path,
+    *,
+    file: str | None = None,
+    registry: Sequence[AgentSpec] = (),
+    check_inputs: bool = True,
+) -> Workflow:
+    """Read, validate and build a workflow; raises WorkflowInvalid with every problem.
+
+    ``path_or_text`` is a path (a ``Path``, or a string naming an existing file without
+    newlines) or the YAML text itself; ``file`` names the text in messages.
+    ``check_inputs=False`` skips checking input defaults against their schemas.
+    """
+    text, source = _source(path_or_text, file)
+    data, problems = analyze(text, source, registry, check_inputs=check_inputs)
+    # Warnings never block: a file that `runner validate` accepts must also run.
+    if any(p.severity == "error" for p in problems):
+        raise WorkflowInvalid(problems)
+    wf = build_workflow(data, source=source, text=text)
+    if problems:
+        wf = dataclasses.replace(wf, warnings=tuple(problems))
+    return wf
+
+
+def _source(path_or_text: str | Path, file: str | None) -> tuple[str, str]:
+    if isinstance(path_or_text, Path):
+        if path_or_text.is_dir():
+            raise WorkflowInvalid(
+                [Problem(f"{path_or_text} is a directory, not a workflow file", "$", str(path_or_text), 0, 0)]
+            )
+        return read_text(path_or_text), file or str(path_or_text)
+    if "\n" not in path_or_text and (path_or_text.endswith((".yaml", ".yml")) or Path(path_or_text).is_file()):
+        return read_text(path_or_text), file or path_or_text
+    return path_or_text, file or "<string>"
+
+
+def load_agents_file(path: str | Path) -> list[AgentSpec]:
+    """Agents of a registry file (top-level ``agents:`` list); raises WorkflowInvalid."""
+    source = str(path)
+    text = read_text(path)
+    data, problems = analyze_agents(text, source)
+    if problems:
+        raise WorkflowInvalid(problems)
+    return [build_agent(a, source) for a in data["agents"]]

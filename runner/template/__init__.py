@@ -1,0 +1,38 @@
+"""Templates: Jinja in a sandbox, with a fast path for plain paths and native types.
+
+``render`` compiles and renders (each distinct template at most once per process),
+``syntax`` and ``analysis`` read templates without running them (validation uses them),
+``masking`` keeps secrets out of everything the runner writes. Pure: no I/O.
+"""
+
+from runner.template.render import (
+    MAX_POWER_DIGITS,
+    MAX_REPEAT,
+    Compiled,
+    Masker,
+    TemplateError,
+    compile_value,
+    find_problems,
+    is_templated,
+    jinja_compile_count,
+    referenced_result_fields,
+    referenced_roots,
+    referenced_steps,
+    render_condition,
+)
+
+__all__ = [
+    "MAX_POWER_DIGITS",
+    "MAX_REPEAT",
+    "Compiled",
+    "Masker",
+    "TemplateError",
+    "compile_value",
+    "find_problems",
+    "is_templated",
+    "jinja_compile_count",
+    "referenced_result_fields",
+    "referenced_roots",
+    "referenced_steps",
+    "render_condition",
+]
