@@ -41,6 +41,7 @@ from bench.common import (
 )
 from runner.engine import Engine, RunResult
 from runner.model import RunStatus, Workflow
+from runner.service import RunService
 from runner.store import open_store
 from runner.store.base import Store
 from runner.testing import FakeAgent, FakePool
@@ -50,7 +51,10 @@ PG_ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5
 
 async def _run_engine(wf: Workflow, store: Store | None = None, pool: Any = None) -> float:
     """Run ``wf``; return the runner's wall time without the preflight, in seconds."""
-    res: RunResult = await Engine(wf, store=store, base_dir=str(ROOT), pool=pool).run({})
+    if store is None:
+        res: RunResult = await Engine(wf, base_dir=str(ROOT), pool=pool).run({})
+    else:  # a stored run goes through the service, as `runner run` does
+        res = await RunService(store, pool=pool, base_dir=str(ROOT)).run(wf, {})
     if res.status != RunStatus.COMPLETED:
         why = next((f"{sid}: {o.error}" for sid, o in res.steps.items() if o.error), res.error)
         raise RuntimeError(f"benchmark run {wf.name} ended {res.status}: {why}")

@@ -303,13 +303,13 @@ def test_pull_step_completes_when_reported():
         task = asyncio.ensure_future(eng.run({}))
         for _ in range(100):
             await asyncio.sleep(0.01)
-            if eng.assigned("human"):
+            if eng.pull.assigned("human"):
                 break
-        [a] = eng.assigned("human")
+        [a] = eng.pull.assigned("human")
         assert a["arguments"] == {"doc": "x"}
         with pytest.raises(PermissionError):
-            eng.report("review", result="no", agent_id="someone-else")
-        eng.report("review", result={"ok": True}, agent_id="human")
+            eng.pull.report("review", result="no", agent_id="someone-else")
+        eng.pull.report("review", result={"ok": True}, agent_id="human")
         return await task
 
     r = asyncio.run(go())

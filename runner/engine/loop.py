@@ -1,51 +1,59 @@
-"""The engine: drives the pure scheduler, dispatches tasks to agents, emits events.
+"""The run loop: drives the pure scheduler, hands tasks to step handlers, journals events.
 
-One ``Engine`` runs one workflow run. It owns the async loop: it answers the scheduler's
-decisions (``if``, ``for_each``), starts tasks, and feeds outcomes back. Every state change
-becomes an ``Event`` handed to the sinks (store, progress, events file) *before* the engine
-acts on it, so a crash leaves a store that ``resume`` can continue from.
+One ``Engine`` executes one session of one run. It answers the scheduler's decisions
+(``if``, ``for_each``), starts tasks on the handler of their step's kind (``steps/``:
+tool, pull, uses), and feeds outcomes back. Its other jobs live beside it: the event
+journal (``journal.py``), the lease and the run's signals (``lease.py``), and agent
+start-up (``preflight.py``). Every state change is journalled *before* the engine acts
+on it, so a crash leaves a store that ``resume`` can continue from.
 
-Speed (SPEC §7: ≤ 50 µs of runner overhead per step): templates are compiled once per
-step, completions come back through a deque + one ``asyncio.Event`` (no ``asyncio.wait``
-over all tasks), and timers are ``call_at`` callbacks rather than ``wait_for`` tasks.
+Speed (SPEC §7): templates are compiled once per step, completions come back through a
+deque + one ``asyncio.Event`` (no ``asyncio.wait`` over all tasks), a lone task is
+awaited in line (a chain step costs no Task), and timers are ``call_at`` callbacks.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import gc
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.core.scheduler import Scheduler, Task
-from runner.core.selection import eligible, order
-from runner.errors import AgentError, LeaseLost, Problem, RunnerError, StoreError, ToolFailure, WorkflowInvalid
-from runner.load.instantiate import describe_need, instantiate, positioned, render_agent
-from runner.model import AgentSpec, RunStatus, StepOutcome, StepSpec, StepStatus, TransportKind, Workflow
+from runner.engine.finish import TERMINAL_EVENT, build_result, render_outputs, run_error
+from runner.engine.journal import Journal, ProgressFn
+from runner.engine.lease import RunLease, SignalPoller
+from runner.engine.preflight import Agents, preflight, step_kind
+from runner.engine.steps import IDEMPOTENCY_META_KEY, PullStep, StepHandler, ToolStep, UsesStep
+from runner.errors import LeaseLost, RunnerError, StoreError, ToolFailure
+from runner.load.instantiate import instantiate
+from runner.model import AgentSpec, RunStatus, StepOutcome, StepSpec, StepStatus, Workflow
 from runner.model import events as ev
-from runner.model.events import Event, EventSink, epoch_to_iso
-from runner.model.ids import new_run_id
+from runner.model.events import EventSink
+from runner.model.ids import new_run_id, workflow_hash
 from runner.model.outcomes import ResumeState, RunResult, resolve_inputs
-from runner.store.base import Lease
-from runner.store.leases import lease_ttl, take_lease
+from runner.model.records import WorkflowRecord
 from runner.template import Compiled, Masker, TemplateError, compile_value, render_condition
 
 if TYPE_CHECKING:
     from runner.agents.pool import AgentPool
-    from runner.store.base import Store
-
-IDEMPOTENCY_META_KEY = "runner/idempotency_key"
+    from runner.store.base import Lease, Store
 
 __all__ = ["IDEMPOTENCY_META_KEY", "Engine"]
 
 
 class Engine:
-    """Runs one workflow once. Construct, then ``await engine.run(inputs)``."""
+    """Executes one session of one run. Construct, then ``await engine.run(...)``.
+
+    With a ``store``, the run must exist there: the service layer creates it (queued or
+    claimed) and hands in ``resume`` (a ``ResumeState``, ``fresh`` for a first session)
+    and the ``lease`` it took. Without a store the run is ephemeral (nested ``uses:``
+    runs, tests, embedding): ``run(inputs)`` starts it in memory.
+    """
 
     def __init__(
         self,
@@ -57,36 +65,34 @@ class Engine:
         secrets: Mapping[str, str] | None = None,
         base_dir: str | None = None,
         pool: AgentPool | None = None,
-        on_progress: Callable[[str, float, float | None, str | None], None] | None = None,
+        on_progress: ProgressFn | None = None,
         lease: Lease | None = None,
     ) -> None:
         self.wf = workflow
         self.store = store
-        self.sinks: list[EventSink] = list(sinks)
         self.secrets = dict(secrets or {})
         self.masker = Masker(self.secrets.values())
+        self.journal = Journal(store, sinks, self.masker, masking=bool(self.secrets), on_progress=on_progress)
+        self.emit = self.journal.emit
+        self.flush = self.journal.flush
+        self.journal.on_lost = self._on_lease_lost
+        self.sinks = self.journal.sinks
         self.base_dir = base_dir or (str(Path(workflow.source).resolve().parent) if workflow.source else None)
-        self.agents: dict[str, AgentSpec] = {a.id: a for a in registry}
-        self.agents.update({a.id: a for a in workflow.agents})
-        self._pool = pool
+        specs: dict[str, AgentSpec] = {a.id: a for a in registry}
+        specs.update({a.id: a for a in workflow.agents})
+        self.agents = Agents(specs=specs, pool=pool)
         self._own_pool = pool is None
-        self._on_progress = on_progress
         self.outcomes: dict[str, StepOutcome] = {}
         self._items: dict[str, list[Any]] = {}
         self._item_results: dict[str, dict[int, Any]] = {}
         self._finished: deque[tuple[Task, Any, ToolFailure | None]] = deque()
         self._running: dict[Task, asyncio.Task[None]] = {}
-        self._load: dict[str, int] = {}
-        self._sems: dict[str, asyncio.Semaphore] = {}
-        self._unavailable: set[str] = set()
         self._compiled: dict[str, tuple[Compiled, Compiled | None, Compiled | None]] = {}
-        self._candidates: dict[str, tuple[list[str], int]] = {}
-        self._conns: dict[str, Any] = {}
-        self._pending: list[Event] = []
         self._specs: dict[str, StepSpec] = {}
+        self._kinds: dict[str, str] = {}
         self._fatal: BaseException | None = None
-        self._pull: dict[tuple[str, int | None], tuple[asyncio.Future[Any], str | None, Any, int]] = {}
-        self._has_pull = False
+        self.pull = PullStep(self)
+        self._handlers: dict[str, StepHandler] = {"pull": self.pull, "uses": UsesStep(self)}
         self._inline_task: asyncio.Task[Any] | None = None
         self._inline_cancel = False
         self.run_id = ""
@@ -94,70 +100,38 @@ class Engine:
         self._main_status: RunStatus | None = None
         self._timed_out = False
         self._cancelled = False
-        # This engine's lease on the run (stores only). `runner resume` claims it before it
-        # reads the run's state (so that state cannot be stale) and hands it in here.
-        self._lease: Lease | None = lease
-        self._ttl = lease_ttl()
-        # Reports on pull steps and cancel requests, written into the run's log by any
-        # process, are polled from the store (a cheap indexed read) while the run goes on.
-        self._signal_seq = 0
-        self._signal_timer: asyncio.TimerHandle | None = None
-        self._reports: dict[tuple[str, int | None], tuple[int, dict[str, Any], str | None]] = {}
+        self._given_lease = lease
+        self._lease: RunLease | None = None
+        self._signals: SignalPoller | None = None
         self.run_stored = False  # the store holds this run (so `runner resume` can continue it)
-        self._lease_timer: asyncio.TimerHandle | None = None
         self._preflight_task: asyncio.Future[None] | None = None
-        self._lease_lost = False
         self._started = time.time()  # reset when the run starts; kept for partial results
         self._preflight_ms = 0.0
         self._base_attempts: dict[str, int] = {}  # attempts of each step before this session
 
-    # -- events ---------------------------------------------------------------------------
-    def emit(self, type_: str, step_id: str | None = None, **kw: Any) -> None:
-        if self.store is None and not self.sinks:
-            return  # nobody listens: do not even build the event
-        data = kw.pop("data", None) or {}
-        if self.secrets:
-            data = self.masker.mask(data)
-            if kw.get("error"):
-                kw["error"] = self.masker.mask_text(kw["error"])
-        e = Event(type=type_, run_id=self.run_id, step_id=step_id, data=data, **kw)
-        if self.store is not None:
-            self._pending.append(e)
-        for sink in self.sinks:
-            sink(e)
+    # -- what step handlers use (``steps.base.StepRun``) --------------------------------------
+    def step_started(self, sid: str, attempt: int | None, agent_id: str | None) -> None:
+        o = self.outcomes[sid]
+        if o.started_at is None:
+            o.started_at = time.time()
+        if attempt is not None:
+            o.attempts = max(o.attempts, attempt)
+        if agent_id is not None:
+            o.agent_id = agent_id
+        o.status = StepStatus.IN_PROGRESS
+        self.emit(ev.STEP_STARTED, sid, attempt=attempt, agent_id=agent_id)
 
-    def flush(self) -> None:
-        """Make every emitted event durable, in one store transaction (group commit).
 
-        Called before every effect outside the runner — an MCP call, a pull assignment, a
-        nested run, the end of the run — so the write-ahead rule holds: what the store says
-        always precedes what happened. A chain step thus costs one commit, not two.
-        """
-        if self._lease_lost:
-            self._pending.clear()
-            return
-        if self._pending and self.store is not None:
-            batch, self._pending = self._pending, []
-            try:
-                self.store.append_many(batch, self._lease)
-            except LeaseLost:
-                self._lost_lease()
-                raise
-
-    def _emit_progress(self, sid: str, progress: float, total: float | None, message: str | None) -> None:
-        """Progress notifications go to the live sinks only, not to the store (they are chatty)."""
-        if message and self.secrets:
-            message = self.masker.mask_text(message)
-        e = Event(
-            type=ev.STEP_PROGRESS,
-            run_id=self.run_id,
-            step_id=sid,
-            data={"progress": progress, "total": total, "message": message},
+    def child(self, wf: Workflow, *, sinks: Sequence[EventSink], base_dir: str | None) -> Engine:
+        """An ephemeral engine for a nested run on this run's agents and connections."""
+        return Engine(
+            wf,
+            sinks=sinks,
+            registry=list(self.agents.specs.values()),
+            secrets=self.secrets,
+            pool=self.agents.pool,
+            base_dir=base_dir,
         )
-        for sink in self.sinks:
-            sink(e)
-        if self._on_progress is not None:
-            self._on_progress(sid, progress, total, message)
 
     # -- public entry -----------------------------------------------------------------------
     async def run(
@@ -210,7 +184,8 @@ class Engine:
         self._specs = {s.step_id: s for s in wf.all_steps}
         for s in wf.all_steps:
             self.outcomes[s.step_id] = StepOutcome()
-        self._has_pull = any(s.tool_to_call is None and s.uses is None for s in wf.all_steps)
+        self._kinds = {s.step_id: step_kind(s) for s in wf.all_steps}
+        self.journal.run_id = self.run_id
         if resume is not None:
             self._base_attempts = dict(resume.attempts)
             # A call in flight when the last session died is sent again as the SAME attempt
@@ -218,8 +193,10 @@ class Engine:
             for sid in resume.in_flight:
                 if self._base_attempts.get(sid, 0) > 0:
                     self._base_attempts[sid] -= 1
-        if self.store is not None and resume is not None:
-            self._claim()
+        if self.store is not None:
+            if resume is None:
+                raise RunnerError("a stored run is created by the service (RunService.start), not by the engine")
+            self._hold(self.store)
             self.run_stored = True
         if resume is not None and resume.fresh:
             self.emit(ev.RUN_STARTED, data={"workflow": wf.name, "inputs": self.masker.mask(values)})
@@ -236,40 +213,18 @@ class Engine:
             if self.store is not None and wf.source_text is not None:
                 # The version this session runs (after `--force`, a newer one than the run
                 # started with): later resumes compare the file against it.
-                from runner.model.ids import workflow_hash
-                from runner.store.base import WorkflowRecord
-
                 h = workflow_hash(wf.source_text)
                 self.store.put_workflow(WorkflowRecord(name=wf.name, content_hash=h, source_text=wf.source_text))
                 data["workflow_hash"] = h
             self.emit(ev.RUN_RESUMED, attempt=resume.attempt + 1 if resume.new_attempt else None, data=data)
         else:
-            if self.store is not None:
-                from runner.model.ids import workflow_hash
-                from runner.store.base import RunRecord, WorkflowRecord
-
-                text = wf.source_text or ""
-                h = workflow_hash(text)
-                self.store.put_workflow(WorkflowRecord(name=wf.name, content_hash=h, source_text=text))
-                self.store.create_run(
-                    RunRecord(
-                        run_id=self.run_id,
-                        workflow_name=wf.name,
-                        workflow_hash=h,
-                        status="pending",
-                        inputs=self.masker.mask(values),
-                        source=str(Path(wf.source).resolve()) if wf.source else None,
-                    )
-                )
-                self._claim()
-                self.run_stored = True
             self.emit(ev.RUN_STARTED, data={"workflow": wf.name, "inputs": values})
         self.flush()
         loop = asyncio.get_running_loop()
         t0 = time.perf_counter()
         try:
             try:
-                self._preflight_task = asyncio.ensure_future(self._preflight())
+                self._preflight_task = asyncio.ensure_future(self._preflight(values))
                 try:
                     await self._preflight_task
                 finally:
@@ -287,6 +242,7 @@ class Engine:
                 exc.result = res  # type: ignore[attr-defined]
                 raise
             preflight_ms = self._preflight_ms = (time.perf_counter() - t0) * 1000
+            self._handlers["tool"] = ToolStep(self)
             # The run timeout counts from the first step: agent start-up has its own bound
             # (the connect timeout), and a slow machine must not eat the steps' time.
             deadline = loop.time() + wf.timeout if wf.timeout else None
@@ -306,108 +262,56 @@ class Engine:
                 self.flush()
                 raise
             status = self._final_status()
-            outputs = self._render_outputs(status)
-            error = None
-            if status == RunStatus.FAILED:
-                tolerated = {s.step_id for s in wf.all_steps if s.continue_on_error}
-                failed = [s for s, o in self.outcomes.items() if o.status == StepStatus.FAILED and s not in tolerated]
-                error = f"step(s) failed: {', '.join(failed)}" if failed else "run failed"
-            elif status == RunStatus.TIMED_OUT:
-                error = f"run timed out after {wf.timeout:g}s"
-            term = {
-                RunStatus.COMPLETED: ev.RUN_COMPLETED,
-                RunStatus.FAILED: ev.RUN_FAILED,
-                RunStatus.TIMED_OUT: ev.RUN_TIMED_OUT,
-                RunStatus.CANCELLED: ev.RUN_CANCELLED,
-            }[status]
-            self.emit(term, error=error, data={"outputs": outputs})
+            outputs = render_outputs(wf, self._ctx, status, self.masker if self.secrets else None, self.emit)
+            error = run_error(wf, status, self.outcomes)
+            self.emit(TERMINAL_EVENT[status], error=error, data={"outputs": outputs})
             self.flush()
             return self._result(started, status, outputs, preflight_ms, error)
         finally:
-            if self._lease_timer is not None:
-                self._lease_timer.cancel()
-            if self._signal_timer is not None:
-                self._signal_timer.cancel()
+            if self._signals is not None:
+                self._signals.stop()
             try:
                 self.flush()
-                if self._lease is not None and self.store is not None:
-                    self.store.release_run(self.run_id, self._lease.owner)
             except RunnerError:
-                pass  # the store already failed; that error is the one being raised
-            if self._own_pool and self._pool is not None:
-                await self._pool.close()
+                pass  # the store already failed (or the lease was lost); that error is the one raised
+            if self._lease is not None:
+                self._lease.release()
+            if self._own_pool and self.agents.pool is not None:
+                await self.agents.pool.close()
 
-    def _claim(self) -> None:
-        """Take the run's lease, or refuse: two processes must never execute one run."""
-        assert self.store is not None
-        if self._lease is None:
-            self._lease = take_lease(self.store, self.run_id)
-        # Renewed from now on, agent start-up included (a slow agent must not let it lapse).
-        loop = asyncio.get_running_loop()
-        self._lease_timer = loop.call_later(self._ttl / 3, self._renew)
-        if self.store.shared or self._has_pull:
-            self._signal_timer = loop.call_later(0.0, self._poll_signals)
 
-    def _renew(self) -> None:
-        """Keep the lease alive while the run goes on (a timer callback on the loop)."""
-        if self._lease is None or self.store is None:
-            return
-        fatal: RunnerError | None = None
-        try:
-            if not self.store.renew_run(self.run_id, self._lease.owner, self._ttl):
-                fatal = self._lost_lease()
-        except StoreError as exc:
-            fatal = exc
-        if fatal is None:
-            self._lease_timer = asyncio.get_running_loop().call_later(self._ttl / 3, self._renew)
-            return
-        self._stop_with(fatal)
+    def _hold(self, store: Store) -> None:
+        """Take the run's lease (or keep the one handed in), renew it, and watch the run's signals."""
+        self._lease = RunLease(store, self.run_id, self._given_lease, self._stop_with)
+        self.journal.fence = self._lease.claim()
+        if store.shared or "pull" in self._kinds.values():
+            self._signals = SignalPoller(
+                store,
+                self.run_id,
+                on_cancel=self.cancel,
+                on_report=self.pull.on_report,
+                waiting=lambda: bool(self.pull.waiting),
+            )
+            self._signals.start()
 
-    def _lost_lease(self) -> LeaseLost:
-        """Another process holds the run now: write nothing more, never release its lease."""
-        err = LeaseLost(
-            f"run {self.run_id} lost its lease to another runner (paused or partitioned past "
-            f"{self._ttl:g}s); this runner stopped without writing anything more"
-        )
-        self._lease = None
-        self._lease_lost = True
-        self._pending.clear()
-        self._stop_with(err)
-        return err
+    def _on_lease_lost(self) -> None:
+        """A fenced write was refused: another process executes the run now."""
+        if self._lease is not None:
+            self._stop_with(self._lease.lost())
 
     def _stop_with(self, fatal: RunnerError) -> None:
         """End the run loop (or the agents' start-up) with ``fatal``."""
         if self._fatal is None:
             self._fatal = fatal
+        if isinstance(fatal, LeaseLost):
+            self.journal.lost = True  # write nothing more about a run another process holds
+            self.journal.pending.clear()
         self._interrupt_inline()
         wake = getattr(self, "_wake", None)
         if wake is not None:
             wake.set()
         elif self._preflight_task is not None:
             self._preflight_task.cancel()
-
-    def _poll_signals(self) -> None:
-        """Read reports and cancel requests other processes wrote into the run's log."""
-        if self.store is None or self._lease_lost:
-            return
-        loop = asyncio.get_running_loop()
-        try:
-            signals = self.store.get_signals(self.run_id, self._signal_seq)
-        except StoreError:
-            signals = []  # a failing store is noticed by the next write; keep polling meanwhile
-        for seq, e in signals:
-            self._signal_seq = max(self._signal_seq, seq)
-            if e.type == ev.RUN_CANCEL_REQUESTED:
-                self.cancel()
-            elif e.type == ev.STEP_REPORTED and e.step_id is not None:
-                index = e.data.get("index")
-                key = (e.step_id, index)
-                self._reports[key] = (e.attempt or 1, dict(e.data), e.error)
-                waiting = self._pull.get(key)
-                if waiting is not None and not waiting[0].done() and waiting[3] == (e.attempt or 1):
-                    waiting[0].set_result(None)
-        interval = 0.2 if self._pull else 0.5
-        self._signal_timer = loop.call_later(interval, self._poll_signals)
 
     def _interrupt_inline(self) -> None:
         """Stop the step the loop awaits in line (a chain's one task), as a cancelled step."""
@@ -424,115 +328,11 @@ class Engine:
         if hasattr(self, "_wake"):
             self._wake.set()
 
-    # -- preflight ----------------------------------------------------------------------------
-    async def _preflight(self) -> None:
-        """Connect every agent the workflow can use, in parallel, and check every tool name."""
-        wf = self.wf
-        actx = {"inputs": self._ctx["inputs"], "secrets": self.secrets, "workflow": self._ctx["workflow"]}
-        for aid, a in list(self.agents.items()):
-            try:
-                self.agents[aid] = render_agent(a, actx)
-            except TemplateError as exc:
-                raise AgentError(self.masker.mask_text(f"agent '{aid}': {exc}"), agent_id=aid) from None
-        needed: dict[str, AgentSpec] = {}
-        problems: list[Problem] = []
-        for s in wf.all_steps:
-            if s.uses is not None:
-                continue
-            cands = eligible(s, self.agents)
-            self._candidates[s.step_id] = cands
-            if not cands[0]:
-                problems.append(
-                    Problem(
-                        f"step '{s.step_id}': no agent can run it ({describe_need(s)})",
-                        path=f"$.steps[{s.step_id}]",
-                        file=wf.source or "<string>",
-                    )
-                )
-            for aid in cands[0]:
-                needed[aid] = self.agents[aid]
-        if problems:
-            raise WorkflowInvalid(positioned(self.wf, problems))
-        remote = [a for a in needed.values() if a.transport != TransportKind.PULL]
-        if remote and self._pool is None:
-            from runner.agents.pool import AgentPool
-
-            self._pool = AgentPool()
-        if remote:
-            assert self._pool is not None
-            connect_timeout = 30.0
-            if wf.timeout:
-                # The steps get the whole `timeout` (their clock starts after preflight), but
-                # no agent may take longer than that to start: a dead URL must not hold a
-                # `timeout: 3s` run for the 30 s default connect timeout.
-                connect_timeout = min(connect_timeout, wf.timeout)
-                remote = [
-                    dataclasses.replace(a, timeout=wf.timeout) if a.timeout and a.timeout > wf.timeout else a
-                    for a in remote
-                ]
-            errors = await self._pool.open(remote, base_dir=self.base_dir, connect_timeout=connect_timeout)
-            self._fail_closed(errors)
-        connected = self._conns = self._pool.connected() if self._pool is not None else {}
-        for aid, a in needed.items():
-            if a.max_concurrency:
-                self._sems[aid] = asyncio.Semaphore(a.max_concurrency)
-        for s in wf.all_steps:
-            if not s.tool_to_call:
-                continue
-            ids = [c for c in self._candidates[s.step_id][0] if c in connected]
-            if ids and not any(s.tool_to_call in connected[c].tools for c in ids):
-
-                def tools(c: str) -> str:
-                    return ", ".join(sorted(connected[c].tools)) or "(no tools)"
-
-                if len(ids) == 1:
-                    detail = f"agent '{ids[0]}' has no tool '{s.tool_to_call}'; it offers: {tools(ids[0])}"
-                else:
-                    detail = f"none of the agents {', '.join(ids)} has a tool '{s.tool_to_call}'; " + "; ".join(
-                        f"'{c}' offers: {tools(c)}" for c in ids
-                    )
-                problems.append(
-                    Problem(
-                        f"step '{s.step_id}': {detail}",
-                        path=f"$.steps[{s.step_id}].tool_to_call",
-                        file=wf.source or "<string>",
-                    )
-                )
-        if problems:
-            raise WorkflowInvalid(positioned(self.wf, problems))
-
-    def _fail_closed(self, errors: Mapping[str, BaseException | None]) -> None:
-        """Fail the run (exit 3) only when it cannot succeed (SPEC §8); else warn and go on.
-
-        An agent that could not be started is fatal when it is marked ``required: true``, or
-        when some step would have no reachable agent left (its assigned agent, its role and
-        capability matches and its ``fallback_agents`` all down). Otherwise its steps go to
-        the reachable candidates and an ``agent_unavailable`` event says why.
-        """
-
-        def message(aid: str) -> str:
-            msg = str(errors[aid])
-            if aid not in msg:
-                msg = f"agent '{aid}' could not be reached: {msg}"
-            return self.masker.mask_text(msg)
-
-        down = [aid for aid, err in errors.items() if err is not None]
-        for aid in down:
-            if self.agents[aid].required:
-                raise AgentError(message(aid), agent_id=aid)
-        self._unavailable.update(down)
-        for s in self.wf.all_steps:
-            if s.tool_to_call is None or s.step_id not in self._candidates:
-                continue
-            ids = self._candidates[s.step_id][0]
-            if ids and all(c in self._unavailable for c in ids):
-                first = ids[0]
-                more = f" (and its fallbacks {', '.join(ids[1:])} are down too)" if len(ids) > 1 else ""
-                raise AgentError(
-                    f"step '{s.step_id}' has no reachable agent: {message(first)}{more}", agent_id=first
-                )
-        for aid in down:
-            self.emit("agent_unavailable", agent_id=aid, error=message(aid))
+    async def _preflight(self, values: Mapping[str, Any]) -> None:
+        context = {"inputs": values, "secrets": self.secrets, "workflow": self._ctx["workflow"]}
+        await preflight(
+            self.wf, self.agents, context=context, masker=self.masker, base_dir=self.base_dir, emit=self.emit
+        )
 
     # -- the loop ---------------------------------------------------------------------------
     async def _loop(self, deadline: float | None) -> None:
@@ -634,7 +434,7 @@ class Engine:
                     self._items[sid] = items
                     self._item_results.setdefault(sid, {})
                     sched.activate(sid, len(items))
-                    self._step_started(sid, sched.attempts(sid), None)
+                    self.step_started(sid, sched.attempts(sid), None)
                 else:
                     sched.activate(sid)
             if self._main_status is None and sched.main_done:
@@ -783,17 +583,6 @@ class Engine:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- one task -------------------------------------------------------------------------------
-    def _step_started(self, sid: str, attempt: int | None, agent_id: str | None) -> None:
-        o = self.outcomes[sid]
-        if o.started_at is None:
-            o.started_at = time.time()
-        if attempt is not None:
-            o.attempts = max(o.attempts, attempt)
-        if agent_id is not None:
-            o.agent_id = agent_id
-        o.status = StepStatus.IN_PROGRESS
-        self.emit(ev.STEP_STARTED, sid, attempt=attempt, agent_id=agent_id)
-
     async def _exec(self, task: Task, inline: bool = False) -> None:
         try:
             res = await self._dispatch(task)
@@ -825,225 +614,13 @@ class Engine:
     async def _dispatch(self, task: Task) -> tuple[Any, str | None, list[Any] | None]:
         sid = task.step_id
         spec = self._specs[sid]
-        args_c = self._compile(spec)[0]
         ctx = self._ctx
         if task.index is not None:
             ctx = {**ctx, "item": self._items[sid][task.index], "index": task.index}
-        arguments = args_c.render(ctx)
-        if spec.uses is not None:
-            return await self._run_uses(sid, spec, task, arguments)
-        if spec.tool_to_call is None:
-            return await self._await_pull(sid, spec, task, arguments)
-        if not isinstance(arguments, dict):  # noqa: SIM102
-            raise ToolFailure(
-                f"tool_arguments must render to a mapping, got {type(arguments).__name__}", retryable=False
-            )
-        ids, n_primary = self._candidates[sid]
-        cands = order(ids, n_primary, self._load, self._unavailable) if len(ids) > 1 or self._unavailable else ids
-        connected = self._conns
-        last: ToolFailure | None = None
-        key = f"{self.run_id}:{sid}:{task.attempt}" + (f":{task.index}" if task.index is not None else "")
-        for aid in cands:
-            conn = connected.get(aid)
-            if conn is None or spec.tool_to_call not in conn.tools:
-                continue
-            if task.index is None:
-                self._step_started(sid, task.attempt, aid)
-            else:
-                o = self.outcomes[sid]
-                o.attempts = max(o.attempts, task.attempt)
-                o.agent_id = aid
-                self.emit(ev.ITEM_STARTED, sid, attempt=task.attempt, agent_id=aid, data={"index": task.index})
-            on_progress = None
-            if self.sinks:
+        arguments = self._compile(spec)[0].render(ctx)
+        return await self._handlers[self._kinds[sid]].run(task, spec, arguments)
 
-                def on_progress(p: float, total: float | None, msg: str | None, _sid: str = sid) -> None:
-                    self._emit_progress(_sid, p, total, msg)
-
-            self.flush()
-            sem = self._sems.get(aid)
-            self._load[aid] = self._load.get(aid, 0) + 1
-            try:
-                if sem is not None:
-                    async with sem:
-                        r = await conn.call(
-                            spec.tool_to_call,
-                            arguments,
-                            timeout=spec.timeout,
-                            meta={IDEMPOTENCY_META_KEY: key},
-                            on_progress=on_progress,
-                        )
-                else:
-                    r = await conn.call(
-                        spec.tool_to_call,
-                        arguments,
-                        timeout=spec.timeout,
-                        meta={IDEMPOTENCY_META_KEY: key},
-                        on_progress=on_progress,
-                    )
-            except ToolFailure as exc:
-                exc.agent_id = exc.agent_id or aid
-                if _is_unreachable(exc):
-                    self._unavailable.add(aid)
-                    last = exc
-                    continue
-                raise
-            finally:
-                self._load[aid] -= 1
-            if r.is_error:
-                raise ToolFailure(r.text or f"tool '{spec.tool_to_call}' reported an error", agent_id=aid)
-            result, text, content = r.result, r.text, r.content
-            if self.secrets:
-                result, text = self.masker.mask(result), self.masker.mask_text(text)
-                content = self.masker.mask(content)
-            return result, text, content
-        if last is not None:
-            raise last
-        raise ToolFailure(
-            f"step '{sid}': no available agent offers tool '{spec.tool_to_call}'"
-            + (f" (unavailable: {', '.join(sorted(self._unavailable))})" if self._unavailable else "")
-        )
-
-    async def _await_pull(
-        self, sid: str, spec: StepSpec, task: Task, arguments: Any
-    ) -> tuple[Any, str | None, list[Any] | None]:
-        """A pull step: write its assignment to the store, then wait for the agent's report.
-
-        The report comes from any process (``runner steps complete``, ``report_step_completion``
-        over MCP) as a ``step_reported`` event in the run's log, which the signal poller
-        reads. A report made while no runner executed the run (it was interrupted) is found
-        there too when the resumed run reaches the step again at the same attempt.
-        """
-        ids, n_primary = self._candidates.get(sid, ([], 0))
-        cands = order(ids, n_primary, self._load, self._unavailable)
-        aid = cands[0] if cands else None
-        if task.index is None:
-            self._step_started(sid, task.attempt, aid)
-        key = (sid, task.index)
-        deadline = None
-        if spec.timeout is not None:
-            deadline = epoch_to_iso(time.time() + spec.timeout)
-        self.emit(
-            ev.STEP_ASSIGNED,
-            sid,
-            attempt=task.attempt,
-            agent_id=aid,
-            data={"index": task.index, "deadline": deadline, "arguments": arguments},
-        )
-        self.flush()
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pull[key] = (fut, aid, arguments, task.attempt)
-        known = self._reports.get(key)
-        if known is not None and known[0] == task.attempt:
-            fut.set_result(None)
-        try:
-            if spec.timeout is not None:
-                await asyncio.wait_for(fut, spec.timeout)
-            else:
-                await fut
-        except asyncio.TimeoutError:
-            raise ToolFailure(
-                f"pull step '{sid}' was not reported within {spec.timeout:g}s" + (f" by agent '{aid}'" if aid else "")
-            ) from None
-        finally:
-            self._pull.pop(key, None)
-        _attempt, body, error = self._reports.pop(key)
-        if error is not None:
-            raise ToolFailure(error, retryable=False, agent_id=aid)
-        result = body.get("result")
-        text = result if isinstance(result, str) else None
-        return (self.masker.mask(result) if self.secrets else result), text, None
-
-    def assigned(self, agent_id: str | None = None) -> list[dict[str, Any]]:
-        """Pull steps waiting for a report (for ``list_assigned_steps``)."""
-        return [
-            {"run_id": self.run_id, "step_id": sid, "index": idx, "agent_id": aid, "arguments": args}
-            for (sid, idx), (_f, aid, args, _a) in self._pull.items()
-            if agent_id is None or aid == agent_id
-        ]
-
-    def report(
-        self,
-        step_id: str,
-        *,
-        result: Any = None,
-        error: str | None = None,
-        agent_id: str | None = None,
-        index: int | None = None,
-    ) -> None:
-        """Complete (or fail, with ``error``) a waiting pull step of a run kept in no store.
-
-        For embedding without a store; with one, reports go through the store
-        (``RunService.report``) so that any process can make them. KeyError if none waits.
-        """
-        entry = self._pull.get((step_id, index))
-        if entry is None:
-            raise KeyError(f"step '{step_id}' of run {self.run_id} is not waiting for a report")
-        fut, aid, _args, attempt = entry
-        if agent_id is not None and aid is not None and agent_id != aid:
-            raise PermissionError(f"step '{step_id}' is assigned to agent '{aid}', not '{agent_id}'")
-        if not fut.done():
-            self._reports[(step_id, index)] = (attempt, {"result": result}, error)
-            fut.set_result(None)
-
-    async def _run_uses(
-        self, sid: str, spec: StepSpec, task: Task, with_values: dict[str, Any]
-    ) -> tuple[Any, str | None, list[Any] | None]:
-        """A ``uses:`` step: run the pattern (or workflow file) as a nested run on the same agents.
-
-        The pattern sees only its own ``inputs`` (the rendered ``with``) and its own steps;
-        its step events reach this run's sinks and store as ``<step>.<inner step>``.
-        Its result is the pattern's ``outputs``.
-        """
-        from runner.load import load_workflow
-        from runner.load.patterns import resolve_uses
-
-        path = resolve_uses(spec.uses or "", self.wf.source)
-        registry = list(self.agents.values())
-        child_wf = load_workflow(str(path), registry=registry)
-        if task.index is None:
-            self._step_started(sid, task.attempt, None)
-
-        self.flush()
-
-        def forward(e: Event) -> None:
-            if e.step_id is None or e.type.startswith("run_"):
-                return
-            fwd = dataclasses.replace(e, run_id=self.run_id, step_id=f"{sid}.{e.step_id}")
-            if self.store is not None and fwd.type != ev.STEP_PROGRESS:
-                self._pending.append(fwd)
-                if fwd.type == ev.STEP_STARTED:
-                    self.flush()
-            for sink in self.sinks:
-                sink(fwd)
-
-        child = Engine(
-            child_wf,
-            sinks=[forward],
-            registry=registry,
-            secrets=self.secrets,
-            pool=self._pool,
-            base_dir=str(path.parent),
-        )
-        # The attempt is part of the nested run's id, so its steps' idempotency keys change
-        # when the `uses:` step is retried or resumed (an agent must not see a repeat).
-        res = await child.run(with_values, run_id=f"{self.run_id}/{sid}@{task.attempt}")
-        if res.status != RunStatus.COMPLETED:
-            raise ToolFailure(f"uses {spec.uses}: {res.status}: {res.error or 'failed'}", retryable=True)
-        return res.outputs, None, None
-
-    # -- outputs --------------------------------------------------------------------------------
-    def _render_outputs(self, status: RunStatus) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name, tmpl in self.wf.outputs.items():
-            try:
-                out[name] = compile_value(tmpl).render(self._ctx)
-            except TemplateError as exc:
-                out[name] = None
-                if status == RunStatus.COMPLETED:
-                    self.emit("output_failed", error=f"outputs.{name}: {exc}", data={"output": name})
-        return self.masker.mask(out) if self.secrets else out
-
+    # -- results --------------------------------------------------------------------------------
     def partial_result(self, status: RunStatus, error: str) -> RunResult | None:
         """The result so far of a run that stopped abnormally (Ctrl-C): what had finished."""
         if not self.run_id:
@@ -1053,21 +630,6 @@ class Engine:
     def _result(
         self, started: float, status: RunStatus, outputs: dict[str, Any], preflight_ms: float, error: str | None
     ) -> RunResult:
-        return RunResult(
-            run_id=self.run_id,
-            workflow=self.wf.name,
-            status=status,
-            outputs=outputs,
-            steps=dict(self.outcomes),
-            started_at=started,
-            finished_at=time.time(),
-            preflight_ms=preflight_ms,
-            error=error,
+        return build_result(
+            self.run_id, self.wf, status, self.outcomes, started=started, preflight_ms=preflight_ms, outputs=outputs, error=error
         )
-
-
-def _is_unreachable(exc: ToolFailure) -> bool:
-    kind = exc.extra.get("kind") if exc.extra else None
-    if kind is not None:
-        return kind == "unreachable"
-    return "unreachable" in exc.message

@@ -52,7 +52,44 @@ def load_workflow(
     wf = build_workflow(data, source=source, text=text)
     if problems:
         wf = dataclasses.replace(wf, warnings=tuple(problems))
-    return wf
+    return _with_children(wf, registry, (_identity(source),))
+
+
+def _identity(source: str) -> str:
+    path = Path(source)
+    return str(path.resolve()) if path.is_file() else source
+
+
+def _with_children(wf: Workflow, registry: Sequence[AgentSpec], stack: tuple[str, ...]) -> Workflow:
+    """Load every workflow a ``uses:`` step calls, now, so a run never reads a file mid-way.
+
+    The callee is validated on the caller's agents (it runs on them); a chain of calls
+    that comes back to a file already on it is a validation error, not an endless run.
+    """
+    users = [s for s in wf.all_steps if s.uses is not None]
+    if not users:
+        return wf
+    from runner.load.instantiate import positioned
+    from runner.load.patterns import resolve_uses
+
+    agents = [*registry, *(a for a in wf.agents if a.id not in {r.id for r in registry})]
+    children: dict[str, Workflow] = {}
+    for s in users:
+        assert s.uses is not None
+        path = resolve_uses(s.uses, wf.source)
+        key = str(path.resolve())
+        if key in stack:
+            chain = " -> ".join(Path(p).name for p in (*stack, key))
+            raise WorkflowInvalid(
+                positioned(wf, [Problem(f"step '{s.step_id}': uses: recursion ({chain})", path=f"$.steps[{s.step_id}].uses", file=wf.source or "<string>")])
+            )
+        text, source = _source(path, None)
+        data, problems = analyze(text, source, agents)
+        if any(p.severity == "error" for p in problems):
+            raise WorkflowInvalid(problems)
+        child = build_workflow(data, source=source, text=text)
+        children[s.step_id] = _with_children(child, agents, (*stack, key))
+    return dataclasses.replace(wf, children=children)
 
 
 def _source(path_or_text: str | Path, file: str | None) -> tuple[str, str]:

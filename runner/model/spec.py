@@ -174,6 +174,8 @@ class Workflow:
     source: str | None = None  # the file it was read from
     source_text: str | None = None  # exact text, for content hashing and resume checks
     warnings: tuple[Any, ...] = ()  # validation Problems of severity "warning" (they never block a run)
+    # step_id -> the workflow its `uses:` calls, loaded with this one (the engine reads no files)
+    children: Mapping[str, Workflow] = field(default_factory=dict)
 
     def step(self, step_id: str) -> StepSpec:
         for s in self.steps:

@@ -103,6 +103,7 @@ class RunService:
 
     ``local_pull``: allow pull steps on a store no other process can reach (``memory://``),
     for an embedding that reports through this same object (the MCP server, tests).
+    ``pool``: agent sessions shared by every run executed here (tests pass a ``FakePool``).
     """
 
     def __init__(
@@ -112,8 +113,12 @@ class RunService:
         registry: Sequence[AgentSpec] = (),
         secrets: Mapping[str, str] | None = None,
         local_pull: bool = False,
+        pool: Any = None,
+        base_dir: str | None = None,
     ) -> None:
         self.store = store
+        self.pool = pool  # an AgentPool shared by the runs this service executes (None: one per run)
+        self.base_dir = base_dir  # where relative agent paths resolve (default: the workflow file's directory)
         self.registry = list(registry)
         self.secrets = dict(secrets or {})
         self.local_pull = local_pull
@@ -239,6 +244,8 @@ class RunService:
             secrets=self.secrets,
             lease=prepared.lease,
             on_progress=on_progress,
+            pool=self.pool,
+            base_dir=self.base_dir,
         )
 
     async def execute(self, prepared: Prepared, *, sinks: Sequence[EventSink] = (), engine: Any = None) -> RunResult:

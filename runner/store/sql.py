@@ -12,7 +12,6 @@ the memory store uses too.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -31,16 +30,13 @@ from runner.model.events import STEP_ASSIGNED, STEP_STARTED, Event, now_iso
 from runner.store.base import Claim, Lease, RunRecord, StepRecord, WorkflowRecord, content_hash_of, pick_run_id
 from runner.store.leases import lease_is_free
 from runner.store.migrations import BOOTSTRAP, MIGRATIONS, SCHEMA_VERSION, statements
+from runner.store.sql_coordination import SqlCoordination
 from runner.store.sql_lifecycle import SqlLifecycle
 from runner.store.sql_rows import (
-    GOAL_COLS,
-    MSG_COLS,
-    PROJECT_COLS,
     RUN_COLS,
     SQL,
+    changed,
     event_row,
-    loads,
-    msg_row,
     one_line,
     opt_json,
     opt_loads,
@@ -55,14 +51,8 @@ from runner.store.sql_rows import (
 _LIVE = frozenset({"pending", "in_progress"})  # step statuses that more events will change
 
 
-def _changed(cur: Any) -> bool:
-    """Whether the cursor's last statement touched a row (DB-API ``rowcount``: an int, -1 if unknown)."""
-    count: int = cur.rowcount
-    return count > 0
 
-
-
-class SqlStore(SqlLifecycle):
+class SqlStore(SqlLifecycle, SqlCoordination):
     """Everything but the connection: subclasses supply the dialect hooks below."""
 
     shared = True  # other processes (and, on PostgreSQL, machines) reach the same rows
@@ -325,7 +315,7 @@ class SqlStore(SqlLifecycle):
             step = change.step
             assert step is not None
             cur.execute(sql["step_insert_new"], (run_id, step_id, *step_params(step)))
-            if _changed(cur):
+            if changed(cur):
                 self._insert_event(event)
                 self._live_steps[key] = step
                 return
@@ -377,7 +367,7 @@ class SqlStore(SqlLifecycle):
     def renew_run(self, run_id: str, owner: str, ttl_s: float) -> bool:
         with self._tx() as cur:
             cur.execute(self._sql["run_renew"], (iso_after(ttl_s), run_id, owner))
-            return _changed(cur)
+            return changed(cur)
 
     def release_run(self, run_id: str, owner: str) -> None:
         with self._tx() as cur:
@@ -456,195 +446,6 @@ class SqlStore(SqlLifecycle):
             else:
                 cur.execute(self._sql["events_after_run"], (run_id, after_seq, limit))
             return [event_row(r) for r in cur.fetchall()]
-
-    # --- agents and their tokens ------------------------------------------------------
-    def put_agent(self, agent_id: str, data: dict[str, Any]) -> None:
-        with self._tx() as cur:
-            cur.execute(self._sql["agent_put"], (agent_id, to_json(data, f"agent {agent_id}"), now_iso()))
-
-    def get_agent(self, agent_id: str) -> dict[str, Any] | None:
-        """The agent's data, with ``id`` set to ``agent_id``."""
-        with self._tx(write=False) as cur:
-            cur.execute(self._sql["agent_get"], (agent_id,))
-            row = cur.fetchone()
-        return {**loads(row[1]), "id": row[0]} if row else None
-
-    def list_agents(self) -> list[dict[str, Any]]:
-        with self._tx(write=False) as cur:
-            cur.execute(self._sql["agent_list"])
-            return [{**loads(r[1]), "id": r[0]} for r in cur.fetchall()]
-
-    def delete_agent(self, agent_id: str) -> bool:
-        """Forget the agent and revoke its token; False when it was not registered."""
-        with self._tx() as cur:
-            cur.execute(self._sql["agent_delete"], (agent_id,))
-            deleted = _changed(cur)
-            cur.execute(self._sql["token_delete"], (agent_id,))
-        return deleted
-
-    def put_token(self, agent_id: str, token_hash: str) -> None:
-        with self._tx() as cur:
-            cur.execute(self._sql["token_put"], (agent_id, token_hash))
-
-    def get_token_hash(self, agent_id: str) -> str | None:
-        with self._tx(write=False) as cur:
-            cur.execute(self._sql["token_get"], (agent_id,))
-            row = cur.fetchone()
-        return row[0] if row else None
-
-    def agent_for_token(self, token_hash: str) -> str | None:
-        with self._tx(write=False) as cur:
-            cur.execute(self._sql["token_agent"], (token_hash,))
-            row = cur.fetchone()
-        return row[0] if row else None
-
-    def delete_token(self, agent_id: str) -> bool:
-        with self._tx() as cur:
-            cur.execute(self._sql["token_delete"], (agent_id,))
-            return _changed(cur)
-
-    # --- messages ---------------------------------------------------------------------
-    def add_message(self, sender_id: str, recipient_id: str, content: str, urgent: bool = False) -> dict[str, Any]:
-        created = now_iso()
-        with self._tx():
-            mid = self._insert_id(
-                self._sql["msg_insert"], (sender_id, recipient_id, content, int(urgent), created), "id"
-            )
-        return msg_row((mid, sender_id, recipient_id, content, urgent, created, None))
-
-    def get_messages(
-        self, agent_id: str, since: str | None = None, unread_only: bool = False, mark_read: bool = False
-    ) -> list[dict[str, Any]]:
-        """Messages to ``agent_id``, oldest first; ``mark_read`` marks exactly those returned."""
-        stmt = f"SELECT {MSG_COLS} FROM messages WHERE recipient_id = ?"
-        params: list[Any] = [agent_id]
-        if since is not None:
-            stmt += " AND created_at > ?"
-            params.append(normalize_ts(since))
-        if unread_only:
-            stmt += " AND read_at IS NULL"
-        stmt += " ORDER BY created_at, id"
-        with self._tx(write=mark_read) as cur:
-            cur.execute(self._adapt(stmt), params)
-            messages = [msg_row(r) for r in cur.fetchall()]
-            if mark_read:
-                now = now_iso()
-                unread = [m for m in messages if m["read_at"] is None]
-                if unread:
-                    cur.executemany(self._sql["msg_mark"], [(now, m["id"]) for m in unread])
-                for m in unread:
-                    m["read_at"] = now
-        return messages
-
-    def sent_messages(self, sender_id: str, since: str | None = None) -> list[dict[str, Any]]:
-        """Messages from ``sender_id``, oldest first (for the anti-jam checks)."""
-        stmt = f"SELECT {MSG_COLS} FROM messages WHERE sender_id = ?"
-        params: list[Any] = [sender_id]
-        if since is not None:
-            stmt += " AND created_at > ?"
-            params.append(normalize_ts(since))
-        with self._tx(write=False) as cur:
-            cur.execute(self._adapt(stmt + " ORDER BY created_at, id"), params)
-            return [msg_row(r) for r in cur.fetchall()]
-
-    # --- file locks -------------------------------------------------------------------
-    def acquire_lock(self, file_path: str, agent_id: str, ttl_s: float) -> bool:
-        """Take (or renew) the lease on ``file_path`` for ``ttl_s`` seconds; one statement, atomic."""
-        now = now_iso()
-        with self._tx() as cur:
-            cur.execute(self._sql["lock_acquire"], (file_path, agent_id, now, iso_after(ttl_s), now))
-            return _changed(cur)
-
-    def release_lock(self, file_path: str, agent_id: str, force: bool = False) -> bool:
-        """Drop the lease; only its holder may, unless ``force`` (the operator)."""
-        with self._tx() as cur:
-            if force:
-                cur.execute(self._sql["lock_release_any"], (file_path,))
-            else:
-                cur.execute(self._sql["lock_release"], (file_path, agent_id))
-            return _changed(cur)
-
-    def get_lock(self, file_path: str) -> dict[str, Any] | None:
-        """The live lease on ``file_path`` (an expired one counts as none)."""
-        with self._tx(write=False) as cur:
-            cur.execute(self._sql["lock_get"], (file_path, now_iso()))
-            row = cur.fetchone()
-        if row is None:
-            return None
-        return {"file_path": row[0], "agent_id": row[1], "acquired_at": row[2], "expires_at": row[3]}
-
-    # --- projects and goals -----------------------------------------------------------
-    def create_project(
-        self, name: str, description: str = "", lead_agent_id: str | None = None, status: str = "active"
-    ) -> dict[str, Any]:
-        row = ("proj_" + os.urandom(8).hex(), name, description, lead_agent_id, status, now_iso())
-        with self._tx() as cur:
-            cur.execute(self._sql["project_insert"], row)
-        return dict(zip(PROJECT_COLS.split(", "), row, strict=True))
-
-    def get_project(self, project_id: str) -> dict[str, Any] | None:
-        with self._tx(write=False) as cur:
-            cur.execute(self._sql["project_get"], (project_id,))
-            row = cur.fetchone()
-        return dict(zip(PROJECT_COLS.split(", "), row, strict=True)) if row else None
-
-    def list_projects(self) -> list[dict[str, Any]]:
-        with self._tx(write=False) as cur:
-            cur.execute(self._sql["project_list"])
-            return [dict(zip(PROJECT_COLS.split(", "), r, strict=True)) for r in cur.fetchall()]
-
-    def create_goal(
-        self, name: str, description: str = "", project_id: str | None = None, status: str = "pending"
-    ) -> dict[str, Any]:
-        """A goal, optionally under a project (which must exist)."""
-        row = ("goal_" + os.urandom(8).hex(), name, description, project_id, status, now_iso())
-        with self._tx() as cur:
-            if project_id is not None:
-                cur.execute(self._sql["project_get"], (project_id,))
-                if cur.fetchone() is None:
-                    raise NotFound(f"no project with id {project_id!r} in {self.url}")
-            cur.execute(self._sql["goal_insert"], row)
-        return dict(zip(GOAL_COLS.split(", "), row, strict=True))
-
-    def get_goal(self, goal_id: str) -> dict[str, Any] | None:
-        with self._tx(write=False) as cur:
-            cur.execute(self._sql["goal_get"], (goal_id,))
-            row = cur.fetchone()
-        return dict(zip(GOAL_COLS.split(", "), row, strict=True)) if row else None
-
-    def list_goals(self, project_id: str | None = None) -> list[dict[str, Any]]:
-        with self._tx(write=False) as cur:
-            if project_id is None:
-                cur.execute(self._sql["goal_list"])
-            else:
-                cur.execute(self._sql["goal_list_project"], (project_id,))
-            return [dict(zip(GOAL_COLS.split(", "), r, strict=True)) for r in cur.fetchall()]
-
-    # --- audit log --------------------------------------------------------------------
-    def add_audit(
-        self, actor: str, action: str, target: str | None = None, detail: dict[str, Any] | None = None
-    ) -> int:
-        params = (now_iso(), actor, action, target, opt_json(detail, f"audit detail of {action}"))
-        with self._tx():
-            return self._insert_id(self._sql["audit_insert"], params, "seq")
-
-    def list_audit(self, actor: str | None = None, action: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        """Audit entries, newest first."""
-        where: list[str] = []
-        params: list[Any] = []
-        if actor is not None:
-            where.append("actor = ?")
-            params.append(actor)
-        if action is not None:
-            where.append("action = ?")
-            params.append(action)
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
-        stmt = f"SELECT seq, ts, actor, action, target, detail FROM audit_log{clause} ORDER BY seq DESC LIMIT ?"
-        with self._tx(write=False) as cur:
-            cur.execute(self._adapt(stmt), (*params, limit))
-            rows = cur.fetchall()
-        keys = ("seq", "ts", "actor", "action", "target")
-        return [{**dict(zip(keys, r[:5], strict=True)), "detail": opt_loads(r[5])} for r in rows]
 
 
 def _with_items(steps: list[StepRecord], rows: Sequence[Sequence[Any]]) -> list[StepRecord]:

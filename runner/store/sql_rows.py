@@ -226,3 +226,9 @@ def msg_row(r: Sequence[Any]) -> dict[str, Any]:
         "created_at": r[5],
         "read_at": r[6],
     }
+
+
+def changed(cur: Any) -> bool:
+    """Whether the cursor's last statement touched a row (DB-API ``rowcount``: an int, -1 if unknown)."""
+    count: int = cur.rowcount
+    return count > 0

@@ -1,0 +1,78 @@
+"""How a session ends: the run's verdict, its error line, its outputs and its result.
+
+Pure functions of what the run loop collected (no I/O): the loop journals the terminal
+event they choose and returns the ``RunResult`` they build.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from runner.model import RunStatus, StepOutcome, StepStatus, Workflow
+from runner.model import events as ev
+from runner.model.outcomes import RunResult
+from runner.template import Masker, TemplateError, compile_value
+
+TERMINAL_EVENT = {
+    RunStatus.COMPLETED: ev.RUN_COMPLETED,
+    RunStatus.FAILED: ev.RUN_FAILED,
+    RunStatus.TIMED_OUT: ev.RUN_TIMED_OUT,
+    RunStatus.CANCELLED: ev.RUN_CANCELLED,
+}
+
+
+def run_error(wf: Workflow, status: RunStatus, outcomes: Mapping[str, StepOutcome]) -> str | None:
+    """The run's one-line error: which steps failed (not those that may), or the timeout."""
+    if status == RunStatus.FAILED:
+        tolerated = {s.step_id for s in wf.all_steps if s.continue_on_error}
+        failed = [s for s, o in outcomes.items() if o.status == StepStatus.FAILED and s not in tolerated]
+        return f"step(s) failed: {', '.join(failed)}" if failed else "run failed"
+    if status == RunStatus.TIMED_OUT:
+        return f"run timed out after {wf.timeout:g}s"
+    return None
+
+
+def render_outputs(
+    wf: Workflow,
+    context: Mapping[str, Any],
+    status: RunStatus,
+    masker: Masker | None,
+    emit: Callable[..., None],
+) -> dict[str, Any]:
+    """The workflow's ``outputs``; one that cannot render is None (an ``output_failed`` event if the run completed)."""
+    out: dict[str, Any] = {}
+    for name, tmpl in wf.outputs.items():
+        try:
+            out[name] = compile_value(tmpl).render(context)
+        except TemplateError as exc:
+            out[name] = None
+            if status == RunStatus.COMPLETED:
+                emit("output_failed", error=f"outputs.{name}: {exc}", data={"output": name})
+    return masker.mask(out) if masker is not None else out
+
+
+def build_result(
+    run_id: str,
+    wf: Workflow,
+    status: RunStatus,
+    outcomes: Mapping[str, StepOutcome],
+    *,
+    started: float,
+    preflight_ms: float,
+    outputs: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> RunResult:
+    """The ``RunResult`` of a session (``--output json``), finished now."""
+    return RunResult(
+        run_id=run_id,
+        workflow=wf.name,
+        status=status,
+        outputs=outputs if outputs is not None else {},
+        steps=dict(outcomes),
+        started_at=started,
+        finished_at=time.time(),
+        preflight_ms=preflight_ms,
+        error=error,
+    )

@@ -1,0 +1,110 @@
+"""The event journal of one run: masked once, shown live at once, made durable in group commits.
+
+Every state change of a run is an ``Event`` (the contract between the engine, the store,
+the progress printer, ``--events`` and resume). ``emit`` hands it to the live sinks at
+once and keeps it for the store; ``flush`` writes what is kept in one transaction before
+every effect outside the runner (an MCP call, a pull assignment, a nested run, the end),
+so what the store says always precedes what happened — and a chain step costs one commit.
+
+With a lease, every flush is fenced by it: a runner whose lease was taken over writes
+nothing, and from then on drops what it emits (``lost``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from runner.errors import LeaseLost
+from runner.model import events as ev
+from runner.model.events import Event, EventSink
+from runner.template import Masker
+
+if TYPE_CHECKING:
+    from runner.store.base import Lease, Store
+
+ProgressFn = Callable[[str, float, float | None, str | None], None]
+
+
+class Journal:
+    """Events of one run for the store (buffered) and the live sinks (immediate)."""
+
+    def __init__(
+        self,
+        store: Store | None,
+        sinks: Sequence[EventSink],
+        masker: Masker,
+        *,
+        masking: bool,
+        on_progress: ProgressFn | None = None,
+    ) -> None:
+        self.store = store
+        self.sinks: list[EventSink] = list(sinks)
+        self.masker = masker
+        self.masking = masking  # there are secrets to mask
+        self.on_progress = on_progress
+        self.run_id = ""
+        self.fence: Lease | None = None
+        self.lost = False  # the lease was taken over: nothing more is written
+        self.pending: list[Event] = []
+        self.on_lost: Callable[[], None] | None = None
+
+    def emit(self, type_: str, step_id: str | None = None, **kw: Any) -> None:
+        """Record a state change: to every live sink now, to the store at the next flush."""
+        if self.store is None and not self.sinks:
+            return  # nobody listens: do not even build the event
+        data = kw.pop("data", None) or {}
+        if self.masking:
+            data = self.masker.mask(data)
+            if kw.get("error"):
+                kw["error"] = self.masker.mask_text(kw["error"])
+        e = Event(type=type_, run_id=self.run_id, step_id=step_id, data=data, **kw)
+        if self.store is not None:
+            self.pending.append(e)
+        for sink in self.sinks:
+            sink(e)
+
+    def forward(self, e: Event) -> None:
+        """An event of a nested run, renamed into this run: kept and shown like our own."""
+        if self.store is not None and e.type != ev.STEP_PROGRESS:
+            self.pending.append(e)
+            if e.type == ev.STEP_STARTED:
+                self.flush()
+        for sink in self.sinks:
+            sink(e)
+
+    def flush(self) -> None:
+        """Make every kept event durable, in one store transaction fenced by the lease."""
+        if self.lost:
+            self.pending.clear()
+            return
+        if self.pending and self.store is not None:
+            batch, self.pending = self.pending, []
+            try:
+                self.store.append_many(batch, self.fence)
+            except LeaseLost:
+                self.lose()
+                raise
+
+    def lose(self) -> None:
+        """The lease is gone: drop what is kept, write nothing more, tell the engine."""
+        self.lost = True
+        self.fence = None
+        self.pending.clear()
+        if self.on_lost is not None:
+            self.on_lost()
+
+    def progress(self, sid: str, progress: float, total: float | None, message: str | None) -> None:
+        """Progress notifications go to the live sinks only, not to the store (they are chatty)."""
+        if message and self.masking:
+            message = self.masker.mask_text(message)
+        e = Event(
+            type=ev.STEP_PROGRESS,
+            run_id=self.run_id,
+            step_id=sid,
+            data={"progress": progress, "total": total, "message": message},
+        )
+        for sink in self.sinks:
+            sink(e)
+        if self.on_progress is not None:
+            self.on_progress(sid, progress, total, message)

@@ -1,0 +1,165 @@
+"""Before the first step: render agent settings, pick each step's candidates, connect agents.
+
+Every agent a step can use is connected in parallel; every ``tool_to_call`` is checked
+against the tools of the agents that may run it. An agent that cannot be reached fails
+the run only when the run cannot succeed without it (SPEC §8): marked ``required: true``,
+or some step would have no reachable agent left. Otherwise it is left out, with an
+``agent_unavailable`` event, and its steps go to the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from runner.core.selection import eligible
+from runner.errors import AgentError, Problem, WorkflowInvalid
+from runner.load.instantiate import describe_need, positioned, render_agent
+from runner.model import AgentSpec, StepSpec, TransportKind, Workflow
+from runner.template import Masker, TemplateError
+
+if TYPE_CHECKING:
+    from runner.agents.pool import AgentPool
+
+CONNECT_TIMEOUT_S = 30.0
+
+
+@dataclass
+class Agents:
+    """What the steps of a run dispatch to: candidates, live connections, load and limits."""
+
+    specs: dict[str, AgentSpec]
+    pool: AgentPool | None = None
+    candidates: dict[str, tuple[list[str], int]] = field(default_factory=dict)  # step -> (ids, n_primary)
+    conns: dict[str, Any] = field(default_factory=dict)
+    sems: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    unavailable: set[str] = field(default_factory=set)
+    load: dict[str, int] = field(default_factory=dict)
+
+
+def step_kind(spec: StepSpec) -> str:
+    """``uses`` (a nested workflow), ``pull`` (waits for a report) or ``tool`` (an MCP call)."""
+    if spec.uses is not None:
+        return "uses"
+    return "pull" if spec.tool_to_call is None else "tool"
+
+
+async def preflight(
+    wf: Workflow,
+    agents: Agents,
+    *,
+    context: Mapping[str, Any],
+    masker: Masker,
+    base_dir: str | None,
+    emit: Callable[..., None],
+) -> None:
+    """Fill ``agents`` for ``wf``: rendered specs, candidates, connections; raise if the run cannot start."""
+    specs = agents.specs
+    for aid, a in list(specs.items()):
+        try:
+            specs[aid] = render_agent(a, context)
+        except TemplateError as exc:
+            raise AgentError(masker.mask_text(f"agent '{aid}': {exc}"), agent_id=aid) from None
+    needed: dict[str, AgentSpec] = {}
+    problems: list[Problem] = []
+    for s in wf.all_steps:
+        if s.uses is not None:
+            continue
+        cands = eligible(s, specs)
+        agents.candidates[s.step_id] = cands
+        if not cands[0]:
+            problems.append(
+                Problem(
+                    f"step '{s.step_id}': no agent can run it ({describe_need(s)})",
+                    path=f"$.steps[{s.step_id}]",
+                    file=wf.source or "<string>",
+                )
+            )
+        for aid in cands[0]:
+            needed[aid] = specs[aid]
+    if problems:
+        raise WorkflowInvalid(positioned(wf, problems))
+    remote = [a for a in needed.values() if a.transport != TransportKind.PULL]
+    if remote:
+        if agents.pool is None:
+            from runner.agents.pool import AgentPool
+
+            agents.pool = AgentPool()
+        connect_timeout = CONNECT_TIMEOUT_S
+        if wf.timeout:
+            # The steps get the whole `timeout` (their clock starts after preflight), but
+            # no agent may take longer than that to start: a dead URL must not hold a
+            # `timeout: 3s` run for the 30 s default connect timeout.
+            connect_timeout = min(connect_timeout, wf.timeout)
+            remote = [
+                dataclasses.replace(a, timeout=wf.timeout) if a.timeout and a.timeout > wf.timeout else a
+                for a in remote
+            ]
+        errors = await agents.pool.open(remote, base_dir=base_dir, connect_timeout=connect_timeout)
+        _fail_closed(wf, agents, errors, masker, emit)
+    connected = agents.conns = agents.pool.connected() if agents.pool is not None else {}
+    for aid, a in needed.items():
+        if a.max_concurrency:
+            agents.sems[aid] = asyncio.Semaphore(a.max_concurrency)
+    for s in wf.all_steps:
+        if not s.tool_to_call:
+            continue
+        ids = [c for c in agents.candidates[s.step_id][0] if c in connected]
+        if ids and not any(s.tool_to_call in connected[c].tools for c in ids):
+            problems.append(_missing_tool(wf, s, ids, connected))
+    if problems:
+        raise WorkflowInvalid(positioned(wf, problems))
+
+
+def _missing_tool(wf: Workflow, s: StepSpec, ids: list[str], connected: Mapping[str, Any]) -> Problem:
+    def tools(c: str) -> str:
+        return ", ".join(sorted(connected[c].tools)) or "(no tools)"
+
+    if len(ids) == 1:
+        detail = f"agent '{ids[0]}' has no tool '{s.tool_to_call}'; it offers: {tools(ids[0])}"
+    else:
+        detail = f"none of the agents {', '.join(ids)} has a tool '{s.tool_to_call}'; " + "; ".join(
+            f"'{c}' offers: {tools(c)}" for c in ids
+        )
+    return Problem(f"step '{s.step_id}': {detail}", path=f"$.steps[{s.step_id}].tool_to_call", file=wf.source or "<string>")
+
+
+def _fail_closed(
+    wf: Workflow,
+    agents: Agents,
+    errors: Mapping[str, BaseException | None],
+    masker: Masker,
+    emit: Callable[..., None],
+) -> None:
+    """Fail the run (exit 3) only when it cannot succeed (SPEC §8); else warn and go on.
+
+    An agent that could not be started is fatal when it is marked ``required: true``, or
+    when some step would have no reachable agent left (its assigned agent, its role and
+    capability matches and its ``fallback_agents`` all down). Otherwise its steps go to
+    the reachable candidates and an ``agent_unavailable`` event says why.
+    """
+
+    def message(aid: str) -> str:
+        msg = str(errors[aid])
+        if aid not in msg:
+            msg = f"agent '{aid}' could not be reached: {msg}"
+        return masker.mask_text(msg)
+
+    down = [aid for aid, err in errors.items() if err is not None]
+    for aid in down:
+        if agents.specs[aid].required:
+            raise AgentError(message(aid), agent_id=aid)
+    agents.unavailable.update(down)
+    for s in wf.all_steps:
+        if s.tool_to_call is None or s.step_id not in agents.candidates:
+            continue
+        ids = agents.candidates[s.step_id][0]
+        if ids and all(c in agents.unavailable for c in ids):
+            first = ids[0]
+            more = f" (and its fallbacks {', '.join(ids[1:])} are down too)" if len(ids) > 1 else ""
+            raise AgentError(f"step '{s.step_id}' has no reachable agent: {message(first)}{more}", agent_id=first)
+    for aid in down:
+        emit("agent_unavailable", agent_id=aid, error=message(aid))

@@ -1,0 +1,48 @@
+"""The contract between the run loop and its step handlers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from runner.core.scheduler import Task
+from runner.engine.journal import Journal
+from runner.engine.preflight import Agents
+from runner.model import StepOutcome, StepSpec, Workflow
+from runner.model.events import EventSink
+from runner.model.outcomes import RunResult
+from runner.template import Masker
+
+if TYPE_CHECKING:
+    from runner.store.base import Store
+
+Produced = tuple[Any, str | None, list[Any] | None]  # result, text, content
+
+
+class ChildRun(Protocol):
+    """A nested run (``uses:``), as the uses handler drives it."""
+
+    async def run(self, inputs: Any, *, run_id: str | None = None) -> RunResult: ...
+
+
+class StepRun(Protocol):
+    """What a step handler may use of the run executing it."""
+
+    run_id: str
+    wf: Workflow
+    secrets: dict[str, str]
+    masker: Masker
+    journal: Journal
+    agents: Agents
+    outcomes: dict[str, StepOutcome]
+    store: Store | None
+
+    def step_started(self, sid: str, attempt: int | None, agent_id: str | None) -> None: ...
+
+    def child(self, wf: Workflow, *, sinks: Sequence[EventSink], base_dir: str | None) -> ChildRun: ...
+
+
+class StepHandler(Protocol):
+    """Runs one task of one step kind."""
+
+    async def run(self, task: Task, spec: StepSpec, arguments: Any) -> Produced: ...
