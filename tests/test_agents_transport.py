@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -167,7 +168,7 @@ async def test_stdio_unknown_tool_is_caught_before_the_call(counter: AgentConnec
     assert err.value.agent_id == "counter"
     msg = str(err.value)
     assert msg.startswith("agent 'counter' has no tool 'git_log'; it offers: ")
-    assert "add, count, die, echo" in msg
+    assert "add, count, crash_once, die, echo" in msg
     assert (await counter.call("count", {})).result == before + 1  # nothing reached the server
 
 
@@ -208,17 +209,55 @@ async def test_stdio_env_python_convention_and_relative_cwd(counter: AgentConnec
     assert (await counter.call("env", {"name": "RUNNER_NOT_SET_ANYWHERE"})).result is None
 
 
-async def test_stdio_agent_that_dies_gets_one_reconnect(fresh_counter: AgentConnection) -> None:
+async def test_stdio_call_that_kills_the_agent_is_not_sent_again(fresh_counter: AgentConnection) -> None:
     counter = fresh_counter
     old_pid = (await counter.call("whoami", {})).result["pid"]
     with pytest.raises(ToolFailure) as err:
-        await counter.call("die", {})  # dies, reconnects, the retry dies too
-    assert str(err.value).startswith("agent 'counter' is unreachable: ")
-    r = await counter.call("count", {})  # a fresh process
+        await counter.call("die", {})  # the process exits mid-call: the call may have run
+    assert str(err.value).startswith(
+        "agent 'counter' exited or lost its connection during the call to tool 'die'; "
+        "the call may have run, so it is not sent again (the process exited or closed its stdout"
+    )
+    assert err.value.retryable and err.value.extra == {"kind": "lost_in_flight"}
+    assert counter.reconnects == 0 and not counter.alive  # not resent: no new process for it
+    r = await counter.call("count", {})  # the next call restarts the agent first
     assert r.result == 1
     assert (await counter.call("whoami", {})).result["pid"] != old_pid
-    assert counter.reconnects == 2 and counter.alive
+    assert counter.reconnects == 1 and counter.alive
     assert (await counter.call("listings", {})).result == 1  # the new session listed tools once
+
+
+async def test_stdio_crash_mid_call_reaches_the_agent_exactly_once(tmp_path: Path) -> None:
+    marker, log = tmp_path / "crashed", tmp_path / "calls.log"
+    conn = connect_agent(stdio_spec("crashy"))
+    await conn.start()
+    try:
+        args = {"marker": str(marker), "calls_log": str(log)}
+        with pytest.raises(ToolFailure, match="during the call to tool 'crash_once'; the call may have run"):
+            await conn.call("crash_once", args, meta={"runner/idempotency_key": "R:s:1"})
+        [first] = log.read_text().splitlines()  # the server saw it once, and died
+        assert first.endswith(" R:s:1")
+        r = await conn.call("crash_once", args, meta={"runner/idempotency_key": "R:s:2"})
+        assert r.result["key"] == "R:s:2" and str(r.result["pid"]) != first.split()[0]
+        assert log.read_text().splitlines() == [first, f"{r.result['pid']} R:s:2"]
+        assert conn.reconnects == 1
+    finally:
+        await conn.close()
+
+
+async def test_stdio_agent_that_dies_while_idle_is_restarted_before_the_next_call(
+    fresh_counter: AgentConnection,
+) -> None:
+    counter = fresh_counter
+    pid = (await counter.call("whoami", {})).result["pid"]
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while counter.alive:  # its stdout closes: the session knows before anything is sent
+        assert time.monotonic() < deadline, "the session did not notice the process died"
+        await asyncio.sleep(0.02)
+    r = await counter.call("whoami", {}, meta={"runner/idempotency_key": "R:idle:1"})
+    assert r.result["pid"] != pid and r.result["meta"]["runner/idempotency_key"] == "R:idle:1"
+    assert counter.reconnects == 1
 
 
 async def test_stdio_reconnect_failure_marks_agent_down(tmp_path: Path) -> None:
@@ -228,8 +267,11 @@ async def test_stdio_reconnect_failure_marks_agent_down(tmp_path: Path) -> None:
     await conn.start()
     try:
         script.unlink()  # the next start of this agent will fail
-        with pytest.raises(ToolFailure) as err:
+        with pytest.raises(ToolFailure, match="during the call to tool 'die'"):
             await conn.call("die", {})
+        with pytest.raises(ToolFailure) as err:
+            await conn.call("count", {})  # never sent: the restart fails first
+        assert err.value.extra == {"kind": "unreachable"}
         msg = str(err.value)
         assert msg.startswith("agent 'fragile' is unreachable: ")
         assert "reconnecting failed: the process exited before completing the MCP handshake" in msg
@@ -403,9 +445,13 @@ async def test_legacy_http_session_lost_on_restart_gets_one_reconnect(everything
         proc = start()  # the new process does not know our session
         assert (await conn.call("echo", {"message": "b"})).text == "Echo: b"
         assert conn.reconnects == 1
-        _stop(proc)  # now gone for good: the one reconnect fails and says where it tried
-        with pytest.raises(ToolFailure) as err:
+        _stop(proc)  # now gone for good
+        # The SDK tears the whole HTTP session down on a failed connect, so the call that
+        # met it cannot be told from one lost mid-response: it may have run, not resent.
+        with pytest.raises(ToolFailure, match="lost its connection during the call to tool 'echo'"):
             await conn.call("echo", {"message": "c"})
+        with pytest.raises(ToolFailure) as err:  # the next one reconnects first, and says where it tried
+            await conn.call("echo", {"message": "c2"})
         assert str(err.value).startswith("agent 'ev' is unreachable: ")
         assert f"reconnecting failed: cannot connect to {url}: " in str(err.value)
         t0 = time.perf_counter()

@@ -4,9 +4,16 @@
 thin wrapper over ``Client.call_tool``: it checks the tool name against that list before
 anything goes on the wire, carries the step's ``_meta`` (idempotency key) and progress
 callback, converts the result, and turns timeouts and lost transports into
-``ToolFailure``. An agent whose transport is lost gets one reconnect (a new session, a new
-tool list) and the call one retry; if reconnecting fails the agent is marked down and its
-later calls fail at once with the reason.
+``ToolFailure``.
+
+A call is sent at most once (SPEC §6: one delivery per idempotency key). If the session
+is lost while a call is in flight (a stdio server that exits mid-call), the call may have
+run, so it is not sent again: it fails as retryable, kind ``lost_in_flight``, and the
+step's ``retry`` decides whether a new attempt (with a new key) follows. The session is
+marked lost, so the next call reconnects first; only a call that was never sent (the
+session was already known dead, or the server refused the request) goes to a new session.
+If reconnecting fails the agent is marked down and its later calls fail at once with the
+reason (kind ``unreachable``: the engine may then try another agent with the same attempt).
 
 anyio cancel scopes must be entered and exited in the same task, so each session lives in
 an *owner task* that enters ``mcp.Client`` and then waits to be told to stop. Calls come
@@ -19,6 +26,8 @@ import asyncio
 import inspect
 import logging
 import math
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import anyio
@@ -29,7 +38,7 @@ from mcp_types import INVALID_PARAMS, METHOD_NOT_FOUND, REQUEST_TIMEOUT, Impleme
 from pydantic import ValidationError
 
 from runner.agents.results import CallResult, ProgressFn, ToolInfo, is_result_wrapper, to_call_result
-from runner.agents.transports import AgentTransport, describe, is_connection_lost, make_transport
+from runner.agents.transports import AgentTransport, describe, make_transport
 from runner.errors import AgentError, ToolFailure
 from runner.model import AgentSpec, TransportKind
 
@@ -85,10 +94,16 @@ class _Session:
             raise
 
     async def _own(self, transport: AgentTransport, ready: asyncio.Future[None], deadline: float) -> None:
+        def on_eof() -> None:
+            if self.lost is None and not self._stop.is_set():
+                self.lost = transport.reason(ConnectionError("end of stream"), starting=False)
+
         try:
             with anyio.CancelScope(deadline=deadline) as scope:
                 self._scope = scope
                 async with transport.target() as target:
+                    if transport.kind is not TransportKind.INPROCESS:
+                        target = _watch_eof(target, on_eof)
                     async with Client(target, cache=None, client_info=_CLIENT_INFO) as client:
                         self.tools = await _list_tools(client)
                         self.unwrap = frozenset(n for n, t in self.tools.items() if is_result_wrapper(t.output_schema))
@@ -133,6 +148,58 @@ def _retrieve(fut: asyncio.Future[None]) -> None:
         fut.exception()
 
 
+class _EofWatch:
+    """A transport's read stream that reports its end (the SDK's ``ReadStream`` protocol).
+
+    A stdio server that dies between calls closes its stdout; the SDK's dispatcher then
+    stops, but nothing tells the session's owner. Watching the stream the dispatcher reads
+    marks the session lost at that moment, so the next call knows, before sending, that it
+    needs a new session, instead of finding out from a request that went nowhere (which
+    could not be told apart from a crash mid-call, and would not be sent again).
+    """
+
+    def __init__(self, inner: Any, on_eof: Callable[[], None]) -> None:
+        self._inner = inner
+        self._on_eof = on_eof
+
+    @property
+    def last_context(self) -> Any:
+        """The sender's context of the last message, when the inner stream keeps one."""
+        return getattr(self._inner, "last_context", None)
+
+    async def receive(self) -> Any:
+        try:
+            return await self._inner.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            self._on_eof()
+            raise
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    def __aiter__(self) -> _EofWatch:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> _EofWatch:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+@asynccontextmanager
+async def _watch_eof(transport: Any, on_eof: Callable[[], None]) -> AsyncIterator[tuple[Any, Any]]:
+    """Enter an SDK transport (read and write streams) with its read side watched for EOF."""
+    async with transport as (read_stream, write_stream):
+        yield _EofWatch(read_stream, on_eof), write_stream
+
+
 async def _list_tools(client: Client) -> dict[str, ToolInfo]:
     """Every tool the agent offers, following pagination (once per session)."""
     tools: dict[str, ToolInfo] = {}
@@ -162,7 +229,7 @@ def _progress_adapter(fn: ProgressFn) -> ProgressFnT:
 
 
 class AgentConnection:
-    """One agent's live MCP session: connect once, call many times, reconnect once if lost."""
+    """One agent's live MCP session: connect once, call many times, reconnect if lost."""
 
     def __init__(self, spec: AgentSpec, transport: AgentTransport, *, connect_timeout: float | None = 30.0) -> None:
         self.spec = spec
@@ -238,14 +305,16 @@ class AgentConnection:
         meta: dict[str, Any] | None = None,
         on_progress: ProgressFn | None = None,
     ) -> CallResult:
-        """``tools/call`` on this agent's session.
+        """``tools/call`` on this agent's session; the request is sent at most once.
 
         An ``isError`` result is returned (``is_error=True``); an unknown tool, a timeout or
-        an agent that cannot be reached raise ``ToolFailure``.
+        an agent that cannot be reached raise ``ToolFailure``. A session already known to
+        be lost is replaced before sending; a session lost while the call is in flight is
+        not: the call fails (``lost_in_flight``, retryable) and the next call reconnects.
         """
         session = self._session
         if session is None or session.lost is not None or session.client is None:
-            session = await self._revive(session)
+            session = await self._revive(session)  # nothing was sent yet: a new session may take it
         if tool not in session.tools:
             raise ToolFailure(self.unknown_tool_message(tool), retryable=False, agent_id=self.spec.id)
         cb = _progress_adapter(on_progress) if on_progress is not None else None
@@ -257,19 +326,36 @@ class AgentConnection:
             if not self.transport.session_lost(exc):
                 raise self._failure(tool, exc, timeout) from exc
             session.lost = session.lost or self.transport.reason(exc, starting=False)
+            if not self.transport.refused(exc):
+                raise self._lost_in_flight(tool, session.lost) from exc
+            # The server turned the request away unrun (an HTTP session it no longer knows):
+            # the one case where a sent request may go to a new session.
             session = await self._revive(session)
             if tool not in session.tools:
                 raise ToolFailure(self.unknown_tool_message(tool), retryable=False, agent_id=self.spec.id) from exc
             try:
                 raw = await session.require_client().call_tool(tool, arguments, timeout, cb, meta=wire_meta)
             except Exception as exc2:
-                if not is_connection_lost(exc2):
+                if not self.transport.session_lost(exc2):
                     raise self._failure(tool, exc2, timeout) from exc2
                 session.lost = session.lost or self.transport.reason(exc2, starting=False)
-                raise ToolFailure(
-                    f"agent '{self.spec.id}' is unreachable: {session.lost}", agent_id=self.spec.id
-                ) from exc2
+                raise self._lost_in_flight(tool, session.lost) from exc2
         return to_call_result(raw, unwrap=tool in session.unwrap)
+
+    def _lost_in_flight(self, tool: str, reason: str) -> ToolFailure:
+        """The call was sent and the session went before its answer: it may have run.
+
+        Retryable, so the step's ``retry`` decides (a new attempt has a new idempotency
+        key); kind ``lost_in_flight``, so the engine does not hand this attempt to another
+        agent as it does for an agent that was unreachable before anything was sent.
+        """
+        sid = self.spec.id
+        return ToolFailure(
+            f"agent '{sid}' exited or lost its connection during the call to tool '{tool}'; "
+            f"the call may have run, so it is not sent again ({reason})",
+            agent_id=sid,
+            extra={"kind": "lost_in_flight"},
+        )
 
     def _failure(self, tool: str, exc: BaseException, timeout: float | None) -> ToolFailure:
         sid = self.spec.id
@@ -295,7 +381,7 @@ class AgentConnection:
             if current is not None and current is not dead and current.lost is None and current.client is not None:
                 return current  # another caller already reconnected
             if self._down is not None:
-                raise ToolFailure(f"agent '{sid}' is unreachable: {self._down}", agent_id=sid)
+                raise self._unreachable()
             reason = dead.lost if dead is not None else "not connected"
             logger.warning("agent '%s' lost its session (%s); reconnecting", sid, reason)
             self._session = None
@@ -305,7 +391,7 @@ class AgentConnection:
                 session = await self._open(self.connect_timeout)
             except _StartFailed as exc:
                 self._down = f"{reason}, and reconnecting failed: {exc.reason}"
-                raise ToolFailure(f"agent '{sid}' is unreachable: {self._down}", agent_id=sid) from exc
+                raise self._unreachable() from exc
             self.reconnects += 1
             if self._closed:  # closed while we were reconnecting
                 await session.stop()
@@ -313,6 +399,11 @@ class AgentConnection:
             self._session = session
             self.tools = session.tools
             return session
+
+    def _unreachable(self) -> ToolFailure:
+        """The agent is down: nothing was sent, so another agent may take the same attempt."""
+        sid = self.spec.id
+        return ToolFailure(f"agent '{sid}' is unreachable: {self._down}", agent_id=sid, extra={"kind": "unreachable"})
 
     async def close(self) -> None:
         """End the session (stdio: about 90 ms while the child exits) and release its log."""

@@ -111,6 +111,15 @@ class AgentTransport(Protocol):
         """Whether a failed call means the session is gone and a new one may succeed."""
         ...
 
+    def refused(self, exc: BaseException) -> bool:
+        """Whether a call that failed with ``exc`` is known not to have run on the agent.
+
+        Only such a call may be sent again on a new session: any other lost call may have
+        done its work before the session went (a crash mid-call), and resending it would
+        run it twice under one idempotency key.
+        """
+        ...
+
     def close(self) -> None:
         """Release what the transport holds between sessions (log files)."""
         ...
@@ -271,6 +280,10 @@ class StdioTransport:
     def session_lost(self, exc: BaseException) -> bool:
         return is_connection_lost(exc)
 
+    def refused(self, exc: BaseException) -> bool:
+        """Never: the child may have read the request before it died."""
+        return False
+
     def close(self) -> None:
         if self._log is not None:
             self._log.close()
@@ -309,9 +322,21 @@ class HttpTransport:
         statuses (server-everything answers 400) as "Server returned an error response";
         both get the one reconnect, and a retry that fails the same way is a plain failure.
         """
-        if is_connection_lost(exc):
-            return True
+        return is_connection_lost(exc) or self.refused(exc)
+
+    def refused(self, exc: BaseException) -> bool:
+        """The server turned the request away at the HTTP level, or was never reached.
+
+        A 404 on a session ("Session terminated") and an error status with no JSON-RPC
+        body (how server-everything answers a session it does not know) are the server's
+        HTTP layer refusing the request before any tool ran; a failed connect sent
+        nothing. The SDK reports every non-404 error status the same way, so a 5xx
+        without a JSON-RPC body from a server that crashed mid-call looks like a refusal
+        too: it is the one case where a lost call can be sent twice over HTTP.
+        """
         leaf = leaf_exception(exc)
+        if isinstance(leaf, (httpx2.ConnectError, httpx2.ConnectTimeout)):
+            return True
         return isinstance(leaf, MCPError) and (
             (leaf.code == INVALID_REQUEST and leaf.message == "Session terminated")
             or (leaf.code == INTERNAL_ERROR and leaf.message == "Server returned an error response")
@@ -372,6 +397,10 @@ class InProcessTransport:
 
     def session_lost(self, exc: BaseException) -> bool:
         return is_connection_lost(exc)
+
+    def refused(self, exc: BaseException) -> bool:
+        """Never: the server object shares our process, so a lost call may have run."""
+        return False
 
     def close(self) -> None:
         pass
