@@ -407,6 +407,28 @@ async def test_http_calls_with_headers(http_agent: str) -> None:
         await conn.close()
 
 
+async def test_http_call_lost_mid_response_is_not_resent_but_an_unsent_one_fails_over() -> None:
+    port = _free_port()
+    proc = _start_http_agent(port)
+    conn = connect_agent(AgentSpec(id="web", transport=TransportKind.HTTP, url=f"http://127.0.0.1:{port}/mcp"))
+    try:
+        await conn.start()
+        in_flight = asyncio.ensure_future(conn.call("slow", {"seconds": 5, "steps": 1}))
+        await asyncio.sleep(0.5)  # the request is on the server
+        _stop(proc)
+        with pytest.raises(ToolFailure) as err:
+            await in_flight
+        assert err.value.extra == {"kind": "lost_in_flight"}
+        assert "during the call to tool 'slow'; the call may have run" in str(err.value)
+        with pytest.raises(ToolFailure) as err:  # cannot connect: never sent, so `unreachable`
+            await conn.call("echo", {"text": "x"})
+        assert err.value.extra == {"kind": "unreachable"}
+        assert f"cannot connect to http://127.0.0.1:{port}/mcp" in str(err.value)
+    finally:
+        _stop(proc)
+        await conn.close()
+
+
 async def test_http_connection_refused_names_the_url() -> None:
     url = f"http://127.0.0.1:{_free_port()}/mcp"
     conn = connect_agent(AgentSpec(id="far", transport=TransportKind.HTTP, url=url))
@@ -445,13 +467,10 @@ async def test_legacy_http_session_lost_on_restart_gets_one_reconnect(everything
         proc = start()  # the new process does not know our session
         assert (await conn.call("echo", {"message": "b"})).text == "Echo: b"
         assert conn.reconnects == 1
-        _stop(proc)  # now gone for good
-        # The SDK tears the whole HTTP session down on a failed connect, so the call that
-        # met it cannot be told from one lost mid-response: it may have run, not resent.
-        with pytest.raises(ToolFailure, match="lost its connection during the call to tool 'echo'"):
+        _stop(proc)  # now gone for good: the call could not connect, so nothing was sent,
+        with pytest.raises(ToolFailure) as err:  # and reconnecting fails and says where it tried
             await conn.call("echo", {"message": "c"})
-        with pytest.raises(ToolFailure) as err:  # the next one reconnects first, and says where it tried
-            await conn.call("echo", {"message": "c2"})
+        assert err.value.extra == {"kind": "unreachable"}
         assert str(err.value).startswith("agent 'ev' is unreachable: ")
         assert f"reconnecting failed: cannot connect to {url}: " in str(err.value)
         t0 = time.perf_counter()
