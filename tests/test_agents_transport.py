@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +22,7 @@ import pytest
 
 from runner.agents import AgentConnection, AgentPool, CallResult, connect_agent
 from runner.agents.results import result_value, to_call_result
+from runner.agents.transports import make_transport
 from runner.errors import AgentError, ToolFailure
 from runner.model import AgentSpec, TransportKind
 
@@ -260,27 +260,52 @@ async def test_stdio_agent_that_dies_while_idle_is_restarted_before_the_next_cal
     assert counter.reconnects == 1
 
 
-async def test_stdio_reconnect_failure_marks_agent_down(tmp_path: Path) -> None:
-    script = tmp_path / "agent.py"
-    shutil.copy(COUNTER, script)
-    conn = connect_agent(stdio_spec("fragile", args=(str(script),)))
+async def test_stdio_restarts_that_fail_mark_the_agent_down_after_the_budget(tmp_path: Path) -> None:
+    flag = tmp_path / "refuse-to-start"
+    conn = connect_agent(stdio_spec("fragile", env={"COUNTER_DIE_AT_START_IF": str(flag)}))
     await conn.start()
     try:
-        script.unlink()  # the next start of this agent will fail
+        flag.touch()  # every start of this agent from now on dies before the handshake
         with pytest.raises(ToolFailure, match="during the call to tool 'die'"):
             await conn.call("die", {})
+        t0 = time.perf_counter()
         with pytest.raises(ToolFailure) as err:
-            await conn.call("count", {})  # never sent: the restart fails first
+            await conn.call("count", {})  # never sent: three restarts, all failing
+        elapsed = time.perf_counter() - t0
         assert err.value.extra == {"kind": "unreachable"}
         msg = str(err.value)
-        assert msg.startswith("agent 'fragile' is unreachable: ")
-        assert "reconnecting failed: the process exited before completing the MCP handshake" in msg
-        assert "No such file or directory" in msg  # python's stderr
-        assert not conn.alive
+        assert msg.startswith("agent 'fragile' is unreachable: the process exited or closed its stdout")
+        assert "; restarted 3 of 3 times, and reconnecting failed: the process exited before completing" in msg
+        assert "refusing to start" in msg  # the agent's stderr
+        assert (conn.restarts, conn.reconnects, conn.alive) == (3, 0, False)
+        assert 2.5 <= elapsed < 10.0  # backoff 0.5 s + 2 s between the three starts; bounded
         t0 = time.perf_counter()
         with pytest.raises(ToolFailure, match="unreachable"):
             await conn.call("count", {})
-        assert time.perf_counter() - t0 < 0.1  # no second reconnect: fails at once
+        assert time.perf_counter() - t0 < 0.1  # down: no more restarts, fails at once
+    finally:
+        await conn.close()
+
+
+async def test_stdio_agent_that_keeps_crashing_is_restarted_a_bounded_number_of_times() -> None:
+    spec = stdio_spec("crashloop")
+    conn = AgentConnection(spec, make_transport(spec), max_restarts=2, restart_delays=(0.0, 0.3))
+    await conn.start()
+    try:
+        pids = {(await conn.call("whoami", {})).result["pid"]}
+        t0 = time.perf_counter()
+        for _ in range(3):  # the first process, then two restarts, each killed by the call
+            with pytest.raises(ToolFailure, match="lost its connection during the call to tool 'die'"):
+                await conn.call("die", {})
+            if conn.reconnects < 2:
+                pids.add((await conn.call("whoami", {})).result["pid"])
+        assert len(pids) == 3 and conn.reconnects == 2
+        assert time.perf_counter() - t0 >= 0.3  # the second restart waited for its delay
+        with pytest.raises(ToolFailure) as err:
+            await conn.call("count", {})
+        assert err.value.extra == {"kind": "unreachable"}
+        assert "; restarted 2 of 2 times already, the most one run allows" in str(err.value)
+        assert conn.restarts == 2
     finally:
         await conn.close()
 

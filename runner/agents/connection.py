@@ -14,6 +14,9 @@ marked lost, so the next call reconnects first; only a call that was never sent 
 session was already known dead, or the server refused the request) goes to a new session.
 If reconnecting fails the agent is marked down and its later calls fail at once with the
 reason (kind ``unreachable``: the engine may then try another agent with the same attempt).
+Restarts are bounded: ``MAX_RESTARTS`` per connection (so per run), with a growing least
+delay between consecutive starts (``RESTART_DELAYS``); the agent is marked down only once
+that budget is spent.
 
 anyio cancel scopes must be entered and exited in the same task, so each session lives in
 an *owner task* that enters ``mcp.Client`` and then waits to be told to stop. Calls come
@@ -26,7 +29,8 @@ import asyncio
 import inspect
 import logging
 import math
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -231,17 +235,35 @@ def _progress_adapter(fn: ProgressFn) -> ProgressFnT:
 class AgentConnection:
     """One agent's live MCP session: connect once, call many times, reconnect if lost."""
 
-    def __init__(self, spec: AgentSpec, transport: AgentTransport, *, connect_timeout: float | None = 30.0) -> None:
+    MAX_RESTARTS = 3
+    """Restarts (reconnects) one connection may make: a few per run, then the agent is down."""
+    RESTART_DELAYS: tuple[float, ...] = (0.1, 0.5, 2.0)
+    """Least time from one start to the next restart (the last value repeats): an agent that
+    dies at once is not respawned in a tight loop, one that ran a while restarts at once."""
+
+    def __init__(
+        self,
+        spec: AgentSpec,
+        transport: AgentTransport,
+        *,
+        connect_timeout: float | None = 30.0,
+        max_restarts: int | None = None,
+        restart_delays: Sequence[float] | None = None,
+    ) -> None:
         self.spec = spec
         self.transport = transport
         self.connect_timeout = spec.timeout if spec.timeout is not None else connect_timeout
+        self.max_restarts = self.MAX_RESTARTS if max_restarts is None else max_restarts
+        self.restart_delays = tuple(self.RESTART_DELAYS if restart_delays is None else restart_delays)
         self.tools: dict[str, ToolInfo] = {}
         self._session: _Session | None = None
-        self._down: str | None = None  # set when a reconnect failed: later calls fail at once
+        self._down: str | None = None  # set when the restart budget is spent: later calls fail at once
         self._closed = False
         self._started = False
         self._revive_lock = asyncio.Lock()
-        self.reconnects = 0
+        self._last_start = 0.0  # time.monotonic() of the last start or restart attempt
+        self.restarts = 0  # restart attempts made (the budget), successful or not
+        self.reconnects = 0  # restarts that gave a working session
 
     def __repr__(self) -> str:
         state = "down" if self._down else "alive" if self.alive else "idle"
@@ -269,6 +291,7 @@ class AgentConnection:
         if self._session is not None:
             return
         self._started = True
+        self._last_start = time.monotonic()
         try:
             self._session = await self._open(self.connect_timeout if timeout is None else timeout)
         except _StartFailed as exc:
@@ -370,7 +393,12 @@ class AgentConnection:
         return ToolFailure(f"tool '{tool}' on agent '{sid}' failed: {describe(exc)}", agent_id=sid)
 
     async def _revive(self, dead: _Session | None) -> _Session:
-        """Replace a lost session with a new one, once; concurrent callers share the attempt."""
+        """Replace a lost session with a new one; concurrent callers share the attempt.
+
+        Restarts are bounded: at most ``max_restarts`` per connection (so per run), each at
+        least ``restart_delays[k]`` after the previous start. The agent is marked down only
+        when the budget is spent, by failed restarts or by an agent that keeps dying.
+        """
         sid = self.spec.id
         if self._closed:
             raise ToolFailure(f"agent '{sid}' connection is closed", retryable=False, agent_id=sid)
@@ -382,23 +410,46 @@ class AgentConnection:
                 return current  # another caller already reconnected
             if self._down is not None:
                 raise self._unreachable()
-            reason = dead.lost if dead is not None else "not connected"
-            logger.warning("agent '%s' lost its session (%s); reconnecting", sid, reason)
+            reason = (dead.lost if dead is not None else None) or "not connected"
             self._session = None
             if dead is not None:
                 await dead.stop()
-            try:
-                session = await self._open(self.connect_timeout)
-            except _StartFailed as exc:
-                self._down = f"{reason}, and reconnecting failed: {exc.reason}"
-                raise self._unreachable() from exc
-            self.reconnects += 1
-            if self._closed:  # closed while we were reconnecting
-                await session.stop()
-                raise ToolFailure(f"agent '{sid}' connection is closed", retryable=False, agent_id=sid)
-            self._session = session
-            self.tools = session.tools
-            return session
+            failed: _StartFailed | None = None
+            while self.restarts < self.max_restarts:
+                delays = self.restart_delays
+                delay = delays[min(self.restarts, len(delays) - 1)] if delays else 0.0
+                wait = self._last_start + delay - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                if self._closed:
+                    raise ToolFailure(f"agent '{sid}' connection is closed", retryable=False, agent_id=sid)
+                self.restarts += 1
+                self._last_start = time.monotonic()
+                logger.warning(
+                    "agent '%s' lost its session (%s); restarting it (%d of %d)",
+                    sid,
+                    reason,
+                    self.restarts,
+                    self.max_restarts,
+                )
+                try:
+                    session = await self._open(self.connect_timeout)
+                except _StartFailed as exc:
+                    failed = exc
+                    continue
+                self.reconnects += 1
+                if self._closed:  # closed while we were reconnecting
+                    await session.stop()
+                    raise ToolFailure(f"agent '{sid}' connection is closed", retryable=False, agent_id=sid)
+                self._session = session
+                self.tools = session.tools
+                return session
+            budget = f"restarted {self.restarts} of {self.max_restarts} times"
+            if failed is not None:
+                self._down = f"{reason}; {budget}, and reconnecting failed: {failed.reason}"
+                raise self._unreachable() from failed
+            self._down = f"{reason}; {budget} already, the most one run allows"
+            raise self._unreachable()
 
     def _unreachable(self) -> ToolFailure:
         """The agent is down: nothing was sent, so another agent may take the same attempt."""
