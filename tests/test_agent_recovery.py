@@ -1,0 +1,139 @@
+"""Agents that crash and restart, as the engine sees them (SPEC §6).
+
+Real processes where a real agent exists: tests/agents/counter_agent.py over stdio, whose
+``crash_once`` tool kills its own server mid-call the first time and logs every call it
+receives (the calls the agent really saw, crashed one included). The breaker itself is
+pure and is driven with plain numbers for time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.engine import Engine
+from runner.model import AgentSpec, RetryPolicy, RunStatus, StepSpec, StepStatus, TransportKind, Workflow
+
+ROOT = Path(__file__).resolve().parent.parent
+COUNTER = str(ROOT / "tests" / "agents" / "counter_agent.py")
+IN_PROCESS = "tests.agents.counter_agent:server"
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def stdio(agent_id: str, **kw: Any) -> AgentSpec:
+    return AgentSpec(id=agent_id, transport=TransportKind.STDIO, command="python", args=(COUNTER,), **kw)
+
+
+def inprocess(agent_id: str, **kw: Any) -> AgentSpec:
+    return AgentSpec(id=agent_id, transport=TransportKind.INPROCESS, module=IN_PROCESS, **kw)
+
+
+def workflow(*steps: StepSpec, agents: tuple[AgentSpec, ...]) -> Workflow:
+    return Workflow(name="recovery", steps=steps, agents=agents)
+
+
+def step(sid: str, tool: str, args: dict[str, Any] | None = None, *deps: str, **kw: Any) -> StepSpec:
+    return StepSpec(step_id=sid, tool_to_call=tool, tool_arguments=args or {}, depends_on=deps, **kw)
+
+
+class Crash:
+    """Arguments for ``crash_once`` and the log of the calls the server received."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.marker = tmp_path / "crashed"
+        self.log = tmp_path / "calls.log"
+        self.args = {"marker": str(self.marker), "calls_log": str(self.log)}
+
+    def calls(self) -> list[tuple[int, str]]:
+        """(pid, idempotency key) of every call the agent saw, in order."""
+        if not self.log.exists():
+            return []
+        return [(int(pid), key) for pid, key in (line.split() for line in self.log.read_text().splitlines())]
+
+
+@pytest.fixture
+def crash(tmp_path: Path) -> Iterator[Crash]:
+    yield Crash(tmp_path)
+
+
+# --- the engine over a stdio agent that crashes mid-call -------------------------------------
+
+
+async def test_crash_without_retry_is_called_once_and_fails_the_step_clearly(crash: Crash) -> None:
+    w = workflow(
+        step("who", "whoami"),
+        step("boom", "crash_once", crash.args, "who", assigned_agent_id="c", fallback_agents=("backup",)),
+        agents=(stdio("c"), inprocess("backup")),
+    )
+    r = await Engine(w).run({}, run_id="R")
+    boom = r.steps["boom"]
+    assert boom.status == StepStatus.FAILED and r.status == RunStatus.FAILED
+    assert boom.error is not None and boom.error.startswith(
+        "agent 'c' exited or lost its connection during the call to tool 'crash_once'; the call may have run"
+    )
+    assert (boom.attempts, boom.agent_id) == (1, "c")
+    # Exactly one delivery: not resent to a restarted 'c', not handed to the fallback agent.
+    assert crash.calls() == [(r.steps["who"].result["pid"], "R:boom:1")]
+
+
+async def test_crash_with_retry_goes_to_a_restarted_server_with_the_next_key(crash: Crash) -> None:
+    w = workflow(
+        step("who", "whoami"),
+        step("boom", "crash_once", crash.args, "who", retry=RetryPolicy(max_attempts=2)),
+        agents=(stdio("c"),),
+    )
+    r = await Engine(w).run({}, run_id="R")
+    boom = r.steps["boom"]
+    assert boom.status == StepStatus.COMPLETED and boom.attempts == 2
+    first_pid = r.steps["who"].result["pid"]
+    assert boom.result["key"] == "R:boom:2" and boom.result["pid"] != first_pid
+    assert crash.calls() == [(first_pid, "R:boom:1"), (boom.result["pid"], "R:boom:2")]
+
+
+async def test_a_later_step_after_a_crash_runs_on_a_restarted_server(crash: Crash) -> None:
+    w = workflow(
+        step("who", "whoami"),
+        step("boom", "crash_once", crash.args, "who", continue_on_error=True),
+        step("later", "whoami", {}, "boom"),
+        agents=(stdio("c"),),
+    )
+    r = await Engine(w).run({}, run_id="R")
+    assert r.steps["boom"].status == StepStatus.FAILED
+    later = r.steps["later"]
+    assert later.status == StepStatus.COMPLETED and r.status == RunStatus.COMPLETED
+    assert later.result["pid"] != r.steps["who"].result["pid"]
+    assert later.result["meta"]["runner/idempotency_key"] == "R:later:1"
+    assert len(crash.calls()) == 1
+
+
+async def test_agent_down_after_its_restart_budget_hands_unsent_calls_to_the_fallback(crash: Crash) -> None:
+    # The crash marker doubles as the agent's "refuse to start" flag: once it has crashed,
+    # every restart dies before the handshake, so the budget runs out.
+    c = stdio("c", env={"COUNTER_DIE_AT_START_IF": str(crash.marker)})
+    w = workflow(
+        step("boom", "crash_once", crash.args, continue_on_error=True, assigned_agent_id="c"),
+        step("later", "whoami", {}, "boom", assigned_agent_id="c", fallback_agents=("backup",)),
+        step("after", "whoami", {}, "later", assigned_agent_id="c", fallback_agents=("backup",)),
+        agents=(c, inprocess("backup")),
+    )
+    t0 = time.perf_counter()
+    r = await Engine(w).run({}, run_id="R")
+    elapsed = time.perf_counter() - t0
+    assert r.status == RunStatus.COMPLETED
+    later, after = r.steps["later"], r.steps["after"]
+    # Never sent to 'c' (it could not be restarted), so the same attempt went to the fallback.
+    assert (later.agent_id, later.attempts) == ("backup", 1)
+    assert later.result["meta"]["runner/idempotency_key"] == "R:later:1"
+    assert after.agent_id == "backup"  # 'c' is down for the rest of the run: no more restarts
+    assert len(crash.calls()) == 1
+    assert elapsed < 20.0  # three failed starts with 0.5 s + 2 s of backoff between them, not forever
