@@ -1,4 +1,4 @@
-"""Agents that crash and restart, as the engine sees them (SPEC §6).
+"""Agents that crash and restart, as the engine sees them (SPEC §6), and the circuit breaker (§5).
 
 Real processes where a real agent exists: tests/agents/counter_agent.py over stdio, whose
 ``crash_once`` tool kills its own server mid-call the first time and logs every call it
@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from runner.agents.breaker import CircuitBreaker, CircuitState
 from runner.engine import Engine
 from runner.model import AgentSpec, RetryPolicy, RunStatus, StepSpec, StepStatus, TransportKind, Workflow
 
@@ -137,3 +138,59 @@ async def test_agent_down_after_its_restart_budget_hands_unsent_calls_to_the_fal
     assert after.agent_id == "backup"  # 'c' is down for the rest of the run: no more restarts
     assert len(crash.calls()) == 1
     assert elapsed < 20.0  # three failed starts with 0.5 s + 2 s of backoff between them, not forever
+
+
+# --- the circuit breaker, pure ---------------------------------------------------------------
+
+
+def test_breaker_opens_after_consecutive_failures_only() -> None:
+    b = CircuitBreaker(threshold=3, cooldown=30)
+    for t in (1.0, 2.0):
+        b.failure(t)
+    b.success()  # an answer resets the count: failures must be consecutive
+    for t in (3.0, 4.0):
+        b.failure(t)
+    assert b.state(4.0) is CircuitState.CLOSED and b.allows(4.0) and b.acquire(4.0)
+    b.failure(5.0)
+    assert b.state(5.0) is CircuitState.OPEN
+    assert not b.allows(34.9) and not b.acquire(34.9)
+    assert str(b.state(10.0)) == "open"
+
+
+def test_breaker_half_open_lets_one_trial_call_through_and_its_success_closes() -> None:
+    b = CircuitBreaker(threshold=1, cooldown=10)
+    b.failure(100.0)
+    assert b.state(109.9) is CircuitState.OPEN
+    assert b.state(110.0) is CircuitState.HALF_OPEN and b.allows(110.0)
+    assert b.acquire(110.0)  # the trial call
+    assert not b.allows(110.5) and not b.acquire(110.5)  # only one at a time
+    b.success()
+    assert b.state(110.6) is CircuitState.CLOSED and b.failures == 0
+    assert b.acquire(110.6) and b.acquire(110.6)
+
+
+def test_breaker_failed_trial_reopens_for_a_full_cooldown() -> None:
+    b = CircuitBreaker(threshold=2, cooldown=10)
+    b.failure(0.0)
+    b.failure(1.0)
+    assert b.acquire(11.0)
+    b.failure(12.0)
+    assert b.state(12.0) is CircuitState.OPEN and b.state(21.9) is CircuitState.OPEN
+    assert b.state(22.0) is CircuitState.HALF_OPEN
+
+
+def test_breaker_trial_without_verdict_is_released_and_stragglers_do_not_extend_the_cooldown() -> None:
+    b = CircuitBreaker(threshold=1, cooldown=10)
+    b.failure(0.0)
+    b.failure(5.0)  # a call that was in flight when it opened: the cool-down still ends at 10
+    assert b.state(10.0) is CircuitState.HALF_OPEN
+    assert b.acquire(10.0)
+    b.release()  # the trial call was cancelled: no verdict, another may try
+    assert b.acquire(10.1)
+
+
+def test_breaker_defaults_follow_the_spec() -> None:
+    b = CircuitBreaker()
+    assert (b.threshold, b.cooldown) == (5, 30.0)
+    with pytest.raises(ValueError):
+        CircuitBreaker(threshold=0)
