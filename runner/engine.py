@@ -727,7 +727,9 @@ class Engine:
                 f"tool_arguments must render to a mapping, got {type(arguments).__name__}", retryable=False
             )
         ids, n_primary = self._candidates[sid]
-        cands = order(ids, n_primary, self._load, self._unavailable) if len(ids) > 1 or self._unavailable else ids
+        tripped = self._pool.open_circuits() if self._pool is not None else ()
+        busy = len(ids) > 1 or self._unavailable or tripped
+        cands = order(ids, n_primary, self._load, self._unavailable, tripped) if busy else ids
         connected = self._conns
         last: ToolFailure | None = None
         key = f"{self.run_id}:{sid}:{task.attempt}" + (f":{task.index}" if task.index is not None else "")
@@ -790,6 +792,7 @@ class Engine:
         raise ToolFailure(
             f"step '{sid}': no available agent offers tool '{spec.tool_to_call}'"
             + (f" (unavailable: {', '.join(sorted(self._unavailable))})" if self._unavailable else "")
+            + (f" (circuit open: {', '.join(sorted(tripped))})" if tripped else "")
         )
 
     async def _await_pull(

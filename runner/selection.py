@@ -46,9 +46,15 @@ def order(
     n_primary: int,
     load: Mapping[str, int],
     unavailable: Iterable[str] = (),
+    open_circuits: Iterable[str] = (),
 ) -> list[str]:
-    """Primary candidates least loaded first (stable), then fallbacks in declared order."""
+    """Primary candidates least loaded first (stable), then fallbacks in declared order.
+
+    Agents in ``unavailable`` (offline, or down for the run) and in ``open_circuits``
+    (their circuit breaker is open: skipped until its cool-down ends) are left out.
+    """
     down = set(unavailable)
+    down.update(open_circuits)
     primary = [c for c in candidates[:n_primary] if c not in down]
     if len(primary) > 1:
         primary.sort(key=lambda a: load.get(a, 0))

@@ -1,4 +1,4 @@
-"""Agents that crash and restart, as the engine sees them (SPEC §6), and the circuit breaker (§5).
+"""Agents that crash, restart and trip their circuit breaker (SPEC §2 selection, §5, §6).
 
 Real processes where a real agent exists: tests/agents/counter_agent.py over stdio, whose
 ``crash_once`` tool kills its own server mid-call the first time and logs every call it
@@ -15,9 +15,14 @@ from typing import Any
 
 import pytest
 
+from runner.agents import AgentPool
 from runner.agents.breaker import CircuitBreaker, CircuitState
+from runner.agents.connection import AgentConnection
+from runner.agents.transports import make_transport
 from runner.engine import Engine
+from runner.errors import ToolFailure
 from runner.model import AgentSpec, RetryPolicy, RunStatus, StepSpec, StepStatus, TransportKind, Workflow
+from runner.selection import order
 
 ROOT = Path(__file__).resolve().parent.parent
 COUNTER = str(ROOT / "tests" / "agents" / "counter_agent.py")
@@ -194,3 +199,67 @@ def test_breaker_defaults_follow_the_spec() -> None:
     assert (b.threshold, b.cooldown) == (5, 30.0)
     with pytest.raises(ValueError):
         CircuitBreaker(threshold=0)
+
+
+def test_selection_skips_open_circuits() -> None:
+    assert order(["a", "b", "c"], 2, {"b": 3}, (), {"a"}) == ["b", "c"]
+    assert order(["a", "b", "c"], 2, {}, {"b"}, {"c"}) == ["a"]
+    assert order(["a", "b"], 2, {"a": 1}) == ["b", "a"]  # existing callers: unchanged
+
+
+# --- the breaker wired into a real connection and into selection ------------------------------
+
+
+async def test_connection_breaker_counts_failures_not_tool_errors_and_refuses_while_open() -> None:
+    now = [1000.0]
+    spec = stdio("flaky")
+    conn = AgentConnection(spec, make_transport(spec), breaker=CircuitBreaker(2, 10.0), clock=lambda: now[0])
+    await conn.start()
+    try:
+        for _ in range(3):  # isError is the agent answering: it never opens the circuit
+            assert (await conn.call("fail", {"message": "no"})).is_error
+        for _ in range(2):
+            with pytest.raises(ToolFailure, match="timed out"):
+                await conn.call("slow", {"seconds": 2, "steps": 1}, timeout=0.1)
+        assert conn.circuit is CircuitState.OPEN and conn.circuit_open
+        before = await _count_bypassing_breaker(conn)
+        with pytest.raises(ToolFailure) as err:
+            await conn.call("count", {})
+        assert err.value.extra == {"kind": "circuit_open"}
+        assert str(err.value).startswith("agent 'flaky' was not called: its circuit is open after 2 consecutive")
+        assert await _count_bypassing_breaker(conn) == before + 1  # the refused call never reached it
+        now[0] += 10.0
+        assert conn.circuit is CircuitState.HALF_OPEN and not conn.circuit_open
+        with pytest.raises(ToolFailure, match="timed out"):  # the trial call fails: open again
+            await conn.call("slow", {"seconds": 2, "steps": 1}, timeout=0.1)
+        assert conn.circuit is CircuitState.OPEN
+        now[0] += 10.0
+        assert (await conn.call("echo", {"text": "back"})).result == "back"  # the trial succeeds
+        assert conn.circuit is CircuitState.CLOSED and conn.breaker.failures == 0
+    finally:
+        await conn.close()
+
+
+async def _count_bypassing_breaker(conn: AgentConnection) -> int:
+    """The agent's call counter, read around the breaker (a test's view of the server)."""
+    result: int = (await conn._call("count", {}, None, None, None)).result
+    return result
+
+
+async def test_engine_selection_skips_an_agent_whose_circuit_is_open() -> None:
+    a, b = inprocess("a", role="worker"), inprocess("b", role="worker")
+    steps = tuple(step(f"s{i}", "whoami", {}, assigned_role="worker") for i in range(4))
+    async with AgentPool() as pool:
+        assert await pool.open([a, b], base_dir=str(ROOT)) == {"a": None, "b": None}
+        tripped = pool.get("a").breaker
+        for _ in range(tripped.threshold):
+            tripped.failure(time.monotonic())
+        assert pool.open_circuits() == {"a"} and pool.circuits() == {"a": "open", "b": "closed"}
+        r = await Engine(workflow(*steps, agents=(a, b)), pool=pool).run({})
+        assert r.status == RunStatus.COMPLETED
+        assert {s.agent_id for s in r.steps.values()} == {"b"}
+
+        only_a = step("x", "whoami", {}, assigned_agent_id="a")
+        r = await Engine(workflow(only_a, agents=(a, b)), pool=pool).run({})
+        assert r.steps["x"].status == StepStatus.FAILED
+        assert r.steps["x"].error == "step 'x': no available agent offers tool 'whoami' (circuit open: a)"

@@ -41,6 +41,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, METHOD_NOT_FOUND, REQUEST_TIMEOUT, Implementation, RequestParamsMeta
 from pydantic import ValidationError
 
+from runner.agents.breaker import CircuitBreaker, CircuitState
 from runner.agents.results import CallResult, ProgressFn, ToolInfo, is_result_wrapper, to_call_result
 from runner.agents.transports import AgentTransport, describe, make_transport
 from runner.errors import AgentError, ToolFailure
@@ -51,6 +52,12 @@ logger = logging.getLogger("runner.agents")
 _CLIENT_INFO = Implementation(name="runner", version="0.1.0")
 _LIST_PAGE_CAP = 100  # a server whose tools/list never stops paginating cannot hang start()
 _STOP_GRACE = 8.0  # stdio shutdown is bounded by the SDK (stdin close, 2 s, SIGTERM, 2 s, SIGKILL)
+
+
+# How each ToolFailure kind counts for the circuit breaker: the agent answered (a success),
+# or the call never reached it (no verdict); every other kind is the agent failing.
+_ANSWERED = frozenset({"rejected"})
+_NO_VERDICT = frozenset({"unknown_tool", "closed", "circuit_open"})
 
 
 class _StartFailed(Exception):
@@ -249,6 +256,8 @@ class AgentConnection:
         connect_timeout: float | None = 30.0,
         max_restarts: int | None = None,
         restart_delays: Sequence[float] | None = None,
+        breaker: CircuitBreaker | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.spec = spec
         self.transport = transport
@@ -264,6 +273,8 @@ class AgentConnection:
         self._last_start = 0.0  # time.monotonic() of the last start or restart attempt
         self.restarts = 0  # restart attempts made (the budget), successful or not
         self.reconnects = 0  # restarts that gave a working session
+        self.breaker = breaker if breaker is not None else CircuitBreaker()
+        self._clock = clock  # the breaker's time (restart delays use the real clock)
 
     def __repr__(self) -> str:
         state = "down" if self._down else "alive" if self.alive else "idle"
@@ -331,15 +342,54 @@ class AgentConnection:
         """``tools/call`` on this agent's session; the request is sent at most once.
 
         An ``isError`` result is returned (``is_error=True``); an unknown tool, a timeout or
-        an agent that cannot be reached raise ``ToolFailure``. A session already known to
-        be lost is replaced before sending; a session lost while the call is in flight is
-        not: the call fails (``lost_in_flight``, retryable) and the next call reconnects.
+        an agent that cannot be reached raise ``ToolFailure`` (``extra["kind"]`` says which).
+        A session already known to be lost is replaced before sending; a session lost while
+        the call is in flight is not: the call fails (``lost_in_flight``, retryable) and the
+        next call reconnects. Each call's outcome feeds the agent's circuit breaker; while
+        the circuit is open the call fails at once (``circuit_open``) without being sent.
         """
+        breaker = self.breaker
+        if not breaker.acquire(self._clock()):
+            raise self._circuit_refusal()
+        verdict: bool | None = None  # True: the agent answered; False: it failed; None: no say
+        try:
+            result = await self._call(tool, arguments, timeout, meta, on_progress)
+            verdict = True
+            return result
+        except ToolFailure as exc:
+            kind = exc.extra.get("kind")
+            verdict = None if kind in _NO_VERDICT else kind in _ANSWERED
+            raise
+        finally:
+            if verdict is None:
+                breaker.release()
+            elif verdict:
+                breaker.success()
+            else:
+                was = breaker.opened_at
+                breaker.failure(self._clock())
+                if breaker.opened_at is not None and breaker.opened_at != was:
+                    logger.warning(
+                        "agent '%s': circuit open after %d consecutive failures; skipped for %gs",
+                        self.spec.id,
+                        breaker.failures,
+                        breaker.cooldown,
+                    )
+
+    async def _call(
+        self,
+        tool: str,
+        arguments: dict[str, Any] | None,
+        timeout: float | None,
+        meta: dict[str, Any] | None,
+        on_progress: ProgressFn | None,
+    ) -> CallResult:
+        """The call itself (see ``call``), without the circuit breaker's bookkeeping."""
         session = self._session
         if session is None or session.lost is not None or session.client is None:
             session = await self._revive(session)  # nothing was sent yet: a new session may take it
         if tool not in session.tools:
-            raise ToolFailure(self.unknown_tool_message(tool), retryable=False, agent_id=self.spec.id)
+            raise self._unknown_tool(tool)
         cb = _progress_adapter(on_progress) if on_progress is not None else None
         # ``_meta`` is an open mapping on the wire; the SDK types it as a TypedDict
         wire_meta = cast("RequestParamsMeta | None", meta)
@@ -355,7 +405,7 @@ class AgentConnection:
             # the one case where a sent request may go to a new session.
             session = await self._revive(session)
             if tool not in session.tools:
-                raise ToolFailure(self.unknown_tool_message(tool), retryable=False, agent_id=self.spec.id) from exc
+                raise self._unknown_tool(tool) from exc
             try:
                 raw = await session.require_client().call_tool(tool, arguments, timeout, cb, meta=wire_meta)
             except Exception as exc2:
@@ -381,16 +431,55 @@ class AgentConnection:
         )
 
     def _failure(self, tool: str, exc: BaseException, timeout: float | None) -> ToolFailure:
+        """A failed call whose session survived: timeout, JSON-RPC error, malformed result."""
         sid = self.spec.id
         if isinstance(exc, MCPError):
             if exc.code == REQUEST_TIMEOUT:
                 after = f" after {timeout:g}s" if timeout is not None else ""
-                return ToolFailure(f"tool '{tool}' on agent '{sid}' timed out{after}", agent_id=sid)
-            permanent = exc.code in (INVALID_PARAMS, METHOD_NOT_FOUND)
-            return ToolFailure(f"tool '{tool}' on agent '{sid}' failed: {exc.message}", not permanent, sid)
+                msg = f"tool '{tool}' on agent '{sid}' timed out{after}"
+                return ToolFailure(msg, agent_id=sid, extra={"kind": "timeout"})
+            if exc.code in (INVALID_PARAMS, METHOD_NOT_FOUND):  # the agent answered: the call is wrong
+                msg = f"tool '{tool}' on agent '{sid}' failed: {exc.message}"
+                return ToolFailure(msg, retryable=False, agent_id=sid, extra={"kind": "rejected"})
+            msg = f"tool '{tool}' on agent '{sid}' failed: {exc.message}"
+            return ToolFailure(msg, agent_id=sid, extra={"kind": "error"})
         if isinstance(exc, ValidationError):
-            return ToolFailure(f"tool '{tool}' on agent '{sid}' returned a malformed result: {exc}", agent_id=sid)
-        return ToolFailure(f"tool '{tool}' on agent '{sid}' failed: {describe(exc)}", agent_id=sid)
+            msg = f"tool '{tool}' on agent '{sid}' returned a malformed result: {exc}"
+            return ToolFailure(msg, agent_id=sid, extra={"kind": "malformed"})
+        msg = f"tool '{tool}' on agent '{sid}' failed: {describe(exc)}"
+        return ToolFailure(msg, agent_id=sid, extra={"kind": "error"})
+
+    def _unknown_tool(self, tool: str) -> ToolFailure:
+        return ToolFailure(
+            self.unknown_tool_message(tool), retryable=False, agent_id=self.spec.id, extra={"kind": "unknown_tool"}
+        )
+
+    def _closed_failure(self) -> ToolFailure:
+        sid = self.spec.id
+        return ToolFailure(
+            f"agent '{sid}' connection is closed", retryable=False, agent_id=sid, extra={"kind": "closed"}
+        )
+
+    def _circuit_refusal(self) -> ToolFailure:
+        """Not sent: the circuit is open (selection skips such agents; this is the race)."""
+        sid, b = self.spec.id, self.breaker
+        return ToolFailure(
+            f"agent '{sid}' was not called: its circuit is open after {b.failures} consecutive failures "
+            f"(it gets one trial call {b.cooldown:g}s after it opened)",
+            agent_id=sid,
+            extra={"kind": "circuit_open"},
+        )
+
+    @property
+    def circuit(self) -> CircuitState:
+        """The circuit breaker's state now: closed, open or half_open."""
+        return self.breaker.state(self._clock())
+
+    @property
+    def circuit_open(self) -> bool:
+        """True while selection should skip this agent (open, or half open with its trial call out)."""
+        b = self.breaker
+        return b.opened_at is not None and not b.allows(self._clock())
 
     async def _revive(self, dead: _Session | None) -> _Session:
         """Replace a lost session with a new one; concurrent callers share the attempt.
@@ -401,7 +490,7 @@ class AgentConnection:
         """
         sid = self.spec.id
         if self._closed:
-            raise ToolFailure(f"agent '{sid}' connection is closed", retryable=False, agent_id=sid)
+            raise self._closed_failure()
         if not self._started:
             raise RuntimeError(f"agent '{sid}': call() before start()")
         async with self._revive_lock:
@@ -422,7 +511,7 @@ class AgentConnection:
                 if wait > 0:
                     await asyncio.sleep(wait)
                 if self._closed:
-                    raise ToolFailure(f"agent '{sid}' connection is closed", retryable=False, agent_id=sid)
+                    raise self._closed_failure()
                 self.restarts += 1
                 self._last_start = time.monotonic()
                 logger.warning(
@@ -440,7 +529,7 @@ class AgentConnection:
                 self.reconnects += 1
                 if self._closed:  # closed while we were reconnecting
                     await session.stop()
-                    raise ToolFailure(f"agent '{sid}' connection is closed", retryable=False, agent_id=sid)
+                    raise self._closed_failure()
                 self._session = session
                 self.tools = session.tools
                 return session
