@@ -8,6 +8,7 @@ pure and is driven with plain numbers for time.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -236,6 +237,23 @@ async def test_connection_breaker_counts_failures_not_tool_errors_and_refuses_wh
         now[0] += 10.0
         assert (await conn.call("echo", {"text": "back"})).result == "back"  # the trial succeeds
         assert conn.circuit is CircuitState.CLOSED and conn.breaker.failures == 0
+    finally:
+        await conn.close()
+
+
+async def test_calls_in_flight_when_the_agent_dies_all_fail_once_and_count_as_one_failure() -> None:
+    spec = stdio("busy")
+    conn = AgentConnection(spec, make_transport(spec), breaker=CircuitBreaker(threshold=2))
+    await conn.start()
+    try:
+        slow = [asyncio.ensure_future(conn.call("slow", {"seconds": 5, "steps": 1})) for _ in range(5)]
+        await asyncio.sleep(0.3)  # the five are on the server
+        with pytest.raises(ToolFailure, match="during the call to tool 'die'"):
+            await conn.call("die", {})
+        failures = await asyncio.gather(*slow, return_exceptions=True)
+        assert all(isinstance(f, ToolFailure) and f.extra["kind"] == "lost_in_flight" for f in failures)
+        assert conn.breaker.failures == 1 and conn.circuit is CircuitState.CLOSED  # one crash, one failure
+        assert (await conn.call("count", {})).result == 1  # a new process, and none of the six was resent
     finally:
         await conn.close()
 

@@ -55,7 +55,8 @@ _STOP_GRACE = 8.0  # stdio shutdown is bounded by the SDK (stdin close, 2 s, SIG
 
 
 # How each ToolFailure kind counts for the circuit breaker: the agent answered (a success),
-# or the call never reached it (no verdict); every other kind is the agent failing.
+# or the call never reached it (no verdict); every other kind is the agent failing, except
+# the later calls lost to one session loss (``same_loss``): that loss counts once.
 _ANSWERED = frozenset({"rejected"})
 _NO_VERDICT = frozenset({"unknown_tool", "closed", "circuit_open"})
 
@@ -76,6 +77,7 @@ class _Session:
         self.tools: dict[str, ToolInfo] = {}
         self.unwrap: frozenset[str] = frozenset()
         self.lost: str | None = None  # why the transport is gone; None while usable
+        self.losses = 0  # calls that failed because this session was lost under them
         self.task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._scope: anyio.CancelScope | None = None
@@ -358,7 +360,7 @@ class AgentConnection:
             return result
         except ToolFailure as exc:
             kind = exc.extra.get("kind")
-            verdict = None if kind in _NO_VERDICT else kind in _ANSWERED
+            verdict = None if kind in _NO_VERDICT or exc.extra.get("same_loss") else kind in _ANSWERED
             raise
         finally:
             if verdict is None:
@@ -400,7 +402,7 @@ class AgentConnection:
                 raise self._failure(tool, exc, timeout) from exc
             session.lost = session.lost or self.transport.reason(exc, starting=False)
             if not self.transport.refused(exc):
-                raise self._lost_in_flight(tool, session.lost) from exc
+                raise self._lost_in_flight(tool, session) from exc
             # The server turned the request away unrun (an HTTP session it no longer knows):
             # the one case where a sent request may go to a new session.
             session = await self._revive(session)
@@ -412,22 +414,28 @@ class AgentConnection:
                 if not self.transport.session_lost(exc2):
                     raise self._failure(tool, exc2, timeout) from exc2
                 session.lost = session.lost or self.transport.reason(exc2, starting=False)
-                raise self._lost_in_flight(tool, session.lost) from exc2
+                raise self._lost_in_flight(tool, session) from exc2
         return to_call_result(raw, unwrap=tool in session.unwrap)
 
-    def _lost_in_flight(self, tool: str, reason: str) -> ToolFailure:
+    def _lost_in_flight(self, tool: str, session: _Session) -> ToolFailure:
         """The call was sent and the session went before its answer: it may have run.
 
         Retryable, so the step's ``retry`` decides (a new attempt has a new idempotency
         key); kind ``lost_in_flight``, so the engine does not hand this attempt to another
         agent as it does for an agent that was unreachable before anything was sent.
+        ``same_loss`` marks the second and later calls lost to one session loss: one crash
+        with twenty calls in flight is one failure for the circuit breaker, not twenty.
         """
         sid = self.spec.id
+        session.losses += 1
+        extra: dict[str, Any] = {"kind": "lost_in_flight"}
+        if session.losses > 1:
+            extra["same_loss"] = True
         return ToolFailure(
             f"agent '{sid}' exited or lost its connection during the call to tool '{tool}'; "
-            f"the call may have run, so it is not sent again ({reason})",
+            f"the call may have run, so it is not sent again ({session.lost})",
             agent_id=sid,
-            extra={"kind": "lost_in_flight"},
+            extra=extra,
         )
 
     def _failure(self, tool: str, exc: BaseException, timeout: float | None) -> ToolFailure:
