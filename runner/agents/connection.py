@@ -12,11 +12,15 @@ run, so it is not sent again: it fails as retryable, kind ``lost_in_flight``, an
 step's ``retry`` decides whether a new attempt (with a new key) follows. The session is
 marked lost, so the next call reconnects first; only a call that was never sent (the
 session was already known dead, or the server refused the request) goes to a new session.
-If reconnecting fails the agent is marked down and its later calls fail at once with the
-reason (kind ``unreachable``: the engine may then try another agent with the same attempt).
 Restarts are bounded: ``MAX_RESTARTS`` per connection (so per run), with a growing least
-delay between consecutive starts (``RESTART_DELAYS``); the agent is marked down only once
-that budget is spent.
+delay between consecutive starts (``RESTART_DELAYS``). Once that budget is spent the agent
+is marked down and its later calls fail at once with the reason (kind ``unreachable``:
+nothing was sent, so the engine may try another agent with the same attempt).
+
+Each call's outcome feeds the agent's ``CircuitBreaker`` (SPEC §5): an answer, even an
+``isError`` one, is a success; timeouts, lost sessions, failed restarts and protocol
+errors are failures. Selection skips an agent whose circuit is open
+(``AgentPool.open_circuits``); a call that still arrives then fails unsent (``circuit_open``).
 
 anyio cancel scopes must be entered and exited in the same task, so each session lives in
 an *owner task* that enters ``mcp.Client`` and then waits to be told to stop. Calls come
