@@ -115,6 +115,10 @@ class FakePool:
     def connected(self) -> dict[str, FakeAgent]:
         return self._open
 
+    def open_circuits(self) -> frozenset[str]:
+        """Fake agents have no circuit breaker: none is ever skipped for one."""
+        return frozenset()
+
     async def close(self) -> None:
         self._open.clear()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +22,7 @@ import pytest
 
 from runner.agents import AgentConnection, AgentPool, CallResult, connect_agent
 from runner.agents.results import result_value, to_call_result
+from runner.agents.transports import make_transport
 from runner.errors import AgentError, ToolFailure
 from runner.model import AgentSpec, TransportKind
 
@@ -167,7 +168,7 @@ async def test_stdio_unknown_tool_is_caught_before_the_call(counter: AgentConnec
     assert err.value.agent_id == "counter"
     msg = str(err.value)
     assert msg.startswith("agent 'counter' has no tool 'git_log'; it offers: ")
-    assert "add, count, die, echo" in msg
+    assert "add, count, crash_once, die, echo" in msg
     assert (await counter.call("count", {})).result == before + 1  # nothing reached the server
 
 
@@ -208,37 +209,103 @@ async def test_stdio_env_python_convention_and_relative_cwd(counter: AgentConnec
     assert (await counter.call("env", {"name": "RUNNER_NOT_SET_ANYWHERE"})).result is None
 
 
-async def test_stdio_agent_that_dies_gets_one_reconnect(fresh_counter: AgentConnection) -> None:
+async def test_stdio_call_that_kills_the_agent_is_not_sent_again(fresh_counter: AgentConnection) -> None:
     counter = fresh_counter
     old_pid = (await counter.call("whoami", {})).result["pid"]
     with pytest.raises(ToolFailure) as err:
-        await counter.call("die", {})  # dies, reconnects, the retry dies too
-    assert str(err.value).startswith("agent 'counter' is unreachable: ")
-    r = await counter.call("count", {})  # a fresh process
+        await counter.call("die", {})  # the process exits mid-call: the call may have run
+    assert str(err.value).startswith(
+        "agent 'counter' exited or lost its connection during the call to tool 'die'; "
+        "the call may have run, so it is not sent again (the process exited or closed its stdout"
+    )
+    assert err.value.retryable and err.value.extra == {"kind": "lost_in_flight"}
+    assert counter.reconnects == 0 and not counter.alive  # not resent: no new process for it
+    r = await counter.call("count", {})  # the next call restarts the agent first
     assert r.result == 1
     assert (await counter.call("whoami", {})).result["pid"] != old_pid
-    assert counter.reconnects == 2 and counter.alive
+    assert counter.reconnects == 1 and counter.alive
     assert (await counter.call("listings", {})).result == 1  # the new session listed tools once
 
 
-async def test_stdio_reconnect_failure_marks_agent_down(tmp_path: Path) -> None:
-    script = tmp_path / "agent.py"
-    shutil.copy(COUNTER, script)
-    conn = connect_agent(stdio_spec("fragile", args=(str(script),)))
+async def test_stdio_crash_mid_call_reaches_the_agent_exactly_once(tmp_path: Path) -> None:
+    marker, log = tmp_path / "crashed", tmp_path / "calls.log"
+    conn = connect_agent(stdio_spec("crashy"))
     await conn.start()
     try:
-        script.unlink()  # the next start of this agent will fail
-        with pytest.raises(ToolFailure) as err:
+        args = {"marker": str(marker), "calls_log": str(log)}
+        with pytest.raises(ToolFailure, match="during the call to tool 'crash_once'; the call may have run"):
+            await conn.call("crash_once", args, meta={"runner/idempotency_key": "R:s:1"})
+        [first] = log.read_text().splitlines()  # the server saw it once, and died
+        assert first.endswith(" R:s:1")
+        r = await conn.call("crash_once", args, meta={"runner/idempotency_key": "R:s:2"})
+        assert r.result["key"] == "R:s:2" and str(r.result["pid"]) != first.split()[0]
+        assert log.read_text().splitlines() == [first, f"{r.result['pid']} R:s:2"]
+        assert conn.reconnects == 1
+    finally:
+        await conn.close()
+
+
+async def test_stdio_agent_that_dies_while_idle_is_restarted_before_the_next_call(
+    fresh_counter: AgentConnection,
+) -> None:
+    counter = fresh_counter
+    pid = (await counter.call("whoami", {})).result["pid"]
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while counter.alive:  # its stdout closes: the session knows before anything is sent
+        assert time.monotonic() < deadline, "the session did not notice the process died"
+        await asyncio.sleep(0.02)
+    r = await counter.call("whoami", {}, meta={"runner/idempotency_key": "R:idle:1"})
+    assert r.result["pid"] != pid and r.result["meta"]["runner/idempotency_key"] == "R:idle:1"
+    assert counter.reconnects == 1
+
+
+async def test_stdio_restarts_that_fail_mark_the_agent_down_after_the_budget(tmp_path: Path) -> None:
+    flag = tmp_path / "refuse-to-start"
+    conn = connect_agent(stdio_spec("fragile", env={"COUNTER_DIE_AT_START_IF": str(flag)}))
+    await conn.start()
+    try:
+        flag.touch()  # every start of this agent from now on dies before the handshake
+        with pytest.raises(ToolFailure, match="during the call to tool 'die'"):
             await conn.call("die", {})
+        t0 = time.perf_counter()
+        with pytest.raises(ToolFailure) as err:
+            await conn.call("count", {})  # never sent: three restarts, all failing
+        elapsed = time.perf_counter() - t0
+        assert err.value.extra == {"kind": "unreachable"}
         msg = str(err.value)
-        assert msg.startswith("agent 'fragile' is unreachable: ")
-        assert "reconnecting failed: the process exited before completing the MCP handshake" in msg
-        assert "No such file or directory" in msg  # python's stderr
-        assert not conn.alive
+        assert msg.startswith("agent 'fragile' is unreachable: the process exited or closed its stdout")
+        assert "; restarted 3 of 3 times, and reconnecting failed: the process exited before completing" in msg
+        assert "refusing to start" in msg  # the agent's stderr
+        assert (conn.restarts, conn.reconnects, conn.alive) == (3, 0, False)
+        assert 2.5 <= elapsed < 10.0  # backoff 0.5 s + 2 s between the three starts; bounded
         t0 = time.perf_counter()
         with pytest.raises(ToolFailure, match="unreachable"):
             await conn.call("count", {})
-        assert time.perf_counter() - t0 < 0.1  # no second reconnect: fails at once
+        assert time.perf_counter() - t0 < 0.1  # down: no more restarts, fails at once
+    finally:
+        await conn.close()
+
+
+async def test_stdio_agent_that_keeps_crashing_is_restarted_a_bounded_number_of_times() -> None:
+    spec = stdio_spec("crashloop")
+    conn = AgentConnection(spec, make_transport(spec), max_restarts=2, restart_delays=(0.0, 0.3))
+    await conn.start()
+    try:
+        pids = {(await conn.call("whoami", {})).result["pid"]}
+        t0 = time.perf_counter()
+        for _ in range(3):  # the first process, then two restarts, each killed by the call
+            with pytest.raises(ToolFailure, match="lost its connection during the call to tool 'die'"):
+                await conn.call("die", {})
+            if conn.reconnects < 2:
+                pids.add((await conn.call("whoami", {})).result["pid"])
+        assert len(pids) == 3 and conn.reconnects == 2
+        assert time.perf_counter() - t0 >= 0.3  # the second restart waited for its delay
+        with pytest.raises(ToolFailure) as err:
+            await conn.call("count", {})
+        assert err.value.extra == {"kind": "unreachable"}
+        assert "; restarted 2 of 2 times already, the most one run allows" in str(err.value)
+        assert conn.restarts == 2
     finally:
         await conn.close()
 
@@ -365,6 +432,28 @@ async def test_http_calls_with_headers(http_agent: str) -> None:
         await conn.close()
 
 
+async def test_http_call_lost_mid_response_is_not_resent_but_an_unsent_one_fails_over() -> None:
+    port = _free_port()
+    proc = _start_http_agent(port)
+    conn = connect_agent(AgentSpec(id="web", transport=TransportKind.HTTP, url=f"http://127.0.0.1:{port}/mcp"))
+    try:
+        await conn.start()
+        in_flight = asyncio.ensure_future(conn.call("slow", {"seconds": 5, "steps": 1}))
+        await asyncio.sleep(0.5)  # the request is on the server
+        _stop(proc)
+        with pytest.raises(ToolFailure) as err:
+            await in_flight
+        assert err.value.extra == {"kind": "lost_in_flight"}
+        assert "during the call to tool 'slow'; the call may have run" in str(err.value)
+        with pytest.raises(ToolFailure) as err:  # cannot connect: never sent, so `unreachable`
+            await conn.call("echo", {"text": "x"})
+        assert err.value.extra == {"kind": "unreachable"}
+        assert f"cannot connect to http://127.0.0.1:{port}/mcp" in str(err.value)
+    finally:
+        _stop(proc)
+        await conn.close()
+
+
 async def test_http_connection_refused_names_the_url() -> None:
     url = f"http://127.0.0.1:{_free_port()}/mcp"
     conn = connect_agent(AgentSpec(id="far", transport=TransportKind.HTTP, url=url))
@@ -403,9 +492,10 @@ async def test_legacy_http_session_lost_on_restart_gets_one_reconnect(everything
         proc = start()  # the new process does not know our session
         assert (await conn.call("echo", {"message": "b"})).text == "Echo: b"
         assert conn.reconnects == 1
-        _stop(proc)  # now gone for good: the one reconnect fails and says where it tried
-        with pytest.raises(ToolFailure) as err:
+        _stop(proc)  # now gone for good: the call could not connect, so nothing was sent,
+        with pytest.raises(ToolFailure) as err:  # and reconnecting fails and says where it tried
             await conn.call("echo", {"message": "c"})
+        assert err.value.extra == {"kind": "unreachable"}
         assert str(err.value).startswith("agent 'ev' is unreachable: ")
         assert f"reconnecting failed: cannot connect to {url}: " in str(err.value)
         t0 = time.perf_counter()

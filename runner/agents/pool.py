@@ -17,6 +17,7 @@ from runner.agents.connection import AgentConnection, connect_agent
 from runner.model import AgentSpec, TransportKind
 
 _CLOSE_TIMEOUT = 12.0
+_NONE: frozenset[str] = frozenset()
 
 
 class AgentPool:
@@ -98,6 +99,18 @@ class AgentPool:
     def connected(self) -> dict[str, AgentConnection]:
         """The connected agents by id (a copy)."""
         return dict(self._conns)
+
+    def open_circuits(self) -> frozenset[str]:
+        """Agents selection must skip now: circuit open, or half open with its trial call out.
+
+        Called once per step: with every circuit closed it is one attribute test per agent.
+        """
+        skip = [aid for aid, conn in self._conns.items() if conn.circuit_open]
+        return frozenset(skip) if skip else _NONE
+
+    def circuits(self) -> dict[str, str]:
+        """Each connected agent's circuit state (closed, open, half_open), for reports."""
+        return {aid: str(conn.circuit) for aid, conn in self._conns.items()}
 
     async def close(self) -> None:
         """Close every session in parallel, within a bounded time."""

@@ -36,6 +36,9 @@ _STDERR_TAIL_LINES = 20
 _STDERR_TAIL_BYTES = 8192
 # Per-call limits come from the step's timeout (read_timeout_seconds), never from httpx.
 _HTTP_TIMEOUT = httpx2.Timeout(30.0, read=None)
+# The JSON-RPC error code the runner answers itself with for a POST that could not connect
+# (implementation-defined server-error range; no server sends it: it never got the request).
+_NOT_SENT = -32098
 
 
 # The stdio transport whose child produced the stdout line being parsed. Tasks inherit
@@ -109,6 +112,15 @@ class AgentTransport(Protocol):
 
     def session_lost(self, exc: BaseException) -> bool:
         """Whether a failed call means the session is gone and a new one may succeed."""
+        ...
+
+    def refused(self, exc: BaseException) -> bool:
+        """Whether a call that failed with ``exc`` is known not to have run on the agent.
+
+        Only such a call may be sent again on a new session: any other lost call may have
+        done its work before the session went (a crash mid-call), and resending it would
+        run it twice under one idempotency key.
+        """
         ...
 
     def close(self) -> None:
@@ -271,9 +283,41 @@ class StdioTransport:
     def session_lost(self, exc: BaseException) -> bool:
         return is_connection_lost(exc)
 
+    def refused(self, exc: BaseException) -> bool:
+        """Never: the child may have read the request before it died."""
+        return False
+
     def close(self) -> None:
         if self._log is not None:
             self._log.close()
+
+
+class _UnsentAsError(httpx2.AsyncBaseTransport):
+    """Answer a POST that could not connect with that request's own JSON-RPC error.
+
+    The SDK runs each POST in a task of the session's task group, so a failed connect
+    there ends the whole session, and every call in flight on it fails alike, whether its
+    request reached the server or not. A failed connect sends nothing (a new TCP connection
+    could not be made); answering it as this request's error (code ``_NOT_SENT``) keeps
+    that fact, so the call may go to a new session or another agent (``refused``), while
+    calls lost mid-response still fail as lost in flight.
+    """
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        try:
+            return await self._inner.handle_async_request(request)
+        except (httpx2.ConnectError, httpx2.ConnectTimeout) as exc:
+            if request.method != "POST":
+                raise
+            error = {"code": _NOT_SENT, "message": describe(exc)}
+            body = {"jsonrpc": "2.0", "id": None, "error": error}
+            return httpx2.Response(503, json=body, request=request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 class HttpTransport:
@@ -289,11 +333,14 @@ class HttpTransport:
 
     @asynccontextmanager
     async def target(self) -> AsyncIterator[Any]:
-        async with httpx2.AsyncClient(headers=self.headers, timeout=_HTTP_TIMEOUT) as http:
+        wire = _UnsentAsError(httpx2.AsyncHTTPTransport())
+        async with httpx2.AsyncClient(headers=self.headers, timeout=_HTTP_TIMEOUT, transport=wire) as http:
             yield streamable_http_client(self.url, http_client=http)
 
     def reason(self, exc: BaseException, *, starting: bool) -> str:
         leaf = leaf_exception(exc)
+        if isinstance(leaf, MCPError) and leaf.code == _NOT_SENT:
+            return f"cannot connect to {self.url}: {leaf.message}"
         if isinstance(leaf, httpx2.HTTPStatusError):
             return f"{self.url} answered HTTP {leaf.response.status_code}"
         if isinstance(leaf, httpx2.TransportError):
@@ -309,11 +356,24 @@ class HttpTransport:
         statuses (server-everything answers 400) as "Server returned an error response";
         both get the one reconnect, and a retry that fails the same way is a plain failure.
         """
-        if is_connection_lost(exc):
-            return True
+        return is_connection_lost(exc) or self.refused(exc)
+
+    def refused(self, exc: BaseException) -> bool:
+        """The server turned the request away at the HTTP level, or was never reached.
+
+        A 404 on a session ("Session terminated") and an error status with no JSON-RPC
+        body (how server-everything answers a session it does not know) are the server's
+        HTTP layer refusing the request before any tool ran; a failed connect
+        (``_UnsentAsError``) sent nothing. The SDK reports every non-404 error status the same way, so a 5xx
+        without a JSON-RPC body from a server that crashed mid-call looks like a refusal
+        too: it is the one case where a lost call can be sent twice over HTTP.
+        """
         leaf = leaf_exception(exc)
+        if isinstance(leaf, (httpx2.ConnectError, httpx2.ConnectTimeout)):
+            return True
         return isinstance(leaf, MCPError) and (
-            (leaf.code == INVALID_REQUEST and leaf.message == "Session terminated")
+            leaf.code == _NOT_SENT
+            or (leaf.code == INVALID_REQUEST and leaf.message == "Session terminated")
             or (leaf.code == INTERNAL_ERROR and leaf.message == "Server returned an error response")
         )
 
@@ -372,6 +432,10 @@ class InProcessTransport:
 
     def session_lost(self, exc: BaseException) -> bool:
         return is_connection_lost(exc)
+
+    def refused(self, exc: BaseException) -> bool:
+        """Never: the server object shares our process, so a lost call may have run."""
+        return False
 
     def close(self) -> None:
         pass

@@ -5,18 +5,28 @@ Runnable three ways, so one agent covers every transport the runner speaks:
     python tests/agents/counter_agent.py               # stdio
     python tests/agents/counter_agent.py --http PORT   # streamable HTTP on 127.0.0.1:PORT/mcp
     inprocess: module "tests.agents.counter_agent:server" (or the file's directory + "counter_agent:server")
+
+With the environment variable ``COUNTER_DIE_AT_START_IF`` naming a file, a process started
+while that file exists exits at once (status 3) before speaking MCP: a server that dies at
+every start, for the restart-budget tests.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import Any
 
-import anyio
-from mcp.server import MCPServer
-from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ToolError
+_DIE_FLAG = os.environ.get("COUNTER_DIE_AT_START_IF")
+if __name__ == "__main__" and _DIE_FLAG and os.path.exists(_DIE_FLAG):  # before the ~0.4 s of imports
+    print(f"counter_agent: {_DIE_FLAG} exists, refusing to start", file=sys.stderr, flush=True)
+    os._exit(3)
+
+from typing import Any  # noqa: E402
+
+import anyio  # noqa: E402
+from mcp.server import MCPServer  # noqa: E402
+from mcp.server.mcpserver import Context  # noqa: E402
+from mcp.server.mcpserver.exceptions import ToolError  # noqa: E402
 
 
 class _CountingServer(MCPServer):
@@ -76,6 +86,27 @@ async def fail(message: str) -> str:
 async def die() -> str:
     """Exit the process at once, as a crashing agent would."""
     os._exit(1)
+
+
+@server.tool()
+async def crash_once(marker: str, calls_log: str, ctx: Context) -> dict[str, Any]:
+    """Kill this server mid-call the first time, answer on later calls.
+
+    Every call first appends ``<pid> <idempotency key>`` to ``calls_log`` (so a test counts
+    the calls the server really received, including the one that crashed it). If
+    ``marker`` does not exist yet, it is created and the process exits at once, with the
+    request unanswered; otherwise the call returns its pid and key.
+    """
+    _tick()
+    meta = ctx.request_context.meta or {}
+    key = str(dict(meta).get("runner/idempotency_key"))
+    with open(calls_log, "a", encoding="utf-8") as f:
+        f.write(f"{os.getpid()} {key}\n")
+    if not os.path.exists(marker):
+        with open(marker, "w", encoding="utf-8") as f:
+            f.write(str(os.getpid()))
+        os._exit(1)
+    return {"pid": os.getpid(), "key": key}
 
 
 @server.tool()

@@ -21,11 +21,18 @@ from runner.model import events as ev
 IDEMPOTENCY_META_KEY = "runner/idempotency_key"
 
 
+_NOT_SENT = frozenset({"unreachable", "circuit_open"})  # failure kinds of calls the agent never saw
+
+
 def _is_unreachable(exc: ToolFailure) -> bool:
-    """A failure of a call that never reached the agent (so another agent may take it)."""
+    """A failure of a call that never reached the agent (so another agent may take it).
+
+    ``lost_in_flight`` (the agent died during the call) is not: the call may have run, so it
+    goes back to the step's retry policy instead of to the next agent.
+    """
     kind = exc.extra.get("kind") if exc.extra else None
     if kind is not None:
-        return kind == "unreachable"
+        return kind in _NOT_SENT
     return "unreachable" in exc.message
 
 
@@ -57,7 +64,7 @@ class ToolStep:
         run = self.ctx
         ids, n_primary = self._candidates[sid]
         unavailable = self._unavailable
-        tripped = self._pool.open_circuits() if self._pool is not None and hasattr(self._pool, "open_circuits") else ()
+        tripped = self._pool.open_circuits() if self._pool is not None else ()
         if len(ids) > 1 or unavailable or tripped:
             cands = order(ids, n_primary, self._load, unavailable, tripped)
         else:
