@@ -18,6 +18,7 @@ import asyncio
 import gc
 import random
 import time
+import weakref
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -91,8 +92,10 @@ class Engine:
         self._specs: dict[str, StepSpec] = {}
         self._kinds: dict[str, str] = {}
         self._fatal: BaseException | None = None
-        self.pull = PullStep(self)
-        self._handlers: dict[str, StepHandler] = {"pull": self.pull, "uses": UsesStep(self)}
+        # Handlers that live as long as the engine see it through a weak proxy (no cycle).
+        me = weakref.proxy(self)
+        self.pull = PullStep(me)
+        self._handlers: dict[str, StepHandler] = {"pull": self.pull, "uses": UsesStep(me)}
         self._inline_task: asyncio.Task[Any] | None = None
         self._inline_cancel = False
         self.run_id = ""
@@ -278,6 +281,15 @@ class Engine:
                 self._lease.release()
             if self._own_pool and self.agents.pool is not None:
                 await self.agents.pool.close()
+            self._let_go()
+
+    def _let_go(self) -> None:
+        """Break the cycles through handlers, journal, lease and poller: the run's state is then
+        freed by reference counting when the caller drops the engine, not by a full GC pass."""
+        self.journal.on_lost = None
+        self._handlers = {"pull": self.pull}
+        self._lease = None
+        self._signals = None
 
 
     def _hold(self, store: Store) -> None:
@@ -339,6 +351,7 @@ class Engine:
         sched = self._sched
         loop = asyncio.get_running_loop()
         self._wake = wake = asyncio.Event()
+        me = asyncio.current_task()  # the task that awaits a lone step in line
         timers: list[asyncio.TimerHandle] = []
         if deadline is not None:
             timers.append(loop.call_at(deadline, wake.set))
@@ -370,7 +383,7 @@ class Engine:
                     # One task and nothing else in flight (a chain): await it here, saving a
                     # Task and two event-loop hops per step. Ctrl-C still cancels it, and
                     # so do a cancel request and a lost lease (``_interrupt_inline``).
-                    self._inline_task = asyncio.current_task()
+                    self._inline_task = me
                     try:
                         await self._exec(started[0], inline=True)
                     finally:

@@ -149,6 +149,8 @@ def _fail_closed(
         return masker.mask_text(msg)
 
     down = [aid for aid, err in errors.items() if err is not None]
+    if not down:
+        return
     for aid in down:
         if agents.specs[aid].required:
             raise AgentError(message(aid), agent_id=aid)

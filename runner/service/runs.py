@@ -198,7 +198,8 @@ class RunService:
             if run.status == "cancelled" and not new_attempt:
                 raise Refused(f"run {run.run_id} was cancelled; `runner retry {run.run_id}` runs it again")
             wf = workflow if workflow is not None else self.load_workflow_of(run, force)
-            self._check_reachable(wf, False)
+            if workflow is None:  # `start` checked the workflow it was given
+                self._check_reachable(wf, False)
             reset: set[str] = set()
             if from_step is not None:
                 if from_step not in {s.step_id for s in wf.steps}:

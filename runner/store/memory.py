@@ -116,7 +116,10 @@ class MemoryStore:
         """Store several events in order (one lock hold; the SQL stores make it one transaction)."""
         with self._lock:
             if fence is not None and events:
-                self._check_fence(events[0].run_id, fence)
+                run_id = events[0].run_id
+                lease = self._leases.get(run_id)
+                if lease is None or lease[0] != fence.owner or self._epochs.get(run_id, 0) != fence.epoch:
+                    self._check_fence(run_id, fence)
             for event in events:
                 self.append(event)
 
