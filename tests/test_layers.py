@@ -23,10 +23,10 @@ def test_import_linter_contracts_hold() -> None:
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "BROKEN" not in proc.stdout
     assert proc.stdout.count("KEPT") >= 2, proc.stdout
-def test_no_module_is_much_over_six_hundred_lines() -> None:
+def test_no_module_is_over_about_six_hundred_lines() -> None:
     too_long = {
         str(p.relative_to(ROOT)): n
         for p in (ROOT / "runner").rglob("*.py")
-        if (n := len(p.read_text(encoding="utf-8").splitlines())) > 650
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > 610
     }
     assert not too_long, f"split these modules by role: {too_long}"

@@ -17,10 +17,15 @@ from runner.errors import InputInvalid
 
 
 def _service(app: App) -> Any:
-    from runner.api import open_store
+    from runner.api import load_secrets, open_store
     from runner.service import RunService
 
-    return RunService(open_store(app.store), registry=app.registry())
+    # RUNNER_SECRET_* of this process: a report that echoes a secret is stored masked.
+    return RunService(open_store(app.store), registry=app.registry(), secrets=load_secrets())
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)")
 
 
 @click.command()
@@ -49,6 +54,7 @@ def cancel(app: App, run_id: str) -> int:
 
 
 @click.group()
+@common_options
 def steps() -> None:
     """Pull steps: what waits for an agent, and the agent's report on it."""
 
@@ -131,7 +137,7 @@ def complete(app: App, run_id: str, step_id: str, agent_id: str, index: int | No
     value: Any = None
     if result is not None:
         try:
-            value = json.loads(result)
+            value = json.loads(result, parse_constant=_no_constant)
         except ValueError as exc:
             raise InputInvalid(f"--result: not valid JSON ({exc}): {result[:80]!r}") from None
     return _report(app, run_id, step_id, agent_id, index, result=value)

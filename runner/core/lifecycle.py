@@ -83,6 +83,6 @@ def decide_cancel(run: RunRecord | None, *, run_id: str, holder_alive: bool, url
         return "already"
     if run.status in FINISHED_RUN:
         raise Refused(f"run {run_id} already finished ({run.status}); there is nothing to cancel")
-    if run.status in ("queued", "interrupted") and not holder_alive:
-        return "end"
+    if not holder_alive:
+        return "end"  # queued, interrupted, or its executing process died: nobody else will
     return "request"

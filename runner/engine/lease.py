@@ -92,12 +92,14 @@ class SignalPoller:
         on_cancel: Callable[[], None],
         on_report: Callable[[Event], None],
         waiting: Callable[[], bool],
+        cancel_after: str | None = None,
     ) -> None:
         self.store = store
         self.run_id = run_id
         self.on_cancel = on_cancel
         self.on_report = on_report
         self.waiting = waiting  # a pull step waits: poll faster
+        self.cancel_after = cancel_after  # cancel requests up to then belong to an earlier session
         self.seq = 0
         self.stopped = False
         self._timer: asyncio.TimerHandle | None = None
@@ -108,6 +110,12 @@ class SignalPoller:
     def poll(self) -> None:
         if self.stopped:
             return
+        self.poll_once()
+        interval = POLL_WAITING_S if self.waiting() else POLL_IDLE_S
+        self._timer = asyncio.get_running_loop().call_later(interval, self.poll)
+
+    def poll_once(self) -> None:
+        """Read what is new in the run's log now (also called when a pull step times out)."""
         try:
             signals = self.store.get_signals(self.run_id, self.seq)
         except StoreError:
@@ -115,11 +123,10 @@ class SignalPoller:
         for seq, e in signals:
             self.seq = max(self.seq, seq)
             if e.type == ev.RUN_CANCEL_REQUESTED:
-                self.on_cancel()
+                if self.cancel_after is None or e.ts > self.cancel_after:
+                    self.on_cancel()
             elif e.type == ev.STEP_REPORTED and e.step_id is not None:
                 self.on_report(e)
-        interval = POLL_WAITING_S if self.waiting() else POLL_IDLE_S
-        self._timer = asyncio.get_running_loop().call_later(interval, self.poll)
 
     def stop(self) -> None:
         self.stopped = True

@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.core.scheduler import Scheduler, Task
+from runner.engine.control import RunControl
 from runner.engine.finish import TERMINAL_EVENT, build_result, render_outputs, run_error
 from runner.engine.journal import Journal, ProgressFn
 from runner.engine.lease import RunLease, SignalPoller
 from runner.engine.preflight import Agents, preflight, step_kind
 from runner.engine.steps import IDEMPOTENCY_META_KEY, PullStep, StepHandler, ToolStep, UsesStep
-from runner.errors import LeaseLost, RunnerError, StoreError, ToolFailure
+from runner.errors import RunnerError, StoreError, ToolFailure
 from runner.load.instantiate import instantiate
 from runner.model import AgentSpec, RunStatus, StepOutcome, StepSpec, StepStatus, Workflow
 from runner.model import events as ev
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
 __all__ = ["IDEMPOTENCY_META_KEY", "Engine"]
 
 
-class Engine:
+class Engine(RunControl):
     """Executes one session of one run. Construct, then ``await engine.run(...)``.
 
     With a ``store``, the run must exist there: the service layer creates it (queued or
@@ -104,6 +105,7 @@ class Engine:
         self._timed_out = False
         self._cancelled = False
         self._given_lease = lease
+        self._cancel_after: str | None = None
         self._lease: RunLease | None = None
         self._signals: SignalPoller | None = None
         self.run_stored = False  # the store holds this run (so `runner resume` can continue it)
@@ -196,6 +198,7 @@ class Engine:
             for sid in resume.in_flight:
                 if self._base_attempts.get(sid, 0) > 0:
                     self._base_attempts[sid] -= 1
+        self._cancel_after = resume.cancel_after if resume is not None else None
         if self.store is not None:
             if resume is None:
                 raise RunnerError("a stored run is created by the service (RunService.start), not by the engine")
@@ -291,54 +294,6 @@ class Engine:
         self._lease = None
         self._signals = None
 
-
-    def _hold(self, store: Store) -> None:
-        """Take the run's lease (or keep the one handed in), renew it, and watch the run's signals."""
-        self._lease = RunLease(store, self.run_id, self._given_lease, self._stop_with)
-        self.journal.fence = self._lease.claim()
-        if store.shared or "pull" in self._kinds.values():
-            self._signals = SignalPoller(
-                store,
-                self.run_id,
-                on_cancel=self.cancel,
-                on_report=self.pull.on_report,
-                waiting=lambda: bool(self.pull.waiting),
-            )
-            self._signals.start()
-
-    def _on_lease_lost(self) -> None:
-        """A fenced write was refused: another process executes the run now."""
-        if self._lease is not None:
-            self._stop_with(self._lease.lost())
-
-    def _stop_with(self, fatal: RunnerError) -> None:
-        """End the run loop (or the agents' start-up) with ``fatal``."""
-        if self._fatal is None:
-            self._fatal = fatal
-        if isinstance(fatal, LeaseLost):
-            self.journal.lost = True  # write nothing more about a run another process holds
-            self.journal.pending.clear()
-        self._interrupt_inline()
-        wake = getattr(self, "_wake", None)
-        if wake is not None:
-            wake.set()
-        elif self._preflight_task is not None:
-            self._preflight_task.cancel()
-
-    def _interrupt_inline(self) -> None:
-        """Stop the step the loop awaits in line (a chain's one task), as a cancelled step."""
-        task = self._inline_task
-        if task is not None and not self._inline_cancel:
-            self._inline_cancel = True
-            task.cancel()
-
-    def cancel(self) -> None:
-        """Ask a running run to stop: pending steps are cancelled, ``finally`` still runs."""
-        self._cancelled = True
-        if self._main_status is None:
-            self._interrupt_inline()
-        if hasattr(self, "_wake"):
-            self._wake.set()
 
     async def _preflight(self, values: Mapping[str, Any]) -> None:
         context = {"inputs": values, "secrets": self.secrets, "workflow": self._ctx["workflow"]}

@@ -72,6 +72,9 @@ class ResumeState:
     # attempt, with the same idempotency key (SPEC §6).
     in_flight: set[str] = field(default_factory=set)
     fresh: bool = False  # a queued (or just created) run: its first session starts it
+    # The end of the run's last session: a cancel request made before it was already
+    # answered (or came too late), so it must not cancel this new session.
+    cancel_after: str | None = None
 
 
 def resolve_inputs(wf: Workflow, given: Mapping[str, Any]) -> dict[str, Any]:

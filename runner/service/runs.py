@@ -22,6 +22,7 @@ from runner.model.ids import new_run_id
 from runner.model.outcomes import ResumeState, RunResult, resolve_inputs
 from runner.store.base import Assignment, Lease, RunRecord, Store, WorkflowRecord
 from runner.store.leases import take_lease
+from runner.template import Masker
 
 
 @dataclass
@@ -131,7 +132,6 @@ class RunService:
         unless queued, this process's lease on it.
         """
         from runner.model.ids import workflow_hash
-        from runner.template import Masker
 
         values = resolve_inputs(wf, inputs)
         self._check_reachable(wf, queued)
@@ -146,13 +146,13 @@ class RunService:
                 workflow_name=wf.name,
                 workflow_hash=h,
                 status="queued" if queued else "pending",
-                inputs=values if queued else masked,
+                inputs=masked,
                 source=str(Path(wf.source).resolve()) if wf.source else None,
             )
         )
         if queued:
             self.store.append(
-                Event(type=ev.RUN_QUEUED, run_id=run_id, data={"workflow": wf.name, "workflow_hash": h, "inputs": values})
+                Event(type=ev.RUN_QUEUED, run_id=run_id, data={"workflow": wf.name, "workflow_hash": h, "inputs": masked})
             )
             return run_id, None
         return run_id, take_lease(self.store, run_id)
@@ -214,6 +214,7 @@ class RunService:
                 state.fresh = True
             else:
                 state = resume_state(self.store, run.run_id, wf, reset=sorted(reset), new_attempt=new_attempt)
+            state.cancel_after = run.finished_at
             finished = run.status == "completed" and from_step is None and not fresh
             return Prepared(run=run, workflow=wf, state=state, lease=lease, reset=sorted(reset), finished=finished)
         except BaseException:
@@ -301,6 +302,10 @@ class RunService:
         run = self.find_run(run_id)
         if self.store.get_assignment(run.run_id, step_id, index) is None:
             self._explain_no_assignment(run, step_id)
+        if self.secrets:
+            masker = Masker(self.secrets.values())
+            result = masker.mask(result)
+            error = masker.mask_text(error) if error is not None else None
         return self.store.report_step(run.run_id, step_id, agent_id, index=index, result=result, error=error)
 
     def _explain_no_assignment(self, run: RunRecord, step_id: str) -> None:

@@ -65,9 +65,15 @@ class PullStep:
             else:
                 await fut
         except asyncio.TimeoutError:
-            raise ToolFailure(
-                f"pull step '{sid}' was not reported within {spec.timeout:g}s" + (f" by agent '{aid}'" if aid else "")
-            ) from None
+            # The store accepts reports until the deadline, which has just passed: read the
+            # log once more, so an accepted report and this timeout never both win.
+            run.poll_signals()
+            known = self.reports.get(key)
+            if known is None or known[0] != task.attempt:
+                raise ToolFailure(
+                    f"pull step '{sid}' was not reported within {spec.timeout:g}s"
+                    + (f" by agent '{aid}'" if aid else "")
+                ) from None
         finally:
             self.waiting.pop(key, None)
         _attempt, body, error = self.reports.pop(key)

@@ -1,0 +1,94 @@
+"""Control of a run from outside its loop: the lease and the run's signals, cancel, fatal stops.
+
+A base class of ``Engine``: these are the ways a session is told to stop — a cancel
+request from any process (read by the signal poller), a lease taken over by another
+process (a refused fenced write or a failed renewal), a failing store — and how the loop
+is woken when one comes, including when it is awaiting a lone step in line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from runner.engine.journal import Journal
+from runner.engine.lease import RunLease, SignalPoller
+from runner.errors import LeaseLost, RunnerError
+
+if TYPE_CHECKING:
+    from runner.engine.steps import PullStep
+    from runner.store.base import Lease, Store
+
+
+class RunControl:
+    """The lease, the signal poller and the stop switches of one engine."""
+
+    run_id: str
+    journal: Journal
+    pull: PullStep
+    _kinds: dict[str, str]
+    _given_lease: Lease | None
+    _cancel_after: str | None
+    _lease: RunLease | None
+    _signals: SignalPoller | None
+    _fatal: BaseException | None
+    _inline_task: asyncio.Task[Any] | None
+    _inline_cancel: bool
+    _cancelled: bool
+    _main_status: Any
+    _preflight_task: asyncio.Future[None] | None
+    _wake: asyncio.Event
+
+    def _hold(self, store: Store) -> None:
+        """Take the run's lease (or keep the one handed in), renew it, and watch the run's signals."""
+        self._lease = RunLease(store, self.run_id, self._given_lease, self._stop_with)
+        self.journal.fence = self._lease.claim()
+        if store.shared or "pull" in self._kinds.values():
+            self._signals = SignalPoller(
+                store,
+                self.run_id,
+                on_cancel=self.cancel,
+                on_report=self.pull.on_report,
+                waiting=lambda: bool(self.pull.waiting),
+                cancel_after=self._cancel_after,
+            )
+            self._signals.start()
+
+    def poll_signals(self) -> None:
+        """Read the run's log now (a pull step timing out: a report may have just come in)."""
+        if self._signals is not None:
+            self._signals.poll_once()
+
+    def _on_lease_lost(self) -> None:
+        """A fenced write was refused: another process executes the run now."""
+        if self._lease is not None:
+            self._stop_with(self._lease.lost())
+
+    def _stop_with(self, fatal: RunnerError) -> None:
+        """End the run loop (or the agents' start-up) with ``fatal``."""
+        if self._fatal is None:
+            self._fatal = fatal
+        if isinstance(fatal, LeaseLost):
+            self.journal.lost = True  # write nothing more about a run another process holds
+            self.journal.pending.clear()
+        self._interrupt_inline()
+        wake = getattr(self, "_wake", None)
+        if wake is not None:
+            wake.set()
+        elif self._preflight_task is not None:
+            self._preflight_task.cancel()
+
+    def _interrupt_inline(self) -> None:
+        """Stop the step the loop awaits in line (a chain's one task), as a cancelled step."""
+        task = self._inline_task
+        if task is not None and not self._inline_cancel:
+            self._inline_cancel = True
+            task.cancel()
+
+    def cancel(self) -> None:
+        """Ask a running run to stop: pending steps are cancelled, ``finally`` still runs."""
+        self._cancelled = True
+        if self._main_status is None:
+            self._interrupt_inline()
+        if hasattr(self, "_wake"):
+            self._wake.set()
