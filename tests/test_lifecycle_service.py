@@ -115,3 +115,35 @@ def test_nan_is_not_a_json_result(tmp_path: Path) -> None:
             "steps", "complete", "r", "s", "--agent", "a", "--result", bad, "--store", f"sqlite:///{tmp_path}/r.db"
         )
         assert rc == 2 and "not valid JSON" in err, (bad, err)
+
+
+def test_reassigning_the_same_attempt_keeps_a_report_made_meanwhile(tmp_path: Path) -> None:
+    """A resumed run re-assigns the step it was waiting on; a report made while no runner ran stays."""
+    from runner.model.events import Event
+
+    for url in ("memory://", f"sqlite:///{tmp_path}/r.db"):
+        store = open_store(url)
+        store.create_run(RunRecord(run_id="r1", workflow_name="w", workflow_hash="h", status="pending"))
+        lease = store.claim_run("r1", "me:1:x:y", 30).lease
+        assigned = Event(
+            type="step_assigned",
+            run_id="r1",
+            step_id="p",
+            attempt=1,
+            agent_id="h",
+            data={"index": 0, "deadline": None, "arguments": {}},
+        )
+        store.append_many(
+            [
+                Event(type="run_started", run_id="r1", data={"workflow": "w", "inputs": {}}),
+                Event(type="step_started", run_id="r1", step_id="p", attempt=1, agent_id="h"),
+                assigned,
+            ],
+            lease,
+        )
+        assert store.report_step("r1", "p", "h", index=0, result="B") == "accepted"
+        store.append_many([assigned], lease)  # the resumed session assigns attempt 1 again
+        asg = store.get_assignment("r1", "p", 0)
+        assert asg is not None and asg.status == "completed" and asg.report == {"result": "B"}, (url, asg)
+        assert store.list_assignments(run_id="r1") == []
+        store.close()

@@ -70,7 +70,14 @@ def resume_state(store: Store, run_id: str, wf: Workflow, reset: Sequence[str] =
         raise NotFound.run(run_id, store.url)
     state = ResumeState(run_id=run_id, inputs=dict(run.inputs), attempt=run.attempt, new_attempt=new_attempt)
     known = {s.step_id: s for s in wf.all_steps}
-    for rec in store.get_steps(run_id):
+    records = store.get_steps(run_id)
+    failed_items: set[str] = set()
+    if any(r.status == StepStatus.IN_PROGRESS.value and known.get(r.step_id) and known[r.step_id].for_each for r in records):
+        # A fan-out's attempt number is shared by its items: it can be sent again as the
+        # same attempt only if no item of it had a failure recorded (a retried item's
+        # next attempt must keep its new key).
+        failed_items = {e.step_id for e in store.get_events(run_id) if e.type == ev.ITEM_FAILED and e.step_id}
+    for rec in records:
         if rec.step_id not in known:
             continue
         state.attempts[rec.step_id] = rec.attempts
@@ -92,7 +99,7 @@ def resume_state(store: Store, run_id: str, wf: Workflow, reset: Sequence[str] =
             rec.status == StepStatus.IN_PROGRESS.value
             and rec.error is None
             and rec.attempts > 0
-            and spec.for_each is None
+            and rec.step_id not in failed_items
             and not new_attempt
         ):
             state.in_flight.add(rec.step_id)

@@ -180,6 +180,9 @@ class MemoryStore:
         d = event.data
         index = d.get("index")
         key = (event.run_id, event.step_id or "", -1 if index is None else int(index))
+        known = self._assignments.get(key)
+        if known is not None and known.attempt == (event.attempt or 1) and known.status != "waiting":
+            return  # a resumed run re-assigns the same attempt: a report made meanwhile stays
         self._assignments[key] = Assignment(
             run_id=event.run_id,
             step_id=event.step_id or "",

@@ -28,7 +28,9 @@ LIFECYCLE_SQL: dict[str, str] = {
     "asg_put": f"INSERT INTO assignments ({_ASG_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'waiting', NULL, NULL, NULL) "
     "ON CONFLICT (run_id, step_id, idx) DO UPDATE SET agent_id = excluded.agent_id, attempt = excluded.attempt, "
     "arguments = excluded.arguments, assigned_at = excluded.assigned_at, deadline = excluded.deadline, "
-    "status = 'waiting', reported_at = NULL, reported_by = NULL, report = NULL",
+    "status = 'waiting', reported_at = NULL, reported_by = NULL, report = NULL "
+    # a resumed run re-assigns the same attempt: a report made meanwhile must stay
+    "WHERE assignments.attempt <> excluded.attempt OR assignments.status = 'waiting'",
     "asg_get": f"SELECT {_ASG_COLS} FROM assignments WHERE run_id = ? AND step_id = ? AND idx = ?",
     "asg_report": "UPDATE assignments SET status = ?, reported_at = ?, reported_by = ?, report = ? "
     "WHERE run_id = ? AND step_id = ? AND idx = ?",
