@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from runner.errors import NotFound, Refused
+from runner.model import events as ev
+from runner.model.events import Event
 from runner.model.records import Assignment, RunRecord, StepRecord
 
 # Run statuses in which a pull step may still be reported on: a run whose process died
@@ -25,6 +27,20 @@ CancelVerdict = Literal["end", "request", "already"]
 def report_body(result: Any, error: str | None) -> dict[str, Any]:
     """What a report says, as stored: ``{"error": msg}`` or ``{"result": value}``."""
     return {"error": error} if error is not None else {"result": result}
+
+
+def report_event(asg: Assignment, agent_id: str, body: dict[str, Any], error: str | None, now: str) -> Event:
+    """The ``step_reported`` event of an accepted report (every backend writes this one)."""
+    return Event(
+        type=ev.STEP_REPORTED,
+        run_id=asg.run_id,
+        step_id=asg.step_id,
+        attempt=asg.attempt,
+        agent_id=agent_id,
+        error=error,
+        data={"index": asg.index, **body},
+        ts=now,
+    )
 
 
 def still_waiting(step: StepRecord | None, asg: Assignment) -> bool:

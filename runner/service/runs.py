@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner.engine import Engine
 from runner.errors import InputInvalid, NotFound, Refused
+from runner.load import load_workflow
 from runner.model import AgentSpec, StepOutcome, StepStatus, Workflow
 from runner.model import events as ev
 from runner.model.events import Event, EventSink
-from runner.model.ids import new_run_id
+from runner.model.ids import new_run_id, workflow_hash
 from runner.model.outcomes import ResumeState, RunResult, resolve_inputs
 from runner.store.base import Assignment, Lease, RunRecord, Store, WorkflowRecord
 from runner.store.leases import take_lease
@@ -138,8 +140,6 @@ class RunService:
         Inputs are checked first (``InputInvalid``, nothing stored). Returns the run id and,
         unless queued, this process's lease on it.
         """
-        from runner.model.ids import workflow_hash
-
         values = resolve_inputs(wf, inputs)
         self._check_reachable(wf, queued)
         text = wf.source_text or ""
@@ -243,8 +243,6 @@ class RunService:
         on_progress: Callable[[str, float, float | None, str | None], None] | None = None,
     ) -> Any:
         """The engine that executes ``prepared`` (the CLI keeps it to report partial results)."""
-        from runner.engine import Engine
-
         return Engine(
             prepared.workflow,
             store=self.store,
@@ -273,8 +271,6 @@ class RunService:
 
     def load_workflow_of(self, run: RunRecord, force: bool = False) -> Workflow:
         """The workflow of a stored run; refuse if its file changed since, unless ``force``."""
-        from runner.load import load_workflow, workflow_hash
-
         src = run.source
         if src and Path(src).is_file():
             text = Path(src).read_text(encoding="utf-8")
@@ -319,8 +315,6 @@ class RunService:
         """Say precisely why ``step_id`` has no assignment: unknown, a tool step, or not started yet."""
         rec = self.store.get_workflow(run.workflow_name, run.workflow_hash)
         if rec is not None:
-            from runner.load import load_workflow
-
             try:
                 wf = load_workflow(rec.source_text, file=f"<stored {run.workflow_name}>", registry=self.registry)
             except Exception:  # noqa: BLE001 - the stored text is only used for a better message

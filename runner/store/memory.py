@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from runner.core.lifecycle import decide_cancel, decide_report, report_body, still_waiting
+from runner.core.lifecycle import decide_cancel, decide_report, report_body, report_event, still_waiting
 from runner.core.projection import apply_event, creates_run, is_step_event, unknown_run
 from runner.errors import LeaseLost, NotFound, StoreError
 from runner.model import events as ev
@@ -116,10 +116,7 @@ class MemoryStore:
         """Store several events in order (one lock hold; the SQL stores make it one transaction)."""
         with self._lock:
             if fence is not None and events:
-                run_id = events[0].run_id
-                lease = self._leases.get(run_id)
-                if lease is None or lease[0] != fence.owner or self._epochs.get(run_id, 0) != fence.epoch:
-                    self._check_fence(run_id, fence)
+                self._check_fence(events[0].run_id, fence)
             for event in events:
                 self.append(event)
 
@@ -254,18 +251,7 @@ class MemoryStore:
             if verdict == "duplicate":
                 return "duplicate"
             assert asg is not None
-            data = {"index": index, **copy.deepcopy(body)}
-            self.append(
-                Event(
-                    type=ev.STEP_REPORTED,
-                    run_id=run_id,
-                    step_id=step_id,
-                    attempt=asg.attempt,
-                    agent_id=agent_id,
-                    error=error,
-                    data=data,
-                )
-            )
+            self.append(report_event(asg, agent_id, copy.deepcopy(body), error, now))
             status = "failed" if error is not None else "completed"
             self._assignments[key] = replace(
                 asg, status=status, reported_at=now, reported_by=agent_id, report=copy.deepcopy(body)

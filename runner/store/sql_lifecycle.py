@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from runner.core.lifecycle import decide_cancel, decide_report, report_body, still_waiting
+from runner.core.lifecycle import decide_cancel, decide_report, report_body, report_event, still_waiting
 from runner.model import events as ev
 from runner.model.events import Event, now_iso
 from runner.store.base import Assignment, RunRecord, StepRecord
@@ -173,18 +173,7 @@ class SqlLifecycle:
             if verdict == "duplicate":
                 return "duplicate"
             assert asg is not None
-            self._project(
-                Event(
-                    type=ev.STEP_REPORTED,
-                    run_id=run_id,
-                    step_id=step_id,
-                    attempt=asg.attempt,
-                    agent_id=agent_id,
-                    error=error,
-                    data={"index": index, **body},
-                    ts=now,
-                )
-            )
+            self._project(report_event(asg, agent_id, body, error, now))
             status = "failed" if error is not None else "completed"
             cur.execute(self._sql["asg_report"], (status, now, agent_id, encoded, run_id, step_id, idx))
         return "accepted"
