@@ -88,6 +88,19 @@ class InputInvalid(RunnerError):
     exit_code = 2
 
 
+class BadArgument(InputInvalid):
+    """One named argument of an API or MCP tool call is wrong; nothing was changed.
+
+    The argument's name travels with the error so an MCP client (often an LLM) is told
+    exactly which parameter to fix, not just that the call failed.
+    """
+
+    def __init__(self, argument: str, reason: str) -> None:
+        super().__init__(f"argument {argument!r}: {reason}")
+        self.argument = argument
+        self.reason = reason
+
+
 class StepFailed(RunnerError):
     """A step failed and the run failed with it."""
 
