@@ -400,6 +400,24 @@ def test_projects_goals_and_audit(store: Store) -> None:
     assert [e["target"] for e in store.list_audit(actor="operator")] == ["wf", "a1"]
     assert [e["seq"] for e in store.list_audit(action="acquire_file_lock")] == [s2]
     assert len(store.list_audit(limit=1)) == 1
+    cut = entries[1]["ts"]
+    assert [e["seq"] for e in store.list_audit(since=cut)] == [e["seq"] for e in entries if e["ts"] > cut]
+    assert store.list_audit(since="2999-01-01") == []
+    with pytest.raises(InputInvalid, match="since"):
+        store.list_audit(since="yesterday")
+
+
+def test_coordination_records(store: Store) -> None:
+    store.put_record("session", "s1", {"id": "s1", "title": "Review", "participants": ["a", "b"]})
+    store.put_record("session", "s2", {"id": "s2", "title": "Plan"})
+    store.put_record("evaluation", "s1", {"id": "s1", "score": 3})
+    assert store.get_record("session", "s1") == {"id": "s1", "title": "Review", "participants": ["a", "b"]}
+    assert store.get_record("session", "nope") is None and store.get_record("goal", "s1") is None
+    store.put_record("session", "s1", {"id": "s1", "title": "Review", "closed": True})
+    assert [r["id"] for r in store.list_records("session")] == ["s1", "s2"]
+    assert store.get_record("session", "s1") == {"id": "s1", "title": "Review", "closed": True}
+    assert store.list_records("evaluation") == [{"id": "s1", "score": 3}]
+    assert len(store.list_records("session", limit=1)) == 1
 
 
 def test_store_is_safe_to_share_between_threads(store: Store) -> None:

@@ -64,6 +64,7 @@ class MemoryStore:
         self._projects: dict[str, dict[str, Any]] = {}
         self._goals: dict[str, dict[str, Any]] = {}
         self._audit: list[dict[str, Any]] = []
+        self._records: dict[str, dict[str, dict[str, Any]]] = {}
         self._leases: dict[str, tuple[str, str]] = {}  # run_id -> (owner, lease_until)
         self._epochs: dict[str, int] = {}  # run_id -> epoch of its latest claim
         self._assignments: dict[tuple[str, str, int], Assignment] = {}  # (run, step, index or -1)
@@ -515,6 +516,20 @@ class MemoryStore:
             goals = [g for g in self._goals.values() if project_id is None or g["project_id"] == project_id]
             return [dict(g) for g in sorted(goals, key=lambda g: (g["created_at"], g["id"]))]
 
+    # --- records of the coordination tools ------------------------------------------
+    def put_record(self, kind: str, record_id: str, data: dict[str, Any]) -> None:
+        with self._lock:
+            self._records.setdefault(kind, {})[record_id] = copy.deepcopy(data)
+
+    def get_record(self, kind: str, record_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            found = self._records.get(kind, {}).get(record_id)
+            return copy.deepcopy(found) if found is not None else None
+
+    def list_records(self, kind: str, limit: int = 1000) -> list[dict[str, Any]]:
+        with self._lock:
+            return copy.deepcopy(list(self._records.get(kind, {}).values())[:limit])
+
     # --- audit log --------------------------------------------------------------------
     def add_audit(
         self, actor: str, action: str, target: str | None = None, detail: dict[str, Any] | None = None
@@ -533,12 +548,17 @@ class MemoryStore:
             )
             return seq
 
-    def list_audit(self, actor: str | None = None, action: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def list_audit(
+        self, actor: str | None = None, action: str | None = None, limit: int = 100, since: str | None = None
+    ) -> list[dict[str, Any]]:
+        after = normalize_ts(since) if since is not None else None
         with self._lock:
             found = [
                 e
                 for e in reversed(self._audit)
-                if (actor is None or e["actor"] == actor) and (action is None or e["action"] == action)
+                if (actor is None or e["actor"] == actor)
+                and (action is None or e["action"] == action)
+                and (after is None or e["ts"] > after)
             ]
             return copy.deepcopy(found[:limit])
 

@@ -165,6 +165,19 @@ MIGRATIONS: list[str] = [
     CREATE INDEX assignments_by_status ON assignments (status, agent_id);
     CREATE INDEX events_signals ON events (run_id, seq) WHERE type IN ('step_reported', 'run_cancel_requested')
     """,
+    # 4: the documents of the coordination tools of `runner serve` (collaboration
+    # sessions, assistance requests, evaluations, delegated tasks), one collection per kind.
+    """
+    CREATE TABLE records (
+        kind TEXT NOT NULL,
+        id TEXT NOT NULL,
+        data TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (kind, id)
+    );
+    CREATE INDEX audit_by_ts ON audit_log (ts)
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -208,6 +208,24 @@ class SqlCoordination:
                 cur.execute(self._sql["goal_list_project"], (project_id,))
             return [dict(zip(GOAL_COLS.split(", "), r, strict=True)) for r in cur.fetchall()]
 
+    # --- records of the coordination tools ------------------------------------------
+    def put_record(self, kind: str, record_id: str, data: dict[str, Any]) -> None:
+        now = now_iso()
+        with self._tx() as cur:
+            cur.execute(self._sql["record_put"], (kind, record_id, to_json(data, f"{kind} {record_id}"), now, now))
+
+    def get_record(self, kind: str, record_id: str) -> dict[str, Any] | None:
+        with self._tx(write=False) as cur:
+            cur.execute(self._sql["record_get"], (kind, record_id))
+            row = cur.fetchone()
+        return loads(row[0]) if row else None
+
+    def list_records(self, kind: str, limit: int = 1000) -> list[dict[str, Any]]:
+        """The ``kind`` collection, oldest first."""
+        with self._tx(write=False) as cur:
+            cur.execute(self._sql["record_list"], (kind, limit))
+            return [loads(r[0]) for r in cur.fetchall()]
+
     # --- audit log --------------------------------------------------------------------
     def add_audit(
         self, actor: str, action: str, target: str | None = None, detail: dict[str, Any] | None = None
@@ -216,10 +234,15 @@ class SqlCoordination:
         with self._tx():
             return self._insert_id(self._sql["audit_insert"], params, "seq")
 
-    def list_audit(self, actor: str | None = None, action: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        """Audit entries, newest first."""
+    def list_audit(
+        self, actor: str | None = None, action: str | None = None, limit: int = 100, since: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Audit entries, newest first (``since``: strictly after that ISO timestamp)."""
         where: list[str] = []
         params: list[Any] = []
+        if since is not None:
+            where.append("ts > ?")
+            params.append(normalize_ts(since))
         if actor is not None:
             where.append("actor = ?")
             params.append(actor)

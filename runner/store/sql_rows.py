@@ -128,6 +128,10 @@ SQL: dict[str, str] = {
     "goal_list": f"SELECT {GOAL_COLS} FROM goals ORDER BY created_at, id",
     "goal_list_project": f"SELECT {GOAL_COLS} FROM goals WHERE project_id = ? ORDER BY created_at, id",
     "audit_insert": "INSERT INTO audit_log (ts, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+    "record_put": "INSERT INTO records (kind, id, data, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (kind, id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
+    "record_get": "SELECT data FROM records WHERE kind = ? AND id = ?",
+    "record_list": "SELECT data FROM records WHERE kind = ? ORDER BY created_at, id LIMIT ?",
 }
 
 
