@@ -281,3 +281,21 @@ async def test_engine_selection_skips_an_agent_whose_circuit_is_open() -> None:
         r = await Engine(workflow(only_a, agents=(a, b)), pool=pool).run({})
         assert r.steps["x"].status == StepStatus.FAILED
         assert r.steps["x"].error == "step 'x': no available agent offers tool 'whoami' (circuit open: a)"
+
+
+async def test_the_circuit_opening_is_recorded_in_the_run_events() -> None:
+    a, b = inprocess("a", role="worker"), inprocess("b", role="worker")
+    slow = tuple(
+        step(f"t{i}", "slow", {"seconds": 5, "steps": 1}, assigned_agent_id="a", timeout=0.05, continue_on_error=True)
+        for i in range(2)
+    )
+    after = step("later", "whoami", {}, *(s.step_id for s in slow), assigned_role="worker")
+    events: list[Any] = []
+    async with AgentPool() as pool:
+        assert await pool.open([a, b], base_dir=str(ROOT)) == {"a": None, "b": None}
+        pool.get("a").breaker.threshold = 2  # two timeouts in a row open it
+        r = await Engine(workflow(*slow, after, agents=(a, b)), pool=pool, sinks=[events.append]).run({})
+    opened = [e for e in events if e.type == "agent_circuit_opened"]
+    assert len(opened) == 1 and opened[0].agent_id == "a"
+    assert opened[0].data["circuit"] == "open" and opened[0].data["failures"] == 2
+    assert r.steps["later"].agent_id == "b"  # selection skipped the open circuit

@@ -36,6 +36,7 @@ ITEM_COMPLETED = "item_completed"
 ITEM_FAILED = "item_failed"
 STEP_ASSIGNED = "step_assigned"  # a pull step waits for its agent's report (an assignment row)
 STEP_REPORTED = "step_reported"  # an agent's report on a pull step, written by any process
+AGENT_CIRCUIT_OPENED = "agent_circuit_opened"  # an agent's circuit breaker opened: selection skips it
 
 # What another process writes into a run's log for the executing process to act on.
 SIGNAL_TYPES = (STEP_REPORTED, RUN_CANCEL_REQUESTED)

@@ -49,9 +49,24 @@ class ToolStep:
         self._unavailable = agents.unavailable
         self._pool = agents.pool
         self._emit = run.journal.emit
+        self._circuit_seen: dict[str, float | None] = {}  # agent -> the opening already recorded
         self._flush = run.journal.flush
         self._live = bool(run.journal.sinks)
         self._progress = run.journal.progress
+
+    def _circuit_event(self, conn: Any, aid: str, sid: str, attempt: int) -> None:
+        """Record the breaker opening (or staying open after a failed probe) in the run's log."""
+        b = conn.breaker
+        if self._circuit_seen.get(aid) == b.opened_at:
+            return
+        self._circuit_seen[aid] = b.opened_at
+        self._emit(
+            ev.AGENT_CIRCUIT_OPENED,
+            sid,
+            attempt=attempt,
+            agent_id=aid,
+            data={"circuit": str(conn.circuit), "failures": b.failures, "cooldown_s": b.cooldown},
+        )
 
     async def run(self, task: Task, spec: StepSpec, arguments: Any) -> Produced:
         sid = task.step_id
@@ -106,6 +121,8 @@ class ToolStep:
                     )
             except ToolFailure as exc:
                 exc.agent_id = exc.agent_id or aid
+                if exc.extra.get("kind") != "circuit_open" and conn.breaker.opened_at is not None:
+                    self._circuit_event(conn, aid, sid, task.attempt)
                 if _is_unreachable(exc):
                     unavailable.add(aid)
                     last = exc
