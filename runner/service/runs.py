@@ -22,6 +22,7 @@ from runner.model import events as ev
 from runner.model.events import Event, EventSink
 from runner.model.ids import new_run_id, workflow_hash
 from runner.model.outcomes import ResumeState, RunResult, resolve_inputs
+from runner.service.registry import AgentDirectory
 from runner.store.base import Assignment, Lease, RunRecord, Store, WorkflowRecord
 from runner.store.leases import take_lease
 from runner.template import Masker
@@ -247,7 +248,7 @@ class RunService:
             prepared.workflow,
             store=self.store,
             sinks=sinks,
-            registry=self.registry,
+            registry=self._with_registered(),
             secrets=self.secrets,
             lease=prepared.lease,
             on_progress=on_progress,
@@ -270,7 +271,12 @@ class RunService:
         return await self.execute(prepared, sinks=sinks)
 
     def load_workflow_of(self, run: RunRecord, force: bool = False) -> Workflow:
-        """The workflow of a stored run; refuse if its file changed since, unless ``force``."""
+        """The workflow of a stored run; refuse if its file changed since, unless ``force``.
+
+        Agents registered over MCP (``runner serve``) are known as pull agents here too, so a
+        run of a workflow an agent defined can be resumed by any runner process.
+        """
+        registry = self._with_registered()
         src = run.source
         if src and Path(src).is_file():
             text = Path(src).read_text(encoding="utf-8")
@@ -279,11 +285,15 @@ class RunService:
                     f"workflow file {src} changed since run {run.run_id} started; "
                     f"resuming could mix two versions (use --force to resume anyway)"
                 )
-            return load_workflow(src, registry=self.registry)
+            return load_workflow(src, registry=registry)
         rec = self.store.get_workflow(run.workflow_name, run.workflow_hash)
         if rec is None:
             raise NotFound(f"the workflow of run {run.run_id} is neither at {src!r} nor in the store")
-        return load_workflow(rec.source_text, file=src or f"<stored {run.workflow_name}>", registry=self.registry)
+        return load_workflow(rec.source_text, file=src or f"<stored {run.workflow_name}>", registry=registry)
+
+    def _with_registered(self) -> list[AgentSpec]:
+        known = {a.id for a in self.registry}
+        return [*self.registry, *(a for a in AgentDirectory(self.store).specs() if a.id not in known)]
 
     # -- from any process -------------------------------------------------------------------
     def cancel(self, run_id: str) -> str:

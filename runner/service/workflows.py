@@ -23,7 +23,8 @@ import yaml
 from runner.core.dag import topo_layers
 from runner.core.selection import eligible
 from runner.errors import BadArgument, NotFound, Problem, Refused, WorkflowInvalid
-from runner.load import load_workflow
+from runner.load import load_workflow, load_yaml
+from runner.load.instantiate import positioned
 from runner.model import AgentSpec, Workflow
 from runner.model.ids import workflow_hash
 from runner.model.spec import TransportKind
@@ -111,35 +112,50 @@ def steps_to_yaml(name: str, description: str | None, steps: Any) -> str:
 
 
 def mcp_restrictions(wf: Workflow) -> list[Problem]:
-    """What a workflow defined over MCP may not do (see the module docstring)."""
+    """What a workflow defined over MCP may not do (see the module docstring), positioned."""
     file = wf.source or "<mcp>"
+    text = wf.source_text or ""
+    try:
+        _data, smap = load_yaml(text, file)
+    except Exception:  # noqa: BLE001 - it loaded a moment ago; positions are a nicety
+        smap = None
+
+    def at(message: str, path: list[str | int], json_path: str) -> Problem:
+        return smap.problem(message, path) if smap is not None else Problem(message, path=json_path, file=file)
+
     problems = []
     for i, a in enumerate(wf.agents):
         if a.transport in (TransportKind.STDIO, TransportKind.INPROCESS):
             problems.append(
-                Problem(
+                at(
                     f"agent '{a.id}': transport '{a.transport.value}' starts a process or loads code on the server; "
                     "workflows defined over MCP may declare only 'http' and 'pull' agents (stdio and inprocess "
                     "agents come from the operator's registry)",
-                    path=f"$.agents[{i}].transport",
-                    file=file,
+                    ["agents", i, "transport"],
+                    f"$.agents[{i}].transport",
                 )
             )
-    for s in wf.all_steps:
-        if s.uses is not None and ("/" in s.uses or s.uses.endswith((".yaml", ".yml"))):
-            problems.append(
-                Problem(
-                    f"step '{s.step_id}': uses: {s.uses!r} names a file; over MCP only a shipped pattern by name may be used",
-                    path=f"$.steps[{s.step_id}].uses",
-                    file=file,
-                )
-            )
-    if "secrets." in (wf.source_text or "") or "secrets[" in (wf.source_text or ""):
+    uses = [
+        Problem(
+            f"step '{s.step_id}': uses: {s.uses!r} names a file; over MCP only a shipped pattern by name may be used",
+            path=f"$.steps[{s.step_id}].uses",
+            file=file,
+        )
+        for s in wf.all_steps
+        if s.uses is not None and ("/" in s.uses or s.uses.endswith((".yaml", ".yml")))
+    ]
+    problems += positioned(wf, uses)
+    m = re.search(r"\bsecrets\s*[.\[]", text)
+    if m:
+        line = text.count("\n", 0, m.start()) + 1
+        col = m.start() - (text.rfind("\n", 0, m.start()) + 1) + 1
         problems.append(
             Problem(
                 "workflows defined over MCP cannot read secrets.* (they would reach agents the definer chose)",
                 path="$",
                 file=file,
+                line=line,
+                col=col,
             )
         )
     return problems
@@ -291,12 +307,18 @@ class Workflows:
             raise
         return service, wf, run_id, lease
 
+    def _find_run(self, run_id: str) -> RunRecord:
+        try:
+            return self.store.find_run(run_id)
+        except NotFound as exc:
+            raise NotFound(f"run_id: {exc}") from None
+
     def active_run(self, workflow_id: str, run_id: str | None) -> RunRecord:
         """The run a report is about: ``run_id``, or the workflow's only active run."""
         if run_id is not None:
             if not isinstance(run_id, str) or not run_id:
                 raise BadArgument("run_id", "must be a run id")
-            run = self.store.find_run(run_id)
+            run = self._find_run(run_id)
             if workflow_id and run.workflow_name != workflow_id:
                 raise BadArgument("run_id", f"run {run.run_id} belongs to workflow {run.workflow_name!r}, not {workflow_id!r}")
             return run
@@ -332,7 +354,7 @@ class Workflows:
     def get_run_now(self, run_id: str) -> dict[str, Any]:
         if not isinstance(run_id, str) or not run_id:
             raise BadArgument("run_id", "must be a run id")
-        return run_view(self.store, self.store.find_run(run_id))
+        return run_view(self.store, self._find_run(run_id))
 
     async def get_run(self, run_id: str, wait_seconds: float | None = None) -> dict[str, Any]:
         """The run; with ``wait_seconds``, first wait (≤ 60 s) until its status changes."""
@@ -353,7 +375,7 @@ class Workflows:
     def cancel(self, run_id: str) -> dict[str, Any]:
         if not isinstance(run_id, str) or not run_id:
             raise BadArgument("run_id", "must be a run id")
-        run = self.store.find_run(run_id)
+        run = self._find_run(run_id)
         outcome = self.runs().cancel(run.run_id)
         return {"run_id": run.run_id, "cancel": outcome, "status": (self.store.get_run(run.run_id) or run).status}
 

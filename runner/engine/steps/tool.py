@@ -121,7 +121,8 @@ class ToolStep:
                     )
             except ToolFailure as exc:
                 exc.agent_id = exc.agent_id or aid
-                if exc.extra.get("kind") != "circuit_open" and conn.breaker.opened_at is not None:
+                breaker = getattr(conn, "breaker", None)  # fakes in runner.testing have none
+                if breaker is not None and breaker.opened_at is not None and exc.extra.get("kind") != "circuit_open":
                     self._circuit_event(conn, aid, sid, task.attempt)
                 if _is_unreachable(exc):
                     unavailable.add(aid)
