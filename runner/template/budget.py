@@ -92,7 +92,9 @@ class Budget:
     def need(self, n: int, what: str) -> None:
         """Refuse, before building it, a value of ``n`` characters/items that will not fit."""
         if n > self.left:
-            raise RenderLimit(f"{what} would build {n:,} characters or items, more than a template may ({MAX_RENDER_SIZE:,})")
+            raise RenderLimit(
+                f"{what} would build {n:,} characters or items, more than a template may ({MAX_RENDER_SIZE:,})"
+            )
 
     def charge(self, n: int) -> None:
         self.left -= n
@@ -198,7 +200,9 @@ class _Instrument(NodeTransformer):
         self.generic_visit(node)
         literal = sum(len(d.data) for out in node.body if isinstance(out, nodes.Output)
                       for d in out.nodes if isinstance(d, nodes.TemplateData))  # fmt: skip
-        node.iter = nodes.Filter(node.iter, "runner_loop", [nodes.Const(literal + 1)], [], None, None, lineno=node.lineno)
+        node.iter = nodes.Filter(
+            node.iter, "runner_loop", [nodes.Const(literal + 1)], [], None, None, lineno=node.lineno
+        )
         return node
 
     def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
@@ -267,7 +271,9 @@ def check_percent(fmt: str, args: Any) -> None:
         if m.group(3) != "%":
             i += 1
     if total > left:
-        raise RenderLimit(f"'%' formatting would build {total:,} characters, more than a template may ({MAX_RENDER_SIZE:,})")
+        raise RenderLimit(
+            f"'%' formatting would build {total:,} characters, more than a template may ({MAX_RENDER_SIZE:,})"
+        )
 
 
 def check_format_spec(spec: str) -> None:
@@ -402,7 +408,9 @@ def check_call(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if name in _WIDTH_METHODS and args:
             b.need(_int(args[0]), f"str.{name}")
         elif name == "expandtabs":
-            b.need(len(owner) + owner.count("\t") * _int(args[0] if args else kwargs.get("tabsize", 8), 8), "expandtabs")
+            b.need(
+                len(owner) + owner.count("\t") * _int(args[0] if args else kwargs.get("tabsize", 8), 8), "expandtabs"
+            )
         elif name == "replace" and len(args) >= 2:
             _pre_replace(b, owner, args, {})
         elif name == "join" and args and isinstance(args[0], (list, tuple)):

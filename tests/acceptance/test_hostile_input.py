@@ -33,7 +33,9 @@ def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (_MEMORY_LIMIT, _MEMORY_LIMIT))
 
 
-def guarded(*args: str | os.PathLike[str], cwd: Path, timeout: float = 90.0, python: str | None = None) -> tuple[int, str, str]:
+def guarded(
+    *args: str | os.PathLike[str], cwd: Path, timeout: float = 90.0, python: str | None = None
+) -> tuple[int, str, str]:
     """``runner ARGS`` (or ``python -c CODE ARGS``) with a time and memory guard."""
     env = {k: v for k, v in os.environ.items() if k != "RUNNER_STORE" and not k.startswith("RUNNER_SECRET_")}
     cmd = [sys.executable, "-c", python, *map(str, args)] if python else [str(RUNNER), *map(str, args)]
@@ -154,8 +156,11 @@ def test_templates_cannot_build_huge_values(tmp_path: Path, template: str, what:
 
 # --------------------------------------------------------------------------- 3. loaders
 
-_ALIAS_BOMB = "a: &a [" + ",".join(['"lol"'] * 9) + "]\n" + "".join(
-    f"{n}: &{n} [" + ",".join([f"*{p}"] * 9) + "]\n" for p, n in zip("abcdefg", "bcdefgh", strict=True)
+_ALIAS_BOMB = (
+    "a: &a ["
+    + ",".join(['"lol"'] * 9)
+    + "]\n"
+    + "".join(f"{n}: &{n} [" + ",".join([f"*{p}"] * 9) + "]\n" for p, n in zip("abcdefg", "bcdefgh", strict=True))
 )
 
 
