@@ -41,17 +41,16 @@ def load_secrets(secrets_file: str | None = None, environ: Mapping[str, str] | N
     env = os.environ if environ is None else environ
     out = {k[len(SECRET_ENV_PREFIX) :]: v for k, v in env.items() if k.startswith(SECRET_ENV_PREFIX) and v}
     if secrets_file:
-        import yaml
+        from runner.load.data import load_data_file
 
-        try:
-            data = yaml.safe_load(Path(secrets_file).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise InputInvalid(f"--secrets: cannot read {secrets_file}: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise InputInvalid(f"--secrets: {secrets_file} is not valid YAML: {exc}") from None
+        data = load_data_file(secrets_file, "--secrets")
         if not isinstance(data, dict):
             raise InputInvalid(f"--secrets: {secrets_file} must be a YAML mapping of NAME: value")
-        out.update({str(k): str(v) for k, v in data.items() if v is not None})
+        for k, v in data.items():
+            if isinstance(v, (dict, list)):
+                raise InputInvalid(f"--secrets: {secrets_file}: secret {k!r} must be a string, not a {type(v).__name__}")
+            if v is not None:
+                out[str(k)] = str(v)
     return out
 
 
@@ -66,14 +65,9 @@ def parse_cli_inputs(wf: Workflow, pairs: Sequence[str], inputs_file: str | None
     """``--inputs F`` (YAML/JSON mapping) then ``-i k=v`` pairs, coerced by each input's type."""
     values: dict[str, Any] = {}
     if inputs_file:
-        import yaml
+        from runner.load.data import load_data_file
 
-        try:
-            data = yaml.safe_load(Path(inputs_file).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise InputInvalid(f"--inputs: cannot read {inputs_file}: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise InputInvalid(f"--inputs: {inputs_file} is not valid YAML/JSON: {exc}") from None
+        data = load_data_file(inputs_file, "--inputs")
         if data is None:
             data = {}
         if not isinstance(data, dict):
@@ -96,7 +90,10 @@ def _coerce(name: str, raw: str, schema: Mapping[str, Any]) -> Any:
         if "integer" in types and raw.lstrip("-").isdigit():
             return int(raw)
         if "number" in types:
-            return float(raw) if any(c in raw for c in ".eE") else int(raw)
+            number = float(raw) if any(c in raw for c in ".eEnN") else int(raw)
+            if number != number or number in (float("inf"), float("-inf")):
+                raise ValueError("not a finite number")
+            return number
         if "boolean" in types:
             low = raw.lower()
             if low in ("true", "1", "yes", "on"):
@@ -105,12 +102,22 @@ def _coerce(name: str, raw: str, schema: Mapping[str, Any]) -> Any:
                 return False
             raise InputInvalid(f"input '{name}': expected a boolean (true/false), got {raw!r}")
         if "array" in types or "object" in types:
-            return json.loads(raw)
+            return json.loads(raw, parse_constant=_no_constant)
         if "null" in types and raw == "null":
             return None
+    except RecursionError:
+        raise InputInvalid(f"input '{name}': value nested too deeply") from None
     except ValueError:
-        raise InputInvalid(f"input '{name}': cannot read {raw!r} as {'/'.join(str(x) for x in types)}") from None
+        raise InputInvalid(f"input '{name}': cannot read {_short(raw)} as {'/'.join(str(x) for x in types)}") from None
     return raw
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _short(raw: str, limit: int = 60) -> str:
+    return repr(raw if len(raw) <= limit else raw[: limit - 3] + "...")
 
 
 async def arun(

@@ -381,7 +381,7 @@ def test_problem_messages_name_the_offending_access() -> None:
 @pytest.mark.parametrize(
     "text",
     ["{{ 'a' * 10000000 }}", "{{ [0] * 2000000 }}", "{{ 3 * 'ab' * 400000 }}", "{{ 2 ** 100000 }}",
-     "{{ (10 ** 9999) ** 2 }}", "{{ (10 ** 9000) * (10 ** 9000) }}", "{{ ('x' * 1000) * 1001 }}"],
+     "{{ (10 ** 3999) ** 2 }}", "{{ (10 ** 3000) * (10 ** 3000) }}", "{{ 10 ** 5000 }}", "{{ ('x' * 1000) * 1001 }}"],
 )  # fmt: skip
 def test_huge_repetition_and_power_are_refused(text: str) -> None:
     with pytest.raises(TemplateError) as err:
@@ -395,7 +395,7 @@ def test_reasonable_arithmetic_still_works() -> None:
     assert render("{{ 2 ** 10 }}") == 1024
     assert render("{{ inputs.ratio * 4 }}") == 2.0
     assert render("{{ 1 ** 1000000 }}") == 1
-    assert render("{{ 10 ** 9999 }}") == 10**9999
+    assert render("{{ 10 ** 3999 }}") == 10**3999  # 4,000 digits: still printable
 
 
 # --------------------------------------------------------------------------- references

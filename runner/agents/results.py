@@ -93,10 +93,56 @@ def to_call_result(raw: Any, *, unwrap: bool) -> CallResult:
     else:
         text = "\n".join(b.text for b in blocks if getattr(b, "type", None) == "text")
     structured = raw.structured_content
+    result = result_value(structured, text, unwrap=unwrap)
+    content = [block_to_dict(b) for b in blocks]
+    try:
+        result, text, content = _clean(result), _clean(text), _clean(content)
+    except _Unprintable as exc:
+        return CallResult(is_error=True, result=None, text=str(exc), content=[], structured=None)
     return CallResult(
         is_error=bool(raw.is_error),
-        result=result_value(structured, text, unwrap=unwrap),
+        result=result,
         text=text,
-        content=[block_to_dict(b) for b in blocks],
+        content=content,
         structured=structured,
     )
+
+
+_MAX_INT_BITS = int((4300 - 1) * 3.321928094887362)  # Python prints integers up to 4,300 digits
+
+
+class _Unprintable(ValueError):
+    pass
+
+
+def _clean(value: Any) -> Any:
+    """A tool's value made safe to write anywhere: lone UTF-16 surrogates become U+FFFD.
+
+    A surrogate pair a JSON decoder left split is joined back into its character; a lone
+    surrogate cannot be encoded as UTF-8 (stores, files, the next tool call would fail on
+    it), so it is replaced, as a UTF-8 decoder replaces invalid bytes. An integer too long
+    to print is refused (``_Unprintable``): the call fails with that reason. Containers are
+    copied only when something in them changes; plain ASCII text costs one C call.
+    """
+    kind = type(value)
+    if kind is str:
+        if value.isascii():
+            return value
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return value
+    if kind is dict:
+        out = {_clean(k) if type(k) is str else k: _clean(v) for k, v in value.items()}
+        return value if _same(out, value) else out
+    if kind is list:
+        items = [_clean(v) for v in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    if kind is int and value.bit_length() > _MAX_INT_BITS:
+        raise _Unprintable("the tool returned an integer of more than 4,300 digits, which cannot be written out")
+    return value
+
+
+def _same(a: dict[Any, Any], b: dict[Any, Any]) -> bool:
+    return all(ka is kb and va is vb for (ka, va), (kb, vb) in zip(a.items(), b.items(), strict=True))

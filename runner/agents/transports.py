@@ -411,6 +411,8 @@ class InProcessTransport:
             mod = importlib.import_module(mod_name)
         except ImportError as exc:
             raise ValueError(f"cannot import module '{mod_name}': {exc}") from exc
+        except (SystemExit, KeyboardInterrupt) as exc:  # the module's code must not end the runner
+            raise ValueError(f"importing module '{mod_name}' raised {type(exc).__name__}{_args(exc)}") from None
         try:
             obj: Any = getattr(mod, attr)
         except AttributeError:
@@ -420,6 +422,7 @@ class InProcessTransport:
             obj = factory()
         if not isinstance(obj, (MCPServer, Server)):
             raise ValueError(f"'{self.module}' is not an MCPServer or Server (it is {type(obj).__name__})")
+        contain_tool_exits(obj)
         self._server = obj
         return obj
 
@@ -439,6 +442,37 @@ class InProcessTransport:
 
     def close(self) -> None:
         pass
+
+
+def _args(exc: BaseException) -> str:
+    return f"({', '.join(repr(a) for a in exc.args)})" if exc.args else ""
+
+
+def contain_tool_exits(server: MCPServer | Server) -> None:
+    """Make a tool's ``SystemExit`` or ``KeyboardInterrupt`` that tool's failure, not the runner's end.
+
+    An in-process server shares the runner's process: ``sys.exit(3)`` inside a tool would
+    otherwise propagate through the SDK (which catches only ``Exception``) and end the
+    run with exit 3, reported as interrupted. The ``tools/call`` handler is wrapped once
+    (idempotent: a server reused by another run is not wrapped twice).
+    """
+    low: Server = server._lowlevel_server if isinstance(server, MCPServer) else server
+    entry = low.get_request_handler("tools/call")
+    if entry is None or getattr(entry.handler, "_runner_contained", False):
+        return
+    inner = entry.handler
+
+    async def call_tool(ctx: Any, params: Any) -> Any:
+        try:
+            return await inner(ctx, params)
+        except (SystemExit, KeyboardInterrupt) as exc:
+            from mcp_types import CallToolResult, TextContent
+
+            text = f"tool '{params.name}' raised {type(exc).__name__}{_args(exc)} (in-process agent)"
+            return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
+
+    call_tool._runner_contained = True  # type: ignore[attr-defined]
+    low.add_request_handler("tools/call", entry.params_type, call_tool)
 
 
 def make_transport(spec: AgentSpec, *, base_dir: str | None = None, stderr_path: str | None = None) -> AgentTransport:

@@ -44,7 +44,11 @@ def quiet_sdk_logs() -> None:
     """
     import logging
 
-    logging.getLogger("mcp").addHandler(logging.NullHandler())
+    lg = logging.getLogger("mcp")
+    lg.addHandler(logging.NullHandler())
+    # An in-process agent's MCPServer configures the root logger (a rich handler): the
+    # SDK's records, such as a crashing tool's traceback, must not reach it either.
+    lg.propagate = False
 
 
 def show_sdk_logs() -> None:

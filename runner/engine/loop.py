@@ -39,7 +39,7 @@ from runner.model.events import EventSink
 from runner.model.ids import new_run_id, workflow_hash
 from runner.model.outcomes import ResumeState, RunResult, resolve_inputs
 from runner.model.records import WorkflowRecord
-from runner.template import Compiled, Masker, TemplateError, compile_value, render_condition
+from runner.template import Compiled, Masker, TemplateError, compile_value, limit_renders, render_condition
 
 if TYPE_CHECKING:
     from runner.agents.pool import AgentPool
@@ -90,6 +90,7 @@ class Engine(RunControl):
         self._finished: deque[tuple[Task, Any, ToolFailure | None]] = deque()
         self._running: dict[Task, asyncio.Task[None]] = {}
         self._compiled: dict[str, tuple[Compiled, Compiled | None, Compiled | None]] = {}
+        self._deadline: float | None = None  # the run's, in loop time, once steps run
         self._specs: dict[str, StepSpec] = {}
         self._kinds: dict[str, str] = {}
         self._fatal: BaseException | None = None
@@ -312,6 +313,7 @@ class Engine(RunControl):
             timers.append(loop.call_at(deadline, wake.set))
         armed_retry: float | None = None
         finished = self._finished
+        self._deadline = deadline
         try:
             while True:
                 self._decide()
@@ -368,6 +370,7 @@ class Engine(RunControl):
         finally:
             for t in timers:
                 t.cancel()
+            limit_renders(None, None)
 
     def _decide(self) -> None:
         """Answer the scheduler: evaluate ``if`` and ``for_each`` of steps that became ready."""
@@ -379,6 +382,7 @@ class Engine(RunControl):
                     self._enter_finally()
                 args_c, cond_c, each_c = self._compile(spec)
                 ctx = self._ctx
+                limit_renders(spec.timeout, None if spec.is_finally else self._deadline)
                 if cond_c is not None:
                     try:
                         ok = render_condition(cond_c, ctx)
@@ -585,6 +589,7 @@ class Engine(RunControl):
         ctx = self._ctx
         if task.index is not None:
             ctx = {**ctx, "item": self._items[sid][task.index], "index": task.index}
+        limit_renders(spec.timeout, None if spec.is_finally else self._deadline)  # renders block the loop
         arguments = self._compile(spec)[0].render(ctx)
         return await self._handlers[self._kinds[sid]].run(task, spec, arguments)
 

@@ -107,7 +107,7 @@ def _source(path_or_text: str | Path, file: str | None) -> tuple[str, str]:
 def load_agents_file(path: str | Path) -> list[AgentSpec]:
     """Agents of a registry file (top-level ``agents:`` list); raises WorkflowInvalid."""
     source = str(path)
-    text = read_text(path)
+    text = read_text(path, what="agents file")
     data, problems = analyze_agents(text, source)
     if problems:
         raise WorkflowInvalid(problems)

@@ -126,7 +126,31 @@ def _walk(root: Path) -> Iterator[Path]:
 
 
 def _validate_any(path: Path, registry: Sequence[AgentSpec], *, explicit: bool) -> list[Problem]:
-    """Validate one file as a workflow or an agents file, whichever it is."""
+    """Validate one file as a workflow or an agents file, whichever it is.
+
+    One file's problems stand alone: if checking it fails unexpectedly (a bug in a check,
+    a RecursionError, a MemoryError), that becomes an error on this file, and the files
+    after it are still checked and reported (``--format json`` still prints them all).
+    """
+    try:
+        return _validate_one(path, registry, explicit=explicit)
+    except Exception as exc:  # noqa: BLE001 - isolate the file; the message says it is runner's fault
+        reason = f"{type(exc).__name__}: {exc}".strip()
+        if len(reason) > 200:
+            reason = reason[:197] + "..."
+        return [
+            Problem(
+                f"could not be validated: runner failed on this file ({reason}); please report it",
+                "$",
+                str(path),
+                1,
+                1,
+                rank=RANK_SCHEMA,
+            )
+        ]
+
+
+def _validate_one(path: Path, registry: Sequence[AgentSpec], *, explicit: bool) -> list[Problem]:
     file = str(path)
     with gc_paused():
         try:
@@ -141,7 +165,7 @@ def _dispatch(data: Any, smap: SourceMap, registry: Sequence[AgentSpec], *, expl
     file = smap.file
     if isinstance(data, dict) and data and set(data) == {"agents"}:
         return _check_agents_file(data, smap)
-    if not explicit and isinstance(data, dict) and not set(data) & _workflow_keys():
+    if not explicit and isinstance(data, dict) and not _looks_like_workflow(data):
         return [
             Problem(
                 "skipped: not a workflow (none of name, steps, agents, ...)",
@@ -157,6 +181,28 @@ def _dispatch(data: Any, smap: SourceMap, registry: Sequence[AgentSpec], *, expl
 
 def _workflow_keys() -> frozenset[str]:
     return frozenset(schema("workflow.schema.json")["properties"])
+
+
+def _looks_like_workflow(data: dict[str, Any]) -> bool:
+    """Whether a mapping found in a directory is meant as a workflow.
+
+    True when a top-level key is a workflow key or a near miss of one (``stpes``,
+    ``nmae``): a file whose every key is misspelled is reported, not skipped. Only the
+    first keys are compared, so a generated file with 100,000 keys costs nothing here.
+    """
+    keys = _workflow_keys()
+    if not keys.isdisjoint(data):
+        return True
+    import difflib
+
+    names = sorted(keys)
+    for key in list(data)[:_LOOKS_LIKE_KEYS]:
+        if isinstance(key, str) and len(key) <= 40 and difflib.get_close_matches(key.lower(), names, n=1, cutoff=0.75):
+            return True
+    return False
+
+
+_LOOKS_LIKE_KEYS = 50
 
 
 # --------------------------------------------------------------------------- documents

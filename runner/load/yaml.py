@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import re
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,7 +36,7 @@ from yaml.resolver import BaseResolver, Resolver
 from runner.errors import Problem, WorkflowInvalid
 from runner.model.problems import RANK_STRUCTURE, RANK_YAML
 
-__all__ = ["PathT", "SourceMap", "gc_paused", "json_path", "load_yaml", "read_text"]
+__all__ = ["MAX_FILE_BYTES", "PathT", "SourceMap", "gc_paused", "json_path", "load_yaml", "read_text"]
 
 PathT = tuple[str | int, ...]
 
@@ -42,6 +44,9 @@ _TAG = "tag:yaml.org,2002:"
 _STR, _INT, _FLOAT, _BOOL, _NULL = (_TAG + t for t in ("str", "int", "float", "bool", "null"))
 _SEQ, _MAP, _MERGE = _TAG + "seq", _TAG + "map", _TAG + "merge"
 _ALIAS_FLOOR = 100_000  # nodes an alias expansion may produce, at least
+# Python refuses to print integers longer than this (CVE-2020-10735); JSON data must print.
+_MAX_INT_DIGITS = sys.get_int_max_str_digits() or 4300
+_MAX_INT_BITS = int((_MAX_INT_DIGITS - 1) * math.log2(10))
 
 
 class _Resolver(BaseResolver):
@@ -221,10 +226,18 @@ class _Converter:
             if tag == _BOOL:
                 return SafeConstructor.bool_values[node.value.lower()]
             if tag == _INT:
-                return _SCALARS.construct_yaml_int(node)
+                number = _SCALARS.construct_yaml_int(node)
+                if number.bit_length() > _MAX_INT_BITS:  # it could not even be printed
+                    self._bad(node, f"integer too large (more than {_MAX_INT_DIGITS} digits)")
+                    return None
+                return number
             if tag == _FLOAT:
-                return _SCALARS.construct_yaml_float(node)
-        except (KeyError, ValueError):
+                real = _SCALARS.construct_yaml_float(node)
+                if not math.isfinite(real):
+                    self._bad(node, f"{node.value!r} is not a finite number (JSON has no NaN or Infinity)")
+                    return None
+                return real
+        except (KeyError, ValueError, IndexError):
             self._bad(node, f"invalid {_short_tag(tag)} value {node.value!r}")
             return None
         self._bad(node, f"unsupported YAML tag {_short_tag(tag)!r}")
@@ -378,12 +391,30 @@ def _load_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
     return value, smap
 
 
-def read_text(path: str | Path) -> str:
-    """A workflow file's text; a missing or unreadable file is WorkflowInvalid (exit 2)."""
+MAX_FILE_BYTES = 64 * 1024 * 1024
+"""Largest file runner reads (workflows, --inputs, --secrets, --agents): 64 MiB.
+
+A 10,000-step workflow is ~1.5 MB; the cap keeps ``--inputs /dev/zero`` or a runaway
+generated file from reading until memory runs out."""
+
+
+def read_text(path: str | Path, what: str = "workflow file") -> str:
+    """A file's text, read at most ``MAX_FILE_BYTES``; a missing, unreadable, oversized or
+    non-UTF-8 file is WorkflowInvalid (exit 2), its message naming ``what`` the file is."""
     try:
-        return Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise _TooBig
+        return raw.decode("utf-8")
+    except _TooBig:
+        reason = f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB"
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise WorkflowInvalid(
-            [Problem(f"cannot read workflow file: {path}: {reason}", "$", str(path), 0, 0, rank=RANK_YAML)],
-        ) from None
+    raise WorkflowInvalid(
+        [Problem(f"cannot read {what}: {path}: {reason}", "$", str(path), 0, 0, rank=RANK_YAML)],
+    ) from None
+
+
+class _TooBig(Exception):
+    pass

@@ -60,6 +60,15 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 
+MAX_DURATION = 1_000_000_000
+"""Largest duration given as a number of seconds (~31 years; the schema's ``maximum``)."""
+
+
+def _preview(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def parse_duration(value: object) -> float:
     """``500ms``, ``30s``, ``10m``, ``1h`` or a number of seconds → seconds (float).
 
@@ -70,12 +79,16 @@ def parse_duration(value: object) -> float:
     if isinstance(value, (int, float)):
         if value < 0:
             raise ValueError(f"invalid duration {value!r}: must not be negative")
+        if not value <= MAX_DURATION:  # also NaN; and a huge int never reaches float()
+            raise ValueError(f"invalid duration {_preview(value)}: at most {MAX_DURATION:g} seconds")
         return float(value)
     if isinstance(value, str):
         m = _DURATION.match(value)
-        if m:
-            return float(m.group(1)) * _UNIT[m.group(2)]
-    raise ValueError(f"invalid duration {value!r}: use e.g. 500ms, 30s, 10m, 1h or seconds")
+        if m and len(m.group(1)) <= 20:
+            seconds = float(m.group(1)) * _UNIT[m.group(2)]
+            if seconds <= MAX_DURATION * 3600:  # the schema allows 9 digits of hours
+                return seconds
+    raise ValueError(f"invalid duration {_preview(value)}: use e.g. 500ms, 30s, 10m, 1h or seconds")
 
 
 @dataclass(frozen=True)

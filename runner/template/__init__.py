@@ -5,6 +5,7 @@
 ``masking`` keeps secrets out of everything the runner writes. Pure: no I/O.
 """
 
+from runner.template.budget import MAX_RENDER_SECONDS, MAX_RENDER_SIZE, limit_renders, set_time_limit
 from runner.template.render import (
     MAX_POWER_DIGITS,
     MAX_REPEAT,
@@ -23,6 +24,8 @@ from runner.template.render import (
 
 __all__ = [
     "MAX_POWER_DIGITS",
+    "MAX_RENDER_SECONDS",
+    "MAX_RENDER_SIZE",
     "MAX_REPEAT",
     "Compiled",
     "Masker",
@@ -31,8 +34,10 @@ __all__ = [
     "find_problems",
     "is_templated",
     "jinja_compile_count",
+    "limit_renders",
     "referenced_result_fields",
     "referenced_roots",
     "referenced_steps",
     "render_condition",
+    "set_time_limit",
 ]

@@ -37,6 +37,7 @@ from jinja2 import nodes
 from jinja2.environment import Template, TemplateExpression
 from jinja2.runtime import Undefined
 
+from runner.template import budget as _budget
 from runner.template.analysis import find_problems, referenced_result_fields, referenced_roots, referenced_steps
 from runner.template.masking import Masker
 from runner.template.syntax import ENV as _ENV
@@ -210,10 +211,15 @@ class _JinjaExpr(Compiled):
         self._expr = expr
 
     def render(self, ctx: Mapping[str, Any]) -> Any:
+        outer = _budget.enter()
         try:
-            return _native(self._expr(ctx))
+            value = self._expr(ctx)
+            _budget.check_size(value)
+            return _native(value)
         except Exception as exc:
             raise _error_from(exc, self.source) from exc
+        finally:
+            _budget.leave(outer)
 
 
 class _JinjaText(Compiled):
@@ -226,10 +232,13 @@ class _JinjaText(Compiled):
         self._template = template
 
     def render(self, ctx: Mapping[str, Any]) -> Any:
+        outer = _budget.enter()
         try:
             return self._template.render(ctx)
         except Exception as exc:
             raise _error_from(exc, self.source) from exc
+        finally:
+            _budget.leave(outer)
 
 
 class _DictNode(Compiled):
@@ -330,7 +339,7 @@ def _compile_jinja(text: str) -> Compiled:
     global _jinja_compiles
     _jinja_compiles += 1
     try:
-        ast = _ENV.parse(text)
+        ast = _budget.instrument(_ENV.parse(text))  # loops and `~` checked against the render budget
         expr = _lone_expression(ast)
         if expr is None:
             return _JinjaText(text, _ENV.from_string(ast))

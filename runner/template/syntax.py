@@ -29,7 +29,10 @@ from jinja2 import StrictUndefined
 from jinja2 import TemplateError as _JinjaTemplateError
 from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
 from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter
+from markupsafe import Markup
+
+from runner.template import budget
 
 __all__ = [
     "ENV",
@@ -48,8 +51,9 @@ __all__ = [
 MAX_REPEAT: Final = 1_000_000
 """Largest string or list that ``*`` may build (items or characters)."""
 
-MAX_POWER_DIGITS: Final = 10_000
-"""Largest integer, in decimal digits, that ``**`` or ``*`` may build."""
+MAX_POWER_DIGITS: Final = 4_000
+"""Largest integer, in decimal digits, that ``**`` or ``*`` may build (below Python's 4,300-digit
+limit for printing an integer, so every result can be written out)."""
 
 _MAX_INT_BITS: Final = int(MAX_POWER_DIGITS * math.log2(10))
 
@@ -83,17 +87,59 @@ def snippet(text: str | None, limit: int = 80) -> str:
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, with ``*`` and ``**`` capped and mappings read key-first."""
+    """The immutable sandbox, with operators and calls budgeted and mappings read key-first.
 
-    intercepted_binops = frozenset({"*", "**"})
+    Every render has a time and size budget (:mod:`runner.template.budget`): ``*``,
+    ``**``, ``+`` and ``%``, every call and every ``str.format`` field are checked
+    against it before they build their result.
+    """
+
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        """Refuse repetitions and powers whose result would exhaust memory or CPU."""
+        """Refuse repetitions, powers, concatenations and formats that would exhaust memory or CPU."""
+        budget.tick()
         if operator == "*":
             _check_product(left, right)
-        else:
+        elif operator == "**":
             _check_power(left, right)
-        return super().call_binop(context, operator, left, right)
+        elif operator == "+":
+            if isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple)):
+                b = budget.current()
+                if b is not None:
+                    b.need(len(left) + len(right), "'+'")
+        elif isinstance(left, str):
+            budget.check_percent(left, right)
+        rv = super().call_binop(context, operator, left, right)
+        budget.charge(rv)
+        return rv
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        """Tick the render's clock and refuse calls that would build too much (``'x'.ljust(10**9)``)."""
+        budget.check_call(__obj, args, kwargs)
+        rv = super().call(__context, __obj, *args, **kwargs)
+        budget.charge(rv)
+        return rv
+
+    def wrap_str_format(self, value: Any) -> Any:
+        """``str.format`` as the sandbox has it, with every field's width and precision bounded."""
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None or isinstance(value.__self__, Markup):
+            return wrapped
+        text: str = value.__self__
+        is_map = value.__name__ == "format_map"
+        formatter = _BoundedFormatter(self)
+
+        def bounded(*args: Any, **kwargs: Any) -> str:
+            if is_map:
+                if kwargs or len(args) != 1:
+                    raise TypeError("format_map() takes exactly one positional argument")
+                kwargs, args = args[0], ()
+            rv = formatter.vformat(text, args, kwargs)
+            budget.charge(rv)
+            return rv
+
+        return bounded
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         """``a.name`` on a mapping is the key ``name`` when present, else stock sandbox."""
@@ -122,6 +168,14 @@ def _check_power(base: Any, exponent: Any) -> None:
             raise SecurityError(f"power would exceed {MAX_POWER_DIGITS} digits")
 
 
+class _BoundedFormatter(SandboxedFormatter):
+    """The sandbox's ``str.format`` formatter, refusing huge widths and precisions."""
+
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        budget.check_format_spec(format_spec)
+        return super().format_field(value, format_spec)
+
+
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, Mapping):
         return dict(obj)
@@ -145,13 +199,24 @@ def finalize(value: Any) -> Any:
     return value
 
 
+def _budgeted_finalize(value: Any) -> Any:
+    """:func:`finalize` for Jinja's own output: containers measured first, text charged."""
+    if isinstance(value, (list, tuple, dict, Mapping)):
+        budget.check_size(value, "a printed value")
+    out = finalize(value)
+    if type(out) is str:
+        budget.charge(out)
+    return out
+
+
 ENV: Final = _Sandbox(
     undefined=StrictUndefined,
     autoescape=False,
-    finalize=finalize,
+    finalize=_budgeted_finalize,
     keep_trailing_newline=True,
 )
 """The one sandboxed environment every template of every workflow is compiled in."""
+budget.guard_filters(ENV.filters)
 
 GLOBALS: Final = frozenset(ENV.globals)
 """Names Jinja defines for every template (``range``, ``dict``, ``namespace``...)."""
