@@ -21,7 +21,7 @@ def cli(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from runner.cli import agents_cmd, graph_cmd, run_cmd, runs_cmd, serve_cmd, steps_cmd, validate_cmd
+    from runner.cli import agents_cmd, graph_cmd, run_cmd, runs_cmd, serve_cmd, steps_cmd, validate_cmd, worker_cmd
 
     cli.add_command(validate_cmd.validate)
     cli.add_command(run_cmd.run)
@@ -34,6 +34,8 @@ def _register() -> None:
     cli.add_command(steps_cmd.steps)
     cli.add_command(serve_cmd.serve)
     cli.add_command(serve_cmd.audit)
+    cli.add_command(worker_cmd.worker)
+    cli.add_command(worker_cmd.workers)
 
 
 _register()

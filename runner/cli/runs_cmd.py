@@ -30,6 +30,8 @@ def _record_json(r: Any) -> dict[str, Any]:
         "source": r.source,
         "workflow_hash": r.workflow_hash,
         "attempt": r.attempt,
+        "runs_on": r.runs_on,
+        "worker": r.worker,  # the worker that last claimed it (null: not executed by a worker)
     }
 
 
@@ -72,6 +74,8 @@ def _history(events: list[Any]) -> list[dict[str, Any]]:
                 item[k] = getattr(e, k)
         if e.type == ev.STEP_COMPLETED and "result" in e.data:
             item["result"] = e.data["result"]
+        if e.type in (ev.RUN_STARTED, ev.RUN_RESUMED) and e.data.get("owner"):
+            item["owner"] = e.data["owner"]  # the process (a worker's id) that executed this session
         out.append(item)
     return out
 
@@ -175,6 +179,9 @@ def show_run(app: App, run_id: str, output: str) -> int:
     if run.outputs:
         click.echo("outputs: " + json.dumps(run.outputs, default=str))
     sessions = [h for h in history if h["type"] in ("run_started", "run_resumed")]
+    for n, h in enumerate(sessions, 1):
+        if h.get("owner"):
+            click.echo(f"session {n}: {h['type']} {h['ts']} by {h['owner']}")
     if len(sessions) > 1:  # resumed or retried: show what each session did
         click.echo(f"history ({len(sessions)} sessions, attempt {run.attempt}):")
         for h in history:
@@ -183,6 +190,8 @@ def show_run(app: App, run_id: str, output: str) -> int:
             if len(detail) > 60:
                 detail = detail[:57] + "..."
             att = f" attempt {h['attempt']}" if h.get("attempt") else ""
+            if h.get("owner"):
+                att += f" by {h['owner']}"
             click.echo(f"  {h['ts']}  {h['type']:<15} {what}{att}  {detail}".rstrip())
     return 0
 

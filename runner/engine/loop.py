@@ -205,8 +205,10 @@ class Engine(RunControl):
                 raise RunnerError("a stored run is created by the service (RunService.start), not by the engine")
             self._hold(self.store)
             self.run_stored = True
+        # Who executes this session (`runner runs show`): the lease holder (a worker's id).
+        owner = {"owner": self.journal.fence.owner} if self.journal.fence is not None else {}
         if resume is not None and resume.fresh:
-            self.emit(ev.RUN_STARTED, data={"workflow": wf.name, "inputs": self.masker.mask(values)})
+            self.emit(ev.RUN_STARTED, data={"workflow": wf.name, "inputs": self.masker.mask(values), **owner})
         elif resume is not None:
             for sid, o in resume.completed.items():
                 if sid in self.outcomes:
@@ -216,7 +218,7 @@ class Engine(RunControl):
                 self._item_results[sid] = dict(items)
             for sid in sorted(reset):
                 self.emit(ev.STEP_RESET, sid, data={"reason": "retry --from"})
-            data: dict[str, Any] = {"workflow": wf.name, "reset": sorted(reset)}
+            data: dict[str, Any] = {"workflow": wf.name, "reset": sorted(reset), **owner}
             if self.store is not None and wf.source_text is not None:
                 # The version this session runs (after `--force`, a newer one than the run
                 # started with): later resumes compare the file against it.

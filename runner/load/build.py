@@ -101,6 +101,7 @@ def build_workflow(data: Mapping[str, Any], *, source: str | None = None, text: 
         agents=tuple(build_agent(a, source) for a in data.get("agents") or ()),
         concurrency=data.get("concurrency", 16),
         timeout=_duration(data.get("timeout")),
+        runs_on=tuple(data.get("runs_on") or ()),
         steps=tuple(_build_step(s, False) for s in data["steps"]),
         finally_steps=tuple(_build_step(s, True) for s in data.get("finally") or ()),
         outputs=dict(data.get("outputs") or {}),

@@ -24,6 +24,8 @@ class RunRecord:
     source: str | None = None  # workflow file path, if any
     attempt: int = 1  # incremented by `runner retry`
     parent_run_id: str | None = None
+    runs_on: list[str] | None = None  # labels a worker must have to claim the run (`runs_on:`)
+    worker: str | None = None  # the worker that last claimed it (None: not in the workers' care)
 
 
 @dataclass
@@ -79,6 +81,31 @@ class Lease(NamedTuple):
 
     owner: str
     epoch: int
+
+
+class Claimed(NamedTuple):
+    """A run a worker claimed with ``claim_next_run``: its id, the lease, and whether it was
+    taken over from a worker whose lease ran out (or that handed it back) rather than queued."""
+
+    run_id: str
+    lease: Lease
+    recovered: bool = False
+
+
+@dataclass
+class WorkerRecord:
+    """A ``runner worker`` process (or ``runner serve`` executing queued runs) in the workers table."""
+
+    worker_id: str  # the owner id of the leases it takes (``host:pid:nonce:pidns``)
+    host: str
+    pid: int
+    labels: list[str] = field(default_factory=list)
+    concurrency: int = 1
+    started_at: str = ""
+    heartbeat_at: str = ""
+    ttl_s: float = 30.0  # its heartbeat is stale once older than this
+    stopped_at: str | None = None
+    runs_held: int = 0  # filled by listings: runs whose lease it holds now
 
 
 class Claim(NamedTuple):

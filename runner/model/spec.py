@@ -181,6 +181,7 @@ class Workflow:
     agents: tuple[AgentSpec, ...] = ()
     concurrency: int = 16
     timeout: float | None = None
+    runs_on: tuple[str, ...] = ()  # labels a `runner worker` must have to claim its runs
     finally_steps: tuple[StepSpec, ...] = ()
     outputs: Mapping[str, Any] = field(default_factory=dict)
     agent_modifiable: bool = False

@@ -153,9 +153,12 @@ class RunService:
                 run_id=run_id,
                 workflow_name=wf.name,
                 workflow_hash=h,
-                status="queued" if queued else "pending",
+                # A queued run becomes `queued` (claimable) with its run_queued event: a
+                # worker must never see it between the two writes.
+                status="pending",
                 inputs=masked,
                 source=str(Path(wf.source).resolve()) if wf.source else None,
+                runs_on=sorted(wf.runs_on) or None,
             )
         )
         if queued:

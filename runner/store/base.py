@@ -5,9 +5,9 @@ run and step rows in one transaction, so a crash never leaves a step row that di
 with the event log. The protocols are synchronous on purpose: SQLite and psycopg are
 synchronous, and a write must be durable before the engine acts on it.
 
-A store plays six roles (``RunLog``, ``Leases``, ``Catalog``, ``Registry``,
+A store plays seven roles (``RunLog``, ``Leases``, ``Workers``, ``Catalog``, ``Registry``,
 ``Coordination``, ``Audit``); a part of runner that needs one of them asks for that
-Protocol, and ``Store`` is all six with the connection's own ``close``.
+Protocol, and ``Store`` is all seven with the connection's own ``close``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 from runner.errors import NotFound
 from runner.model.events import Event
 from runner.model.ids import workflow_hash
-from runner.model.records import Assignment, Claim, Lease, RunRecord, StepRecord, WorkflowRecord
+from runner.model.records import Assignment, Claim, Claimed, Lease, RunRecord, StepRecord, WorkerRecord, WorkflowRecord
 
 
 class Catalog(Protocol):
@@ -102,6 +102,23 @@ class Leases(Protocol):
     def release_run(self, run_id: str, owner: str) -> None: ...
 
 
+class Workers(Protocol):
+    """Scale out: ``runner worker`` processes claim runs and keep one heartbeat each.
+
+    ``claim_next_run`` claims, in one short transaction, the oldest run the worker may
+    execute: a queued run, or a run in the workers' care whose lease expired or was handed
+    back (never a run an interactive runner holds or left); all of its ``runs_on`` labels
+    must be among ``labels``; ``exclude`` names runs this worker gave up on.
+    """
+
+    def claim_next_run(
+        self, owner: str, labels: Sequence[str], ttl_s: float, exclude: Sequence[str] = ()
+    ) -> Claimed | None: ...
+    def register_worker(self, worker: WorkerRecord) -> None: ...
+    def heartbeat_worker(self, worker_id: str, stopped: bool = False) -> None: ...
+    def list_workers(self, limit: int = 100) -> list[WorkerRecord]: ...
+
+
 class Registry(Protocol):
     """Agents and their tokens (hashes only; ``delete_agent`` also revokes the token)."""
 
@@ -160,8 +177,8 @@ class Audit(Protocol):
 
 
 @runtime_checkable
-class Store(RunLog, Leases, Catalog, Registry, Coordination, Audit, Protocol):
-    """All six roles in one durable home (memory, SQLite or PostgreSQL)."""
+class Store(RunLog, Leases, Workers, Catalog, Registry, Coordination, Audit, Protocol):
+    """All seven roles in one durable home (memory, SQLite or PostgreSQL)."""
 
     def schema_version(self) -> int: ...
     def close(self) -> None: ...
@@ -197,6 +214,7 @@ __all__: Sequence[str] = [
     "Audit",
     "Catalog",
     "Claim",
+    "Claimed",
     "Coordination",
     "Lease",
     "Leases",
@@ -205,6 +223,8 @@ __all__: Sequence[str] = [
     "RunRecord",
     "StepRecord",
     "Store",
+    "WorkerRecord",
+    "Workers",
     "WorkflowRecord",
     "content_hash_of",
     "pick_run_id",

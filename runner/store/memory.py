@@ -35,15 +35,17 @@ from runner.store.base import (
     Lease,
     RunRecord,
     StepRecord,
+    WorkerRecord,
     WorkflowRecord,
     content_hash_of,
     pick_run_id,
 )
 from runner.store.leases import lease_is_free
+from runner.store.memory_workers import MemoryWorkers
 from runner.store.migrations import SCHEMA_VERSION
 
 
-class MemoryStore:
+class MemoryStore(MemoryWorkers):
     """A store that lives as long as the process; one lock makes it safe across threads."""
 
     shared = False  # only this process can reach it
@@ -70,6 +72,7 @@ class MemoryStore:
         self._assignments: dict[tuple[str, str, int], Assignment] = {}  # (run, step, index or -1)
         self._unprojected: list[Event] = []  # logged, not yet applied to runs and steps
         self._known_runs: set[str] = set()  # runs created, or started by a logged event
+        self._workers: dict[str, WorkerRecord] = {}
 
     def schema_version(self) -> int:
         return SCHEMA_VERSION
@@ -287,6 +290,7 @@ class MemoryStore:
             if holder != owner:
                 epoch = self._epochs[run_id] = epoch + 1
             self._leases[run_id] = (owner, iso_after(ttl_s))
+            self._runs[run_id][2].worker = None  # an interactive claim: out of the workers' care
             return Claim(Lease(owner, epoch))
 
     def renew_run(self, run_id: str, owner: str, ttl_s: float) -> bool:

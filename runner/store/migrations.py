@@ -178,6 +178,26 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX audit_by_ts ON audit_log (ts)
     """,
+    # 5: scale out. `runner worker` processes register in `workers` (one heartbeat each);
+    # a run says which labels its worker needs (`runs_on`, JSON) and which worker last
+    # claimed it (`worker`: NULL once an interactive runner claims it, so a crashed
+    # `runner run` is left for `runner resume`, not taken over).
+    """
+    ALTER TABLE runs ADD COLUMN runs_on TEXT;
+    ALTER TABLE runs ADD COLUMN worker TEXT;
+    CREATE INDEX runs_by_owner ON runs (owner);
+    CREATE TABLE workers (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        labels TEXT NOT NULL,
+        concurrency INTEGER NOT NULL,
+        started_at TEXT NOT NULL,
+        heartbeat_at TEXT NOT NULL,
+        ttl DOUBLE PRECISION NOT NULL,
+        stopped_at TEXT
+    )
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

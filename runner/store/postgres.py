@@ -17,6 +17,7 @@ from typing import Any
 from runner.errors import StoreError
 from runner.model.events import Event
 from runner.store.base import Lease
+from runner.store.pg_notify import RUNS_CHANNEL, RunNotifications
 from runner.store.sql import SqlStore
 from runner.store.sql_rows import one_line
 
@@ -37,11 +38,14 @@ class PostgresStore(SqlStore):
     for_update = " FOR UPDATE"
     for_update_run = " FOR UPDATE OF r"
     insert_first = False  # rowcount is -1 inside a pipeline (see SqlStore.insert_first)
+    labels_match = "(runs_on IS NULL OR CAST(runs_on AS jsonb) <@ CAST(? AS jsonb))"
+    skip_locked = " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, url: str, connect_timeout: float = 5.0) -> None:
         import psycopg  # only here: the postgres extra is optional
 
         super().__init__(mask_url(url))
+        self._dsn = url  # unmasked: the notification listener opens its own connection with it
         self.db_errors = (psycopg.Error,)
         self.integrity_errors = (psycopg.IntegrityError,)
         try:
@@ -98,3 +102,11 @@ class PostgresStore(SqlStore):
 
     def _serialize(self, key: str) -> None:
         self._cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (key,))
+
+    def _notify(self) -> None:
+        # Delivered at commit, once per transaction however often it is called.
+        self._cur.execute(f"NOTIFY {RUNS_CHANNEL}")
+
+    def run_notifications(self) -> RunNotifications:
+        """A listener that wakes idle workers when a run is queued or handed back."""
+        return RunNotifications(self._dsn, self.url)

@@ -26,14 +26,14 @@ from runner.core.projection import (
 )
 from runner.errors import LeaseLost, NotFound, StoreError
 from runner.model.clock import iso_after, normalize_ts
-from runner.model.events import STEP_ASSIGNED, STEP_STARTED, Event, now_iso
+from runner.model.events import RUN_QUEUED, STEP_ASSIGNED, STEP_STARTED, Event, now_iso
 from runner.store.base import Claim, Lease, RunRecord, StepRecord, WorkflowRecord, content_hash_of, pick_run_id
 from runner.store.leases import lease_is_free
 from runner.store.migrations import BOOTSTRAP, MIGRATIONS, SCHEMA_VERSION, statements
 from runner.store.sql_coordination import SqlCoordination
 from runner.store.sql_lifecycle import SqlLifecycle
 from runner.store.sql_rows import (
-    RUN_COLS,
+    RUN_READ,
     SQL,
     changed,
     event_row,
@@ -47,12 +47,13 @@ from runner.store.sql_rows import (
     to_json,
     wf_row,
 )
+from runner.store.sql_workers import SqlWorkers
 
 _LIVE = frozenset({"pending", "in_progress"})  # step statuses that more events will change
 
 
 
-class SqlStore(SqlLifecycle, SqlCoordination):
+class SqlStore(SqlLifecycle, SqlCoordination, SqlWorkers):
     """Everything but the connection: subclasses supply the dialect hooks below."""
 
     shared = True  # other processes (and, on PostgreSQL, machines) reach the same rows
@@ -81,6 +82,7 @@ class SqlStore(SqlLifecycle, SqlCoordination):
             for name, stmt in SQL.items()
         }
         self._sql.update(self._lifecycle_sql())
+        self._sql.update(self._workers_sql())
         self._closed = False
         # Rows of steps still in flight that this store wrote itself, so a step event
         # need not read its row back (a chain step saves two SELECTs, ~30 µs on SQLite).
@@ -105,6 +107,9 @@ class SqlStore(SqlLifecycle, SqlCoordination):
 
     def _serialize(self, key: str) -> None:
         """Make concurrent transactions about ``key`` take turns (PostgreSQL advisory lock)."""
+
+    def _notify(self) -> None:
+        """Wake the idle workers when this transaction commits (PostgreSQL ``NOTIFY``)."""
 
     def _error(self, exc: BaseException) -> StoreError:
         """The one-line StoreError for a driver error."""
@@ -251,6 +256,8 @@ class SqlStore(SqlLifecycle, SqlCoordination):
         try:
             with self._tx() as cur:
                 cur.execute(self._sql["run_insert"], params)
+                if run.runs_on:
+                    cur.execute(self._sql["run_runs_on"], (to_json(sorted(set(run.runs_on)), "runs_on"), run.run_id))
             self._runs_seen.add(run.run_id)
         except StoreError as exc:
             if isinstance(exc.__cause__, self.integrity_errors):
@@ -295,6 +302,8 @@ class SqlStore(SqlLifecycle, SqlCoordination):
                 cur.execute(sql["run_insert"], (run_id, *run_params(run), event.ts))
             else:
                 cur.execute(sql["run_update"], (*run_params(run), run_id))
+            if etype == RUN_QUEUED:
+                self._notify()  # idle workers wake when this commits
             return
         if step_id is None or not is_step_event(etype):
             cur.execute(sql["run_exists"], (run_id,))
@@ -372,6 +381,8 @@ class SqlStore(SqlLifecycle, SqlCoordination):
     def release_run(self, run_id: str, owner: str) -> None:
         with self._tx() as cur:
             cur.execute(self._sql["run_release"], (run_id, owner))
+            if changed(cur):
+                self._notify()  # a run handed back (or ended): idle workers look again
 
     def get_run(self, run_id: str) -> RunRecord | None:
         with self._tx(write=False) as cur:
@@ -407,7 +418,7 @@ class SqlStore(SqlLifecycle, SqlCoordination):
             where.append("created_at >= ?")
             params.append(normalize_ts(since))
         clause = f" WHERE {' AND '.join(where)}" if where else ""
-        stmt = f"SELECT {RUN_COLS} FROM runs{clause} ORDER BY created_at DESC, n DESC LIMIT ?"
+        stmt = f"SELECT {RUN_READ} FROM runs{clause} ORDER BY created_at DESC, n DESC LIMIT ?"
         with self._tx(write=False) as cur:
             cur.execute(self._adapt(stmt), (*params, limit))
             return [run_row(r) for r in cur.fetchall()]

@@ -49,6 +49,7 @@ STEP_COLS = (
     "run_id, step_id, status, attempts, agent_id, result, result_text, error, started_at, finished_at, duration_ms, "
     "content"
 )
+RUN_READ = RUN_COLS + ", runs_on, worker"  # what reads return (writes leave those two to their owners)
 WF_COLS = "name, content_hash, source_text, version, created_at, creator_id, agent_modifiable, origin"
 EVENT_COLS = "seq, run_id, ts, type, step_id, attempt, agent_id, error, data"
 MSG_COLS = "id, sender_id, recipient_id, content, urgent, created_at, read_at"
@@ -59,8 +60,8 @@ GOAL_COLS = "id, name, description, project_id, status, created_at"
 SQL: dict[str, str] = {
     "version": "SELECT COALESCE(MAX(version), 0) FROM schema_version",
     "record_version": "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
-    "run_get": f"SELECT {RUN_COLS} FROM runs WHERE run_id = ?",
-    "run_lock": f"SELECT {RUN_COLS} FROM runs WHERE run_id = ?{{for_update}}",
+    "run_get": f"SELECT {RUN_READ} FROM runs WHERE run_id = ?",
+    "run_lock": f"SELECT {RUN_READ} FROM runs WHERE run_id = ?{{for_update}}",
     "run_exists": "SELECT 1 FROM runs WHERE run_id = ?",
     "run_insert": f"INSERT INTO runs ({RUN_COLS}, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     "run_update": "UPDATE runs SET workflow_name = ?, workflow_hash = ?, status = ?, inputs = ?, outputs = ?, "
@@ -78,7 +79,9 @@ SQL: dict[str, str] = {
     "step_update": "UPDATE steps SET status = ?, attempts = ?, agent_id = ?, result = ?, result_text = ?, error = ?, "
     "started_at = ?, finished_at = ?, duration_ms = ?, content = ? WHERE run_id = ? AND step_id = ?",
     "run_owner": "SELECT owner, lease_until, epoch FROM runs WHERE run_id = ?{for_update}",
-    "run_claim": "UPDATE runs SET owner = ?, lease_until = ?, epoch = ? WHERE run_id = ?",
+    # An interactive claim (`runner run`, `resume`) takes the run out of the workers' care.
+    "run_claim": "UPDATE runs SET owner = ?, lease_until = ?, epoch = ?, worker = NULL WHERE run_id = ?",
+    "run_runs_on": "UPDATE runs SET runs_on = ? WHERE run_id = ?",
     "run_fence": "SELECT owner, epoch FROM runs WHERE run_id = ?{for_update}",
     "run_renew": "UPDATE runs SET lease_until = ? WHERE run_id = ? AND owner = ?",
     "run_release": "UPDATE runs SET owner = NULL, lease_until = NULL WHERE run_id = ? AND owner = ?",
@@ -149,6 +152,8 @@ def run_row(r: Sequence[Any]) -> RunRecord:
         source=r[9],
         attempt=r[10],
         parent_run_id=r[11],
+        runs_on=opt_loads(r[12]) if len(r) > 12 else None,
+        worker=r[13] if len(r) > 13 else None,
     )
 
 
