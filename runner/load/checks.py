@@ -20,7 +20,7 @@ from runner.errors import Problem, WorkflowInvalid
 from runner.load.schema import fast_schema_valid
 from runner.load.yaml import PathT, SourceMap, json_path, load_yaml, read_text
 from runner.model import AgentSpec
-from runner.model.problems import RANK_INPUTS, RANK_REFERENCE, RANK_STRUCTURE, hint
+from runner.model.problems import RANK_INPUTS, RANK_REFERENCE, RANK_STRUCTURE, Hinter, hint
 
 __all__ = ["WorkflowChecks", "known_patterns", "resolve_uses"]
 
@@ -151,6 +151,13 @@ class WorkflowChecks:
         self.finally_ids: set[str] = set()
         self.deps: dict[str, list[str]] = {}
         self._analysis: ModuleType | None = None
+        self._id_hinter: Hinter | None = None
+
+    def id_hint(self, word: str) -> str:
+        """Did-you-mean among the step ids: one shared, bounded :class:`Hinter`."""
+        if self._id_hinter is None:
+            self._id_hinter = Hinter(self.ids)
+        return self._id_hinter(word)
 
     def add(
         self, message: str, path: PathT, *, key: bool = False, rank: int = RANK_REFERENCE, severity: str = "error"
@@ -202,7 +209,7 @@ class WorkflowChecks:
             for j, dep in enumerate(raw):
                 if isinstance(dep, str) and dep not in self.ids:
                     self.add(
-                        f"unknown step {dep!r} in depends_on{hint(dep, self.ids)}",
+                        f"unknown step {dep!r} in depends_on{self.id_hint(dep)}",
                         (*path, "depends_on", j),
                         rank=RANK_STRUCTURE,
                     )
@@ -217,7 +224,7 @@ class WorkflowChecks:
             ok: list[str] = []
             for dep, dpath in entries:
                 if dep not in self.ids:
-                    self.add(f"unknown step {dep!r} in depends_on{hint(dep, self.ids)}", dpath, rank=RANK_STRUCTURE)
+                    self.add(f"unknown step {dep!r} in depends_on{self.id_hint(dep)}", dpath, rank=RANK_STRUCTURE)
                 elif path[0] == "steps" and dep in self.finally_ids:
                     self.add(
                         f"step {sid!r} cannot depend on finally step {dep!r}: finally steps run after all other steps",
@@ -397,7 +404,7 @@ class WorkflowChecks:
 
     def _step_ref(self, ref: str, path: PathT, owner: str | None, after_dag: bool) -> None:
         if ref not in self.ids:
-            self.add(f"template references unknown step {ref!r}{hint(ref, self.ids)}", path)
+            self.add(f"template references unknown step {ref!r}{self.id_hint(ref)}", path)
         elif owner is None:
             return  # outputs may read any step
         elif ref == owner:

@@ -232,13 +232,19 @@ class _Converter:
 
 
 class SourceMap:
-    """Positions of a loaded document's keys and values, found by walking its node tree."""
+    """Positions of a loaded document's keys and values, found by walking its node tree.
 
-    __slots__ = ("_root", "file")
+    A mapping's keys are indexed the first time a path goes through it, so positioning
+    one problem per key of a 80,000-key mapping stays linear (a scan per lookup made
+    validating such a file quadratic: minutes).
+    """
+
+    __slots__ = ("_index", "_root", "file")
 
     def __init__(self, file: str, root: Node | None) -> None:
         self.file = file
         self._root = root
+        self._index: dict[int, tuple[dict[str, tuple[Node, Node]], list[Node]]] = {}
 
     def position(self, path: Sequence[str | int], *, key: bool = False) -> tuple[int, int]:
         """1-based (line, col) of the most specific node along ``path``.
@@ -260,25 +266,35 @@ class SourceMap:
             return _mark(key_node)
         return _mark(node)
 
-    @staticmethod
-    def _child(node: Node, p: str | int) -> tuple[Node | None, Node] | None:
+    def _keys(self, node: MappingNode) -> tuple[dict[str, tuple[Node, Node]], list[Node]]:
+        """``node``'s keys (first occurrence wins) and its merge sources, built once."""
+        found = self._index.get(id(node))
+        if found is None:
+            keys: dict[str, tuple[Node, Node]] = {}
+            merges: list[Node] = []
+            for k, v in node.value:
+                if isinstance(k, ScalarNode):
+                    if k.tag == _MERGE:
+                        merges.append(v)
+                    else:
+                        keys.setdefault(k.value, (k, v))
+            found = self._index[id(node)] = (keys, merges)
+        return found
+
+    def _child(self, node: Node, p: str | int, depth: int = 0) -> tuple[Node | None, Node] | None:
         if isinstance(node, SequenceNode):
             if isinstance(p, int) and 0 <= p < len(node.value):
                 return None, node.value[p]
             return None
-        if not isinstance(node, MappingNode):
+        if not isinstance(node, MappingNode) or depth > 50:  # merges of merges: bounded
             return None
-        merges: list[Node] = []
-        for k, v in node.value:
-            if isinstance(k, ScalarNode):
-                if k.tag == _MERGE:
-                    merges.append(v)
-                elif k.value == p:
-                    return k, v
+        keys, merges = self._keys(node)
+        if isinstance(p, str) and p in keys:
+            return keys[p]
         for m in merges:
             sources = m.value if isinstance(m, SequenceNode) else [m]
             for src in sources:
-                found = SourceMap._child(src, p)
+                found = self._child(src, p, depth + 1)
                 if found is not None:
                     return found
         return None
