@@ -48,9 +48,17 @@ class Problem:
         if len(self.message) > MESSAGE_MAX:
             cut = f"... ({len(self.message):,} characters)"
             object.__setattr__(self, "message", self.message[: MESSAGE_MAX - len(cut)] + cut)
+        if len(self.path) > MESSAGE_MAX:
+            object.__setattr__(self, "path", self.path[: MESSAGE_MAX - 3] + "...")
 
     def format(self) -> str:
-        """``file:line:col: message [json.path]`` — the text format of SPEC §2."""
+        """``file:line:col: message [json.path]`` — the text format of SPEC §2.
+
+        A problem with no position (an unreadable file) is ``file: message [json.path]``:
+        no made-up ``0:0``.
+        """
+        if not self.line:
+            return f"{self.file}: {self.message} [{self.path}]"
         return f"{self.file}:{self.line}:{self.col}: {self.message} [{self.path}]"
 
     def to_json(self) -> dict[str, Any]:

@@ -18,9 +18,11 @@ from typing import Any
 
 from runner.errors import Problem, WorkflowInvalid
 from runner.load.schema import fast_schema_valid
-from runner.load.yaml import PathT, SourceMap, json_path, load_yaml, read_text
+from runner.load.yaml import PathT, SourceMap, load_yaml, read_text
 from runner.model import AgentSpec
 from runner.model.problems import RANK_INPUTS, RANK_REFERENCE, RANK_STRUCTURE, Hinter, hint
+from runner.model.user_schema import schema_problems as user_schema_problems
+from runner.model.user_schema import validation_messages
 
 __all__ = ["WorkflowChecks", "known_patterns", "resolve_uses"]
 
@@ -103,17 +105,16 @@ def _interface(path: str, mtime: float) -> dict[str, Any] | str:
 
 
 def _jsonschema_messages(sch: dict[str, Any], value: Any) -> list[str] | None:
-    """Why ``value`` fails the JSON Schema ``sch`` (None: the schema itself is invalid)."""
+    """Why ``value`` fails the JSON Schema ``sch`` (None: the schema itself is invalid or
+    unsafe, which :meth:`WorkflowChecks.input_schemas` reports)."""
     if fast_schema_valid(sch, value):
         return []
     from jsonschema import Draft202012Validator
-    from jsonschema.exceptions import relevance
 
     meta = Draft202012Validator(Draft202012Validator.META_SCHEMA)
-    if not meta.is_valid(sch):
+    if not meta.is_valid(sch) or user_schema_problems(sch):
         return None
-    errors = sorted(Draft202012Validator(sch).iter_errors(value), key=relevance, reverse=True)
-    return [(json_path(tuple(e.absolute_path)) + ": " if e.absolute_path else "") + e.message for e in errors]
+    return validation_messages(sch, value)
 
 
 class WorkflowChecks:
@@ -171,6 +172,7 @@ class WorkflowChecks:
         self.templates()
         self.agent_templates()
         self.uses()
+        self.input_schemas()
         if self.check_inputs:
             self.input_defaults()
         return self.problems
@@ -422,11 +424,15 @@ class WorkflowChecks:
     # ------------------------------------------------------------------ patterns
 
     def uses(self) -> None:
-        from runner.load.patterns import is_path_ref
+        from runner.load.patterns import is_path_ref, uses_problem
 
         for path, step in self.steps:
             uses = step.get("uses")
             if not isinstance(uses, str) or _has_syntax(uses):
+                continue
+            bad = uses_problem(uses)
+            if bad:
+                self.add(bad, (*path, "uses"))
                 continue
             target = resolve_uses(uses, self.smap.file)
             if target is None:
@@ -467,6 +473,13 @@ class WorkflowChecks:
                         )
 
     # ------------------------------------------------------------------ inputs
+
+    def input_schemas(self) -> None:
+        """An input's schema may only reference itself and its patterns must compile:
+        a schema that would fetch a URL, read a file or hang on a pattern is refused."""
+        for name, sch in self.inputs.items():
+            for where, msg in user_schema_problems(sch):
+                self.add(f"schema of input {name!r}: {msg}", ("inputs", name, *where), rank=RANK_STRUCTURE)
 
     def input_defaults(self) -> None:
         for name, sch in self.inputs.items():

@@ -42,6 +42,10 @@ _TAG = "tag:yaml.org,2002:"
 _STR, _INT, _FLOAT, _BOOL, _NULL = (_TAG + t for t in ("str", "int", "float", "bool", "null"))
 _SEQ, _MAP, _MERGE = _TAG + "seq", _TAG + "map", _TAG + "merge"
 _ALIAS_FLOOR = 100_000  # nodes an alias expansion may produce, at least
+# Integers a float can hold (durations, numbers compared with floats): a 4,400-digit
+# literal is a hostile or broken file, and str() of it would raise past 4,300 digits.
+_INT_BITS_MAX = 1023
+_INT_CHARS_MAX = 1000
 
 
 class _Resolver(BaseResolver):
@@ -221,11 +225,20 @@ class _Converter:
             if tag == _BOOL:
                 return SafeConstructor.bool_values[node.value.lower()]
             if tag == _INT:
-                return _SCALARS.construct_yaml_int(node)
+                if len(node.value) > _INT_CHARS_MAX:  # before PyYAML's int(): quadratic in digits
+                    raise OverflowError
+                number = _SCALARS.construct_yaml_int(node)
+                if number.bit_length() > _INT_BITS_MAX:
+                    raise OverflowError
+                return number
             if tag == _FLOAT:
                 return _SCALARS.construct_yaml_float(node)
-        except (KeyError, ValueError):
-            self._bad(node, f"invalid {_short_tag(tag)} value {node.value!r}")
+        except OverflowError:
+            self._bad(node, f"integer too large ({len(node.value):,} characters): at most {_INT_BITS_MAX} bits")
+            return None
+        except (KeyError, ValueError, IndexError):  # IndexError: PyYAML on `!!int ''`
+            shown = node.value if len(node.value) <= 40 else node.value[:37] + "..."
+            self._bad(node, f"invalid {_short_tag(tag)} value {shown!r}")
             return None
         self._bad(node, f"unsupported YAML tag {_short_tag(tag)!r}")
         return None
@@ -395,11 +408,23 @@ def _load_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
 
 
 def read_text(path: str | Path) -> str:
-    """A workflow file's text; a missing or unreadable file is WorkflowInvalid (exit 2)."""
+    """A workflow file's text; a missing or unreadable file is WorkflowInvalid (exit 2).
+
+    A file that is not UTF-8 is positioned on its first bad byte (line, and column in
+    characters of that line), not on a made-up ``0:0``.
+    """
     try:
-        return Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
         raise WorkflowInvalid(
             [Problem(f"cannot read workflow file: {path}: {reason}", "$", str(path), 0, 0, rank=RANK_YAML)],
         ) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = len(data[line_start : exc.start].decode("utf-8", "replace")) + 1
+        msg = f"not UTF-8 text: byte 0x{data[exc.start]:02x} cannot start or continue a character (save the file as UTF-8)"
+        raise WorkflowInvalid([Problem(msg, "$", str(path), line, col, rank=RANK_YAML)]) from None

@@ -148,5 +148,5 @@ def _text_line(p: Problem) -> str:
     if p.severity == "error":
         return p.format()
     if not p.line:
-        return f"{p.file}: {p.severity}: {p.message}"
+        return f"{p.file}: {p.severity}: {p.message}" + ("" if p.path == "$" else f" [{p.path}]")
     return f"{p.file}:{p.line}:{p.col}: {p.severity}: {p.message} [{p.path}]"

@@ -77,6 +77,27 @@ class _Problems:
             self.add(f"template accesses {name!r}: Python internals are not allowed")
 
 
+NESTING_MAX: Final = 100  # brackets a template may nest: Jinja's parser recurses per level
+
+
+def _nesting(text: str) -> int:
+    """The deepest nesting of ``(``, ``[`` and ``{`` in ``text`` (quotes not considered:
+    an upper bound is what protects the parser)."""
+    depth = deepest = 0
+    for ch in text:
+        if ch in "([{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+        elif ch in ")]}" and depth:
+            depth -= 1
+    return deepest
+
+
+def _failed(message: str) -> _Analysis:
+    return _Analysis((message,), frozenset(), frozenset(), frozenset())
+
+
 @lru_cache(maxsize=131072)
 def _analyze(text: str) -> _Analysis:
     if not has_syntax(text):
@@ -85,12 +106,15 @@ def _analyze(text: str) -> _Analysis:
     if form is not None:
         paths = [form] if isinstance(form, PlainPath) else [p for p in form if isinstance(p, PlainPath)]
         return _analyze_paths(paths)
+    if _nesting(text) > NESTING_MAX + 2:  # + the template's own {{ }}
+        return _failed(f"template nested too deeply (more than {NESTING_MAX} levels of brackets)")
     try:
         ast = ENV.parse(text)
+        return _analyze_ast(ast)
     except TemplateSyntaxError as exc:
-        message = f"template syntax error: {exc.message} (line {exc.lineno})"
-        return _Analysis((message,), frozenset(), frozenset(), frozenset())
-    return _analyze_ast(ast)
+        return _failed(f"template syntax error: {exc.message} (line {exc.lineno})")
+    except RecursionError:  # deep nesting of another kind (operators, filters)
+        return _failed("template nested too deeply for the parser")
 
 
 def _analyze_paths(paths: list[PlainPath]) -> _Analysis:
