@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 from runner.load.validation import validate_paths
 from tests.conftest import assert_no_traceback, run_cli
 
+AGENTS = "agents: [{id: x, transport: inprocess, module: 'm:s'}]\n"
+
 
 def _unknown_keys(tmp_path: Path, n: int) -> Path:
     path = tmp_path / f"keys{n}.yaml"
@@ -68,7 +70,7 @@ def test_3000_unknown_depends_on_ids_are_bounded_and_still_hinted(tmp_path: Path
     steps = "".join(f"  - step_id: step{i}\n    tool_to_call: t\n" for i in range(3000))
     deps = ", ".join(["step1x"] + [f"zz{i}" for i in range(3000)])
     path = tmp_path / "deps.yaml"
-    path.write_text(f"name: w\nsteps:\n  - step_id: a\n    tool_to_call: t\n    depends_on: [{deps}]\n{steps}")
+    path.write_text(f"name: w\n{AGENTS}steps:\n  - step_id: a\n    tool_to_call: t\n    depends_on: [{deps}]\n{steps}")
     code, out, err = run_cli("validate", path, "--format", "json", timeout=120)
     assert code == 2, err
     problems = json.loads(out)

@@ -21,10 +21,15 @@ from runner.load.schema import fast_schema_valid
 from runner.load.yaml import PathT, SourceMap, load_yaml, read_text
 from runner.model import AgentSpec
 from runner.model.problems import RANK_INPUTS, RANK_REFERENCE, RANK_STRUCTURE, Hinter, hint
+from runner.model.spec import STEP_ATTRIBUTES
 from runner.model.user_schema import schema_problems as user_schema_problems
 from runner.model.user_schema import validation_messages
 
 __all__ = ["WorkflowChecks", "known_patterns", "resolve_uses"]
+
+# After every other reference problem (a workflow without agents is often a draft: its own
+# problems come first), before input values.
+RANK_NO_AGENTS = RANK_REFERENCE + 5
 
 
 _ROOTS = frozenset({"inputs", "steps", "run", "workflow", "secrets"})
@@ -154,6 +159,12 @@ class WorkflowChecks:
         self._analysis: ModuleType | None = None
         self._id_hinter: Hinter | None = None
 
+    def attr_hint(self, word: str) -> str:
+        """Did-you-mean among a step's attributes; ``outputs`` (a pattern's word) is ``result``."""
+        if word in ("output", "outputs", "results", "value", "data"):
+            return " (did you mean 'result'?)"
+        return hint(word, STEP_ATTRIBUTES)
+
     def id_hint(self, word: str) -> str:
         """Did-you-mean among the step ids: one shared, bounded :class:`Hinter`."""
         if self._id_hinter is None:
@@ -266,6 +277,7 @@ class WorkflowChecks:
                     rank=RANK_STRUCTURE,
                     severity="warning",
                 )
+            self._for_each(step.get("for_each"), (*path, "for_each"))
             if "max_parallel" in step and "for_each" not in step:
                 self.add(
                     "max_parallel has no effect without for_each",
@@ -274,6 +286,42 @@ class WorkflowChecks:
                     rank=RANK_STRUCTURE,
                     severity="warning",
                 )
+
+    def _no_agents(self) -> None:
+        """Steps that need an agent in a workflow that has none: one problem, at the first."""
+        selectors = ("assigned_agent_id", "assigned_role", "required_capabilities")
+        # a step with a selector is judged by it (an unknown role is its own problem; a
+        # templated one is a sub-workflow's parameter, filled by the workflow using it)
+        needy = [(path, st) for path, st in self.steps if "uses" not in st and not any(k in st for k in selectors)]
+        if not needy:
+            return
+        path, step = needy[0]
+        sid = step.get("step_id", "?")
+        what = f"calls tool {step['tool_to_call']!r}" if isinstance(step.get("tool_to_call"), str) else "needs an agent"
+        others = f" (and {len(needy) - 1} more step(s))" if len(needy) > 1 else ""
+        self.add(
+            f"step {sid!r} {what}{others} but there is no agent to run it: the workflow declares no agents "
+            "(add an agents: list) and no --agents registry was given",
+            (*path, "tool_to_call") if "tool_to_call" in step else path,
+            rank=RANK_NO_AGENTS,
+        )
+
+    def _for_each(self, value: Any, path: PathT) -> None:
+        """A ``for_each`` whose value is known now must be a list (a string or a mapping
+        would iterate its characters or keys: never what was meant)."""
+        if isinstance(value, str) and not _has_syntax(value):
+            self.add(
+                f"for_each is the plain string {value[:60]!r}, not a list: write a YAML list, or a template "
+                "giving one (\"{{ steps.x.result }}\")",
+                path,
+                rank=RANK_STRUCTURE,
+            )
+        elif isinstance(value, str):
+            known, const = self._t().lone_constant(value)
+            if known and not isinstance(const, (list, tuple)):
+                kind = {str: "a string", dict: "a mapping", bool: "a boolean", int: "a number", float: "a number"}
+                what = kind.get(type(const), "not a list") if const is not None else "null"
+                self.add(f"for_each must give a list; {value.strip()[:60]!r} is always {what}", path, rank=RANK_STRUCTURE)
 
     # ------------------------------------------------------------------ agents
 
@@ -288,6 +336,8 @@ class WorkflowChecks:
                 known.append((a["id"], role, frozenset(c for c in caps if isinstance(c, str))))
         for spec in self.registry:
             known.append((spec.id, spec.role, frozenset(spec.capabilities)))
+        if not known:
+            self._no_agents()
         ids = {k[0] for k in known}
         roles = {k[1] for k in known if k[1]}
         where = ": not declared under agents nor in the --agents registry"
@@ -396,6 +446,13 @@ class WorkflowChecks:
         if "steps" in allowed:
             for ref in sorted(t.referenced_steps(text)):
                 self._step_ref(ref, path, owner, after_dag)
+            for ref, attr in sorted(t.referenced_step_attributes(text)):
+                if attr not in STEP_ATTRIBUTES:
+                    self.add(
+                        f"steps.{ref}.{attr}: a step has no attribute {attr!r}{self.attr_hint(attr)}; "
+                        f"it has: {', '.join(STEP_ATTRIBUTES)}",
+                        path,
+                    )
         if "inputs" in allowed and self.inputs_known:
             for name in _input_refs(text):
                 if name not in self.inputs:

@@ -98,6 +98,19 @@ def _preview(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+# Keys of other workflow systems (GitHub Actions, Argo, Prefect...) and what runner calls them.
+_SYNONYMS = {
+    "needs": "depends_on", "dependencies": "depends_on", "depends": "depends_on", "after": "depends_on",
+    "id": "step_id", "name": "step_id", "tool": "tool_to_call", "call": "tool_to_call", "run": "tool_to_call",
+    "args": "tool_arguments", "arguments": "tool_arguments", "params": "tool_arguments", "when": "if",
+    "condition": "if", "agent": "assigned_agent_id", "agent_id": "assigned_agent_id", "role": "assigned_role",
+    "capabilities": "required_capabilities", "loop": "for_each", "foreach": "for_each", "matrix": "for_each",
+    "retries": "retry", "continue-on-error": "continue_on_error", "ignore_errors": "continue_on_error",
+    "parallelism": "max_parallel", "fallback": "fallback_agents", "jobs": "steps", "tasks": "steps",
+    "on_exit": "finally", "always": "finally", "params_schema": "inputs", "parameters": "inputs",
+}  # fmt: skip
+
+
 def _preview_key(key: str) -> str:
     """A key as a message quotes it, cut short: a 300,000-character key is not a message."""
     return repr(key) if len(key) <= 80 else repr(key[:77] + "...")
@@ -130,7 +143,7 @@ def _explain(e: Any, smap: SourceMap, root: Any, remap: Callable[[PathT], PathT]
     inst = e.instance
     if v == "additionalProperties" and e.validator_value is False and isinstance(inst, dict):
         allowed = e.schema.get("properties", {})
-        hinter = Hinter(allowed)
+        hinter = Hinter(allowed, synonyms=_SYNONYMS)
         unknown = [k for k in inst if k not in allowed]
         out = [
             smap.problem(f"unknown key {_preview_key(k)}{hinter(k)}", (*path, k), key=True, rank=RANK_SCHEMA)

@@ -9,7 +9,7 @@ references < inputs.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from runner.errors import Problem
 
@@ -68,10 +68,12 @@ class Hinter:
     and the report shows only the first problems anyway.
     """
 
-    __slots__ = ("_exact", "_options", "budget")
+    __slots__ = ("_exact", "_options", "_synonyms", "budget")
 
-    def __init__(self, choices: Iterable[str], budget: int = 200) -> None:
+    def __init__(self, choices: Iterable[str], budget: int = 200, synonyms: Mapping[str, str] | None = None) -> None:
         self._options = [c for c in choices if isinstance(c, str)]
+        # another system's word for a choice ("needs" -> "depends_on"), used when that choice exists
+        self._synonyms = {k: v for k, v in (synonyms or {}).items() if v in self._options}
         self._exact: dict[str, str] = {}
         for c in self._options:
             self._exact.setdefault(c.replace("-", "_").lower(), c)
@@ -80,7 +82,7 @@ class Hinter:
     def __call__(self, word: str) -> str:
         if not isinstance(word, str):
             return ""
-        exact = self._exact.get(word.replace("-", "_").lower())
+        exact = self._exact.get(word.replace("-", "_").lower()) or self._synonyms.get(word)
         if exact is not None:
             return f" (did you mean {exact!r}?)"
         if self.budget <= 0 or len(word) > _HINT_WORD_MAX or len(self._options) > _HINT_CHOICES_MAX:
