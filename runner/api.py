@@ -129,13 +129,20 @@ async def arun(
     secrets: Mapping[str, str] | None = None,
     sinks: Sequence[EventSink] = (),
 ) -> RunResult:
-    """Create and run ``wf`` to completion in ``store`` (async): ``RunService.run``."""
-    from runner.service import RunService
-    from runner.store.memory import MemoryStore
+    """Create and run ``wf`` to completion in ``store`` (async): ``RunService.run``.
 
-    st = store if store is not None else MemoryStore()
-    service = RunService(st, registry=registry, secrets=secrets, local_pull=True)
-    return await service.run(wf, inputs, sinks=sinks)
+    ``store`` None is the CLI's store (``RUNNER_STORE`` or ``sqlite:///.runner/runner.db``),
+    opened and closed here; pass ``open_store("memory://")`` for a run that keeps nothing.
+    """
+    from runner.service import RunService
+
+    st = store if store is not None else open_store()
+    try:
+        service = RunService(st, registry=registry, secrets=secrets, local_pull=True)
+        return await service.run(wf, inputs, sinks=sinks)
+    finally:
+        if store is None:
+            st.close()
 
 
 def run_file(

@@ -24,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+MESSAGE_MAX = 1000  # characters of a problem's message; longer ones are cut
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -40,8 +42,23 @@ class Problem:
     severity: str = "error"
     rank: int = 50  # lower sorts first: YAML errors, then structure, then references
 
+    def __post_init__(self) -> None:
+        # A message quoting a 300,000-character value is not a message: cut it here, once,
+        # for every producer of problems (the path keeps the exact place).
+        if len(self.message) > MESSAGE_MAX:
+            cut = f"... ({len(self.message):,} characters)"
+            object.__setattr__(self, "message", self.message[: MESSAGE_MAX - len(cut)] + cut)
+        if len(self.path) > MESSAGE_MAX:
+            object.__setattr__(self, "path", self.path[: MESSAGE_MAX - 3] + "...")
+
     def format(self) -> str:
-        """``file:line:col: message [json.path]`` — the text format of SPEC §2."""
+        """``file:line:col: message [json.path]`` — the text format of SPEC §2.
+
+        A problem with no position (an unreadable file) is ``file: message [json.path]``:
+        no made-up ``0:0``.
+        """
+        if not self.line:
+            return f"{self.file}: {self.message} [{self.path}]"
         return f"{self.file}:{self.line}:{self.col}: {self.message} [{self.path}]"
 
     def to_json(self) -> dict[str, Any]:

@@ -291,7 +291,7 @@ def test_text_format() -> None:
     assert format_problems(_sample(), "text").splitlines()[1:] == [
         "next 100% [$.steps[0]]",
         "w.yaml:9:5: warning: careful [$.steps[1].if]",
-        "gone.yaml:0:0: cannot read workflow file: gone.yaml [$]",
+        "gone.yaml: cannot read workflow file: gone.yaml [$]",
     ]
     assert format_problems([], "text") == ""
 

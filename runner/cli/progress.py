@@ -77,7 +77,7 @@ class Progress:
                 self._status_shown = False
             status = ev.RUN_TERMINAL.get(t, "interrupted")
             msg = f"run {status} in {time.perf_counter() - self.t0:.2f}s"
-            if e.error:
+            if e.error and not e.data.get("raised"):  # a raised error is printed once, by main()
                 msg += ": " + _one_line(e.error)
             color = "32" if status == "completed" else "31"
             self.out.write((f"\x1b[1;{color}m{msg}\x1b[0m" if self.tty else msg) + "\n")

@@ -152,7 +152,7 @@ def execute(
         if ev_file is not None:
             ev_file.close()
         store.close()
-    emit_result(result, output, junit, app.quiet)
+    emit_result(result, output, junit, False)  # -q hides progress, not the result
     return EXIT_FOR_STATUS[result.status]
 
 

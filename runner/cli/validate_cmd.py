@@ -23,9 +23,16 @@ from runner.cli.app import App, common_options, pass_app
     help="Also connect to the agents: check tool names, literal arguments "
     "against inputSchema and steps.<id>.result.<field> references against outputSchema.",
 )
+@click.option(
+    "--max-problems",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="Show at most this many problems, then how many more there are (0: show all).",
+)
 @common_options
 @pass_app
-def validate(app: App, paths: tuple[str, ...], fmt: str, deep: bool) -> int:
+def validate(app: App, paths: tuple[str, ...], fmt: str, deep: bool, max_problems: int) -> int:
     """Validate workflow and pattern files (directories recursively). Exit 0 if valid, 2 if not."""
     from runner.load.validation import format_problems, validate_paths
 
@@ -36,7 +43,7 @@ def validate(app: App, paths: tuple[str, ...], fmt: str, deep: bool) -> int:
 
         problems = problems + deep_check_paths(list(paths), registry=registry)
     errors = [p for p in problems if p.severity == "error"]
-    out = format_problems(problems, fmt)
+    out = format_problems(problems, fmt, limit=max_problems)
     if fmt == "json":
         click.echo(out)
     elif out:

@@ -208,6 +208,45 @@ def _result_schema(info: Any) -> dict[str, Any] | None:
     return schema
 
 
+def _json_types(schema: Any, depth: int = 0) -> set[str] | None:
+    """The JSON types a schema allows (``type``, a list of them, ``anyOf``/``oneOf``
+    branches, ``const``/``enum`` values); None when it does not say (anything goes)."""
+    if not isinstance(schema, dict) or depth > 20:
+        return None
+    t = schema.get("type")
+    if isinstance(t, str):
+        return {t}
+    if isinstance(t, list) and t and all(isinstance(x, str) for x in t):
+        return set(t)
+    for key in ("anyOf", "oneOf"):
+        branches = schema.get(key)
+        if isinstance(branches, list) and branches:
+            found: set[str] = set()
+            for b in branches:
+                sub = _json_types(b, depth + 1)
+                if sub is None:
+                    return None
+                found |= sub
+            return found
+    values = schema["enum"] if isinstance(schema.get("enum"), list) else [schema["const"]] if "const" in schema else None
+    if values:
+        return {_type_of(v) for v in values}
+    return None
+
+
+def _type_of(v: Any) -> str:
+    if v is None:
+        return "null"
+    for kind, name in ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"), (list, "array")):
+        if isinstance(v, kind):
+            return name
+    return "object"
+
+
+def _article(t: str) -> str:
+    return "an" if t[:1] in "aeiou" else "a"
+
+
 def _string_leaves(where: list[str | int], val: Any) -> list[tuple[list[str | int], str]]:
     """Every string inside ``val`` with its path below ``where`` (mapping keys, list indexes)."""
     if isinstance(val, str):
@@ -244,13 +283,14 @@ def _check_result_refs(
             schema = _result_schema(info)
             if schema is None:
                 continue
-            t = schema.get("type")
+            types = _json_types(schema)
             props = schema.get("properties")
-            if t in ("string", "integer", "number", "boolean", "array"):
+            if types is not None and "object" not in types:
+                t = " or ".join(sorted(types))
                 out.append(
                     smap.problem(
-                        f"steps.{step_id}.result.{field}: tool '{info.name}' returns a {t}, which has no field "
-                        f"'{field}'",
+                        f"steps.{step_id}.result.{field}: tool '{info.name}' returns {_article(t)} {t}, "
+                        f"which has no field '{field}'",
                         where,
                         rank=RANK_DEEP,
                     )

@@ -245,7 +245,8 @@ class Engine(RunControl):
                 self.flush()
                 raise
             except RunnerError as exc:
-                self.emit(ev.RUN_FAILED, error=str(exc), data={"outputs": {}})
+                # "raised": the error also reaches the caller, whose face reports it (once)
+                self.emit(ev.RUN_FAILED, error=str(exc), data={"outputs": {}, "raised": True})
                 self.flush()
                 res = self._result(started, RunStatus.FAILED, {}, (time.perf_counter() - t0) * 1000, str(exc))
                 exc.result = res  # type: ignore[attr-defined]

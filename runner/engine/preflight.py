@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from runner.core.selection import eligible
-from runner.errors import AgentError, Problem, WorkflowInvalid
+from runner.errors import AgentError, InputInvalid, Problem, WorkflowInvalid
 from runner.load.instantiate import describe_need, positioned, render_agent
 from runner.model import AgentSpec, StepSpec, TransportKind, Workflow
 from runner.template import Masker, TemplateError
@@ -47,6 +48,45 @@ def step_kind(spec: StepSpec) -> str:
     return "pull" if spec.tool_to_call is None else "tool"
 
 
+_SECRET_REF = re.compile(r"\bsecrets\s*(?:\.\s*([A-Za-z_]\w*)|\[\s*['\"]([^'\"]+)['\"]\s*\])")
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        if "secrets" in value:
+            yield value
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _strings(v)
+
+
+def _check_secrets(wf: Workflow, specs: Iterable[AgentSpec], context: Mapping[str, Any]) -> None:
+    """A secret the workflow reads that nobody gave is the user's input missing (exit 2),
+    found before any agent starts, not an unreachable agent or a failed step."""
+    given = context.get("secrets") or {}
+    places: list[Any] = [wf.outputs]
+    for s in wf.all_steps:
+        places += [s.tool_arguments, s.condition, s.for_each, s.with_]
+    for a in specs:
+        places += [a.command, a.args, a.env, a.cwd, a.url, a.headers]
+    missing: dict[str, None] = {}
+    for text in (t for place in places for t in _strings(place)):
+        for m in _SECRET_REF.finditer(text):
+            name = m.group(1) or m.group(2)
+            if name not in given:
+                missing[name] = None
+    if missing:
+        names = ", ".join(missing)
+        first = next(iter(missing))
+        raise InputInvalid(
+            f"missing secret(s): {names}; set RUNNER_SECRET_{first}=... in the environment "
+            f"or pass --secrets FILE (a YAML mapping with {first}: ...)"
+        )
+
+
 async def preflight(
     wf: Workflow,
     agents: Agents,
@@ -58,6 +98,7 @@ async def preflight(
 ) -> None:
     """Fill ``agents`` for ``wf``: rendered specs, candidates, connections; raise if the run cannot start."""
     specs = agents.specs
+    _check_secrets(wf, specs.values(), context)
     for aid, a in list(specs.items()):
         try:
             specs[aid] = render_agent(a, context)

@@ -18,11 +18,18 @@ from typing import Any
 
 from runner.errors import Problem, WorkflowInvalid
 from runner.load.schema import fast_schema_valid
-from runner.load.yaml import PathT, SourceMap, json_path, load_yaml, read_text
+from runner.load.yaml import PathT, SourceMap, load_yaml, read_text
 from runner.model import AgentSpec
-from runner.model.problems import RANK_INPUTS, RANK_REFERENCE, RANK_STRUCTURE, hint
+from runner.model.problems import RANK_INPUTS, RANK_REFERENCE, RANK_STRUCTURE, Hinter, hint
+from runner.model.spec import STEP_ATTRIBUTES
+from runner.model.user_schema import schema_problems as user_schema_problems
+from runner.model.user_schema import validation_messages
 
 __all__ = ["WorkflowChecks", "known_patterns", "resolve_uses"]
+
+# After every other reference problem (a workflow without agents is often a draft: its own
+# problems come first), before input values.
+RANK_NO_AGENTS = RANK_REFERENCE + 5
 
 
 _ROOTS = frozenset({"inputs", "steps", "run", "workflow", "secrets"})
@@ -103,17 +110,16 @@ def _interface(path: str, mtime: float) -> dict[str, Any] | str:
 
 
 def _jsonschema_messages(sch: dict[str, Any], value: Any) -> list[str] | None:
-    """Why ``value`` fails the JSON Schema ``sch`` (None: the schema itself is invalid)."""
+    """Why ``value`` fails the JSON Schema ``sch`` (None: the schema itself is invalid or
+    unsafe, which :meth:`WorkflowChecks.input_schemas` reports)."""
     if fast_schema_valid(sch, value):
         return []
     from jsonschema import Draft202012Validator
-    from jsonschema.exceptions import relevance
 
     meta = Draft202012Validator(Draft202012Validator.META_SCHEMA)
-    if not meta.is_valid(sch):
+    if not meta.is_valid(sch) or user_schema_problems(sch):
         return None
-    errors = sorted(Draft202012Validator(sch).iter_errors(value), key=relevance, reverse=True)
-    return [(json_path(tuple(e.absolute_path)) + ": " if e.absolute_path else "") + e.message for e in errors]
+    return validation_messages(sch, value)
 
 
 class WorkflowChecks:
@@ -151,6 +157,19 @@ class WorkflowChecks:
         self.finally_ids: set[str] = set()
         self.deps: dict[str, list[str]] = {}
         self._analysis: ModuleType | None = None
+        self._id_hinter: Hinter | None = None
+
+    def attr_hint(self, word: str) -> str:
+        """Did-you-mean among a step's attributes; ``outputs`` (a pattern's word) is ``result``."""
+        if word in ("output", "outputs", "results", "value", "data"):
+            return " (did you mean 'result'?)"
+        return hint(word, STEP_ATTRIBUTES)
+
+    def id_hint(self, word: str) -> str:
+        """Did-you-mean among the step ids: one shared, bounded :class:`Hinter`."""
+        if self._id_hinter is None:
+            self._id_hinter = Hinter(self.ids)
+        return self._id_hinter(word)
 
     def add(
         self, message: str, path: PathT, *, key: bool = False, rank: int = RANK_REFERENCE, severity: str = "error"
@@ -164,6 +183,7 @@ class WorkflowChecks:
         self.templates()
         self.agent_templates()
         self.uses()
+        self.input_schemas()
         if self.check_inputs:
             self.input_defaults()
         return self.problems
@@ -202,7 +222,7 @@ class WorkflowChecks:
             for j, dep in enumerate(raw):
                 if isinstance(dep, str) and dep not in self.ids:
                     self.add(
-                        f"unknown step {dep!r} in depends_on{hint(dep, self.ids)}",
+                        f"unknown step {dep!r} in depends_on{self.id_hint(dep)}",
                         (*path, "depends_on", j),
                         rank=RANK_STRUCTURE,
                     )
@@ -217,7 +237,7 @@ class WorkflowChecks:
             ok: list[str] = []
             for dep, dpath in entries:
                 if dep not in self.ids:
-                    self.add(f"unknown step {dep!r} in depends_on{hint(dep, self.ids)}", dpath, rank=RANK_STRUCTURE)
+                    self.add(f"unknown step {dep!r} in depends_on{self.id_hint(dep)}", dpath, rank=RANK_STRUCTURE)
                 elif path[0] == "steps" and dep in self.finally_ids:
                     self.add(
                         f"step {sid!r} cannot depend on finally step {dep!r}: finally steps run after all other steps",
@@ -257,6 +277,7 @@ class WorkflowChecks:
                     rank=RANK_STRUCTURE,
                     severity="warning",
                 )
+            self._for_each(step.get("for_each"), (*path, "for_each"))
             if "max_parallel" in step and "for_each" not in step:
                 self.add(
                     "max_parallel has no effect without for_each",
@@ -265,6 +286,42 @@ class WorkflowChecks:
                     rank=RANK_STRUCTURE,
                     severity="warning",
                 )
+
+    def _no_agents(self) -> None:
+        """Steps that need an agent in a workflow that has none: one problem, at the first."""
+        selectors = ("assigned_agent_id", "assigned_role", "required_capabilities")
+        # a step with a selector is judged by it (an unknown role is its own problem; a
+        # templated one is a sub-workflow's parameter, filled by the workflow using it)
+        needy = [(path, st) for path, st in self.steps if "uses" not in st and not any(k in st for k in selectors)]
+        if not needy:
+            return
+        path, step = needy[0]
+        sid = step.get("step_id", "?")
+        what = f"calls tool {step['tool_to_call']!r}" if isinstance(step.get("tool_to_call"), str) else "needs an agent"
+        others = f" (and {len(needy) - 1} more step(s))" if len(needy) > 1 else ""
+        self.add(
+            f"step {sid!r} {what}{others} but there is no agent to run it: the workflow declares no agents "
+            "(add an agents: list) and no --agents registry was given",
+            (*path, "tool_to_call") if "tool_to_call" in step else path,
+            rank=RANK_NO_AGENTS,
+        )
+
+    def _for_each(self, value: Any, path: PathT) -> None:
+        """A ``for_each`` whose value is known now must be a list (a string or a mapping
+        would iterate its characters or keys: never what was meant)."""
+        if isinstance(value, str) and not _has_syntax(value):
+            self.add(
+                f"for_each is the plain string {value[:60]!r}, not a list: write a YAML list, or a template "
+                "giving one (\"{{ steps.x.result }}\")",
+                path,
+                rank=RANK_STRUCTURE,
+            )
+        elif isinstance(value, str):
+            known, const = self._t().lone_constant(value)
+            if known and not isinstance(const, (list, tuple)):
+                kind = {str: "a string", dict: "a mapping", bool: "a boolean", int: "a number", float: "a number"}
+                what = kind.get(type(const), "not a list") if const is not None else "null"
+                self.add(f"for_each must give a list; {value.strip()[:60]!r} is always {what}", path, rank=RANK_STRUCTURE)
 
     # ------------------------------------------------------------------ agents
 
@@ -279,6 +336,8 @@ class WorkflowChecks:
                 known.append((a["id"], role, frozenset(c for c in caps if isinstance(c, str))))
         for spec in self.registry:
             known.append((spec.id, spec.role, frozenset(spec.capabilities)))
+        if not known:
+            self._no_agents()
         ids = {k[0] for k in known}
         roles = {k[1] for k in known if k[1]}
         where = ": not declared under agents nor in the --agents registry"
@@ -387,6 +446,13 @@ class WorkflowChecks:
         if "steps" in allowed:
             for ref in sorted(t.referenced_steps(text)):
                 self._step_ref(ref, path, owner, after_dag)
+            for ref, attr in sorted(t.referenced_step_attributes(text)):
+                if attr not in STEP_ATTRIBUTES:
+                    self.add(
+                        f"steps.{ref}.{attr}: a step has no attribute {attr!r}{self.attr_hint(attr)}; "
+                        f"it has: {', '.join(STEP_ATTRIBUTES)}",
+                        path,
+                    )
         if "inputs" in allowed and self.inputs_known:
             for name in _input_refs(text):
                 if name not in self.inputs:
@@ -397,7 +463,7 @@ class WorkflowChecks:
 
     def _step_ref(self, ref: str, path: PathT, owner: str | None, after_dag: bool) -> None:
         if ref not in self.ids:
-            self.add(f"template references unknown step {ref!r}{hint(ref, self.ids)}", path)
+            self.add(f"template references unknown step {ref!r}{self.id_hint(ref)}", path)
         elif owner is None:
             return  # outputs may read any step
         elif ref == owner:
@@ -415,11 +481,15 @@ class WorkflowChecks:
     # ------------------------------------------------------------------ patterns
 
     def uses(self) -> None:
-        from runner.load.patterns import is_path_ref
+        from runner.load.patterns import is_path_ref, uses_problem
 
         for path, step in self.steps:
             uses = step.get("uses")
             if not isinstance(uses, str) or _has_syntax(uses):
+                continue
+            bad = uses_problem(uses)
+            if bad:
+                self.add(bad, (*path, "uses"))
                 continue
             target = resolve_uses(uses, self.smap.file)
             if target is None:
@@ -460,6 +530,13 @@ class WorkflowChecks:
                         )
 
     # ------------------------------------------------------------------ inputs
+
+    def input_schemas(self) -> None:
+        """An input's schema may only reference itself and its patterns must compile:
+        a schema that would fetch a URL, read a file or hang on a pattern is refused."""
+        for name, sch in self.inputs.items():
+            for where, msg in user_schema_problems(sch):
+                self.add(f"schema of input {name!r}: {msg}", ("inputs", name, *where), rank=RANK_STRUCTURE)
 
     def input_defaults(self) -> None:
         for name, sch in self.inputs.items():

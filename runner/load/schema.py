@@ -17,6 +17,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runner.model.regex import RegexError, compile_regex
+
 if TYPE_CHECKING:
     from jsonschema import Draft202012Validator
 
@@ -124,7 +126,8 @@ class _FastCompiler:
     stays the one source of error messages.
     """
 
-    def __init__(self, docs: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, docs: dict[str, dict[str, Any]], *, user: bool = False) -> None:
+        self.user = user  # a user's schema: its patterns run on RE2, never on backtracking `re`
         self.docs = docs
         self.by_id = {d["$id"]: d for d in docs.values()}
         self.cache: dict[int, _Check] = {}
@@ -219,6 +222,12 @@ class _FastCompiler:
 
             return unique
         if k == "pattern":
+            if self.user:
+                try:
+                    urx = compile_regex(v)
+                except RegexError:
+                    raise _Uncompilable(k) from None
+                return lambda x: not isinstance(x, str) or urx.search(x) is not None
             rx = re.compile(v)
             return lambda x: not isinstance(x, str) or rx.search(x) is not None
         if k == "minLength":
@@ -358,7 +367,7 @@ def fast_schema_valid(sch: Any, instance: Any) -> bool:
     try:
         if not _meta_valid(sch):
             return False
-        return _FastCompiler({}).compile(sch, "")(instance)
+        return _FastCompiler({}, user=True).compile(sch, "")(instance)
     except (_Unsure, _Uncompilable):
         return False
 

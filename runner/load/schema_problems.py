@@ -16,9 +16,11 @@ from typing import Any
 from runner.errors import Problem
 from runner.load.schema import fast_valid, schema_validator
 from runner.load.yaml import PathT, SourceMap
-from runner.model.problems import RANK_SCHEMA, hint
+from runner.model.problems import RANK_SCHEMA, Hinter, hint
 
-__all__ = ["schema_problems", "type_name"]
+__all__ = ["UNKNOWN_KEYS_MAX", "schema_problems", "type_name"]
+
+UNKNOWN_KEYS_MAX = 1000  # unknown keys of one mapping reported one by one; the rest as a count
 
 
 def schema_problems(name: str, data: Any, smap: SourceMap) -> list[Problem]:
@@ -37,7 +39,9 @@ def schema_problems(name: str, data: Any, smap: SourceMap) -> list[Problem]:
 
     def order(e: Any) -> tuple[Any, ...]:
         path = remap(tuple(e.absolute_path))
-        return (len(path), e.validator in WEAK_MATCHES, smap.position(path))
+        # at one depth: what is missing or wrong before what is extra (a file of 20,000
+        # unknown keys must still say "missing 'name'" first)
+        return (len(path), e.validator in WEAK_MATCHES, e.validator == "additionalProperties", smap.position(path))
 
     out: list[Problem] = []
     seen: set[tuple[str, str]] = set()
@@ -94,6 +98,24 @@ def _preview(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+# Keys of other workflow systems (GitHub Actions, Argo, Prefect...) and what runner calls them.
+_SYNONYMS = {
+    "needs": "depends_on", "dependencies": "depends_on", "depends": "depends_on", "after": "depends_on",
+    "id": "step_id", "name": "step_id", "tool": "tool_to_call", "call": "tool_to_call", "run": "tool_to_call",
+    "args": "tool_arguments", "arguments": "tool_arguments", "params": "tool_arguments", "when": "if",
+    "condition": "if", "agent": "assigned_agent_id", "agent_id": "assigned_agent_id", "role": "assigned_role",
+    "capabilities": "required_capabilities", "loop": "for_each", "foreach": "for_each", "matrix": "for_each",
+    "retries": "retry", "continue-on-error": "continue_on_error", "ignore_errors": "continue_on_error",
+    "parallelism": "max_parallel", "fallback": "fallback_agents", "jobs": "steps", "tasks": "steps",
+    "on_exit": "finally", "always": "finally", "params_schema": "inputs", "parameters": "inputs",
+}  # fmt: skip
+
+
+def _preview_key(key: str) -> str:
+    """A key as a message quotes it, cut short: a 300,000-character key is not a message."""
+    return repr(key) if len(key) <= 80 else repr(key[:77] + "...")
+
+
 def _agent_context(data_path: PathT, root: Any) -> tuple[str, str] | None:
     """(agent id, transport) when ``data_path`` points into an agent entry."""
     if len(data_path) >= 2 and data_path[0] == "agents" and isinstance(data_path[1], int):
@@ -120,12 +142,18 @@ def _explain(e: Any, smap: SourceMap, root: Any, remap: Callable[[PathT], PathT]
     v = e.validator
     inst = e.instance
     if v == "additionalProperties" and e.validator_value is False and isinstance(inst, dict):
-        allowed = list(e.schema.get("properties", {}))
-        return [
-            smap.problem(f"unknown key {k!r}{hint(k, allowed)}", (*path, k), key=True, rank=RANK_SCHEMA)
-            for k in inst
-            if k not in allowed
+        allowed = e.schema.get("properties", {})
+        hinter = Hinter(allowed, synonyms=_SYNONYMS)
+        unknown = [k for k in inst if k not in allowed]
+        out = [
+            smap.problem(f"unknown key {_preview_key(k)}{hinter(k)}", (*path, k), key=True, rank=RANK_SCHEMA)
+            for k in unknown[:UNKNOWN_KEYS_MAX]
         ]
+        if len(unknown) > UNKNOWN_KEYS_MAX:  # a generated file: say how many, not each
+            k = unknown[UNKNOWN_KEYS_MAX]
+            msg = f"and {len(unknown) - UNKNOWN_KEYS_MAX:,} more unknown keys in this mapping, from {_preview_key(k)} on"
+            out.append(smap.problem(msg, (*path, k), key=True, rank=RANK_SCHEMA))
+        return out
     if v == "not" and e.validator_value == {} and path:  # a key this context forbids
         key = path[-1]
         ctx = _agent_context(path, root)

@@ -22,7 +22,6 @@ import gc
 import json
 import math
 import re
-import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,9 +43,10 @@ _TAG = "tag:yaml.org,2002:"
 _STR, _INT, _FLOAT, _BOOL, _NULL = (_TAG + t for t in ("str", "int", "float", "bool", "null"))
 _SEQ, _MAP, _MERGE = _TAG + "seq", _TAG + "map", _TAG + "merge"
 _ALIAS_FLOOR = 100_000  # nodes an alias expansion may produce, at least
-# Python refuses to print integers longer than this (CVE-2020-10735); JSON data must print.
-_MAX_INT_DIGITS = sys.get_int_max_str_digits() or 4300
-_MAX_INT_BITS = int((_MAX_INT_DIGITS - 1) * math.log2(10))
+# Integers a float can hold (durations, numbers compared with floats): a 4,400-digit
+# literal is a hostile or broken file, and str() of it would raise past 4,300 digits.
+_INT_BITS_MAX = 1023
+_INT_CHARS_MAX = 1000
 
 
 class _Resolver(BaseResolver):
@@ -226,10 +226,11 @@ class _Converter:
             if tag == _BOOL:
                 return SafeConstructor.bool_values[node.value.lower()]
             if tag == _INT:
+                if len(node.value) > _INT_CHARS_MAX:  # before PyYAML's int(): quadratic in digits
+                    raise OverflowError
                 number = _SCALARS.construct_yaml_int(node)
-                if number.bit_length() > _MAX_INT_BITS:  # it could not even be printed
-                    self._bad(node, f"integer too large (more than {_MAX_INT_DIGITS} digits)")
-                    return None
+                if number.bit_length() > _INT_BITS_MAX:
+                    raise OverflowError
                 return number
             if tag == _FLOAT:
                 real = _SCALARS.construct_yaml_float(node)
@@ -237,21 +238,31 @@ class _Converter:
                     self._bad(node, f"{node.value!r} is not a finite number (JSON has no NaN or Infinity)")
                     return None
                 return real
-        except (KeyError, ValueError, IndexError):
-            self._bad(node, f"invalid {_short_tag(tag)} value {node.value!r}")
+        except OverflowError:
+            self._bad(node, f"integer too large ({len(node.value):,} characters): at most {_INT_BITS_MAX} bits")
+            return None
+        except (KeyError, ValueError, IndexError):  # IndexError: PyYAML on `!!int ''`
+            shown = node.value if len(node.value) <= 40 else node.value[:37] + "..."
+            self._bad(node, f"invalid {_short_tag(tag)} value {shown!r}")
             return None
         self._bad(node, f"unsupported YAML tag {_short_tag(tag)!r}")
         return None
 
 
 class SourceMap:
-    """Positions of a loaded document's keys and values, found by walking its node tree."""
+    """Positions of a loaded document's keys and values, found by walking its node tree.
 
-    __slots__ = ("_root", "file")
+    A mapping's keys are indexed the first time a path goes through it, so positioning
+    one problem per key of a 80,000-key mapping stays linear (a scan per lookup made
+    validating such a file quadratic: minutes).
+    """
+
+    __slots__ = ("_index", "_root", "file")
 
     def __init__(self, file: str, root: Node | None) -> None:
         self.file = file
         self._root = root
+        self._index: dict[int, tuple[dict[str, tuple[Node, Node]], list[Node]]] = {}
 
     def position(self, path: Sequence[str | int], *, key: bool = False) -> tuple[int, int]:
         """1-based (line, col) of the most specific node along ``path``.
@@ -273,25 +284,35 @@ class SourceMap:
             return _mark(key_node)
         return _mark(node)
 
-    @staticmethod
-    def _child(node: Node, p: str | int) -> tuple[Node | None, Node] | None:
+    def _keys(self, node: MappingNode) -> tuple[dict[str, tuple[Node, Node]], list[Node]]:
+        """``node``'s keys (first occurrence wins) and its merge sources, built once."""
+        found = self._index.get(id(node))
+        if found is None:
+            keys: dict[str, tuple[Node, Node]] = {}
+            merges: list[Node] = []
+            for k, v in node.value:
+                if isinstance(k, ScalarNode):
+                    if k.tag == _MERGE:
+                        merges.append(v)
+                    else:
+                        keys.setdefault(k.value, (k, v))
+            found = self._index[id(node)] = (keys, merges)
+        return found
+
+    def _child(self, node: Node, p: str | int, depth: int = 0) -> tuple[Node | None, Node] | None:
         if isinstance(node, SequenceNode):
             if isinstance(p, int) and 0 <= p < len(node.value):
                 return None, node.value[p]
             return None
-        if not isinstance(node, MappingNode):
+        if not isinstance(node, MappingNode) or depth > 50:  # merges of merges: bounded
             return None
-        merges: list[Node] = []
-        for k, v in node.value:
-            if isinstance(k, ScalarNode):
-                if k.tag == _MERGE:
-                    merges.append(v)
-                elif k.value == p:
-                    return k, v
+        keys, merges = self._keys(node)
+        if isinstance(p, str) and p in keys:
+            return keys[p]
         for m in merges:
             sources = m.value if isinstance(m, SequenceNode) else [m]
             for src in sources:
-                found = SourceMap._child(src, p)
+                found = self._child(src, p, depth + 1)
                 if found is not None:
                     return found
         return None
@@ -400,21 +421,29 @@ generated file from reading until memory runs out."""
 
 def read_text(path: str | Path, what: str = "workflow file") -> str:
     """A file's text, read at most ``MAX_FILE_BYTES``; a missing, unreadable, oversized or
-    non-UTF-8 file is WorkflowInvalid (exit 2), its message naming ``what`` the file is."""
+    non-UTF-8 file is WorkflowInvalid (exit 2), its message naming ``what`` the file is.
+
+    A file that is not UTF-8 is positioned on its first bad byte (line, and column in
+    characters of that line), not on a made-up ``0:0``.
+    """
     try:
         with open(path, "rb") as fh:
-            raw = fh.read(MAX_FILE_BYTES + 1)
-        if len(raw) > MAX_FILE_BYTES:
-            raise _TooBig
-        return raw.decode("utf-8")
-    except _TooBig:
+            data = fh.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise WorkflowInvalid(
+            [Problem(f"cannot read {what}: {path}: {reason}", "$", str(path), 0, 0, rank=RANK_YAML)],
+        ) from None
+    if len(data) > MAX_FILE_BYTES:
         reason = f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB"
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-    raise WorkflowInvalid(
-        [Problem(f"cannot read {what}: {path}: {reason}", "$", str(path), 0, 0, rank=RANK_YAML)],
-    ) from None
-
-
-class _TooBig(Exception):
-    pass
+        raise WorkflowInvalid(
+            [Problem(f"cannot read {what}: {path}: {reason}", "$", str(path), 0, 0, rank=RANK_YAML)],
+        ) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = len(data[line_start : exc.start].decode("utf-8", "replace")) + 1
+        msg = f"not UTF-8 text: byte 0x{data[exc.start]:02x} cannot start or continue a character (save the file as UTF-8)"
+        raise WorkflowInvalid([Problem(msg, "$", str(path), line, col, rank=RANK_YAML)]) from None

@@ -12,6 +12,8 @@ from typing import Any
 
 from runner.model.events import epoch_to_iso
 from runner.model.spec import RunStatus, StepOutcome, Workflow
+from runner.model.user_schema import schema_problems as user_schema_problems
+from runner.model.user_schema import validation_messages
 
 
 @dataclass
@@ -95,13 +97,14 @@ def resolve_inputs(wf: Workflow, given: Mapping[str, Any]) -> dict[str, Any]:
             missing.append(name)
     if missing:
         raise InputInvalid(f"missing required input(s): {', '.join(missing)} (pass -i NAME=VALUE)")
-    import jsonschema
-
     for name, value in values.items():
         schema = wf.inputs[name]
         if not isinstance(schema, dict):
             continue
-        err = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(value))
-        if err is not None:
-            raise InputInvalid(f"input '{name}': {err.message}")
+        bad = user_schema_problems(schema)
+        if bad:
+            raise InputInvalid(f"input '{name}': its schema is unusable: {bad[0][1]}")
+        messages = validation_messages(schema, value)
+        if messages:
+            raise InputInvalid(f"input '{name}': {messages[0]}")
     return values

@@ -205,6 +205,10 @@ class Workflow:
         return self.steps + self.finally_steps
 
 
+# What a template may read of a step: steps.<id>.<one of these> (StepOutcome.as_context).
+STEP_ATTRIBUTES = ("result", "text", "content", "status", "error", "attempts", "agent_id")
+
+
 @dataclass
 class StepOutcome:
     """What one finished step (or for_each item) produced. Mutable while a step runs."""
@@ -226,7 +230,7 @@ class StepOutcome:
         return round((self.finished_at - self.started_at) * 1000.0, 3)
 
     def as_context(self) -> dict[str, Any]:
-        """The ``steps.<id>`` view templates see."""
+        """The ``steps.<id>`` view templates see (its keys: :data:`STEP_ATTRIBUTES`)."""
         return {
             "result": self.result,
             "text": self.text,

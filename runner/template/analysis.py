@@ -22,7 +22,9 @@ from runner.template.syntax import ENV, GLOBALS, PlainPath, fast_form, has_synta
 
 __all__ = [
     "find_problems",
+    "lone_constant",
     "referenced_result_fields",
+    "referenced_step_attributes",
     "referenced_roots",
     "referenced_steps",
 ]
@@ -55,6 +57,7 @@ class _Analysis(NamedTuple):
     roots: frozenset[str]
     steps: frozenset[str]
     fields: frozenset[tuple[str, str]]
+    attrs: frozenset[tuple[str, str]] = frozenset()  # (step id, attribute) read as steps.X.ATTR
 
 
 _NOTHING: Final = _Analysis((), frozenset(), frozenset(), frozenset())
@@ -77,6 +80,27 @@ class _Problems:
             self.add(f"template accesses {name!r}: Python internals are not allowed")
 
 
+NESTING_MAX: Final = 100  # brackets a template may nest: Jinja's parser recurses per level
+
+
+def _nesting(text: str) -> int:
+    """The deepest nesting of ``(``, ``[`` and ``{`` in ``text`` (quotes not considered:
+    an upper bound is what protects the parser)."""
+    depth = deepest = 0
+    for ch in text:
+        if ch in "([{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+        elif ch in ")]}" and depth:
+            depth -= 1
+    return deepest
+
+
+def _failed(message: str) -> _Analysis:
+    return _Analysis((message,), frozenset(), frozenset(), frozenset())
+
+
 @lru_cache(maxsize=131072)
 def _analyze(text: str) -> _Analysis:
     if not has_syntax(text):
@@ -85,12 +109,15 @@ def _analyze(text: str) -> _Analysis:
     if form is not None:
         paths = [form] if isinstance(form, PlainPath) else [p for p in form if isinstance(p, PlainPath)]
         return _analyze_paths(paths)
+    if _nesting(text) > NESTING_MAX + 2:  # + the template's own {{ }}
+        return _failed(f"template nested too deeply (more than {NESTING_MAX} levels of brackets)")
     try:
         ast = ENV.parse(text)
+        return _analyze_ast(ast)
     except TemplateSyntaxError as exc:
-        message = f"template syntax error: {exc.message} (line {exc.lineno})"
-        return _Analysis((message,), frozenset(), frozenset(), frozenset())
-    return _analyze_ast(ast)
+        return _failed(f"template syntax error: {exc.message} (line {exc.lineno})")
+    except RecursionError:  # deep nesting of another kind (operators, filters)
+        return _failed("template nested too deeply for the parser")
 
 
 def _analyze_paths(paths: list[PlainPath]) -> _Analysis:
@@ -98,20 +125,25 @@ def _analyze_paths(paths: list[PlainPath]) -> _Analysis:
     roots: set[str] = set()
     steps: set[str] = set()
     fields: set[tuple[str, str]] = set()
+    attrs: set[tuple[str, str]] = set()
     for path in paths:
         for key in path.keys:
             if type(key) is str:
                 problems.name(key)
         if path.root not in GLOBALS:
             roots.add(path.root)
-        _note_step_chain((path.root, *path.keys), steps, fields)
-    return _Analysis(tuple(problems.items), frozenset(roots), frozenset(steps), frozenset(fields))
+        _note_step_chain((path.root, *path.keys), steps, fields, attrs)
+    return _Analysis(tuple(problems.items), frozenset(roots), frozenset(steps), frozenset(fields), frozenset(attrs))
 
 
-def _note_step_chain(chain: tuple[Any, ...], steps: set[str], fields: set[tuple[str, str]]) -> None:
-    """Record ``steps.X`` and ``steps.X.result.FIELD`` from a static lookup chain."""
+def _note_step_chain(
+    chain: tuple[Any, ...], steps: set[str], fields: set[tuple[str, str]], attrs: set[tuple[str, str]]
+) -> None:
+    """Record ``steps.X``, ``steps.X.ATTR`` and ``steps.X.result.FIELD`` from a static lookup chain."""
     if len(chain) >= 2 and chain[0] == "steps" and type(chain[1]) is str:
         steps.add(chain[1])
+        if len(chain) >= 3 and type(chain[2]) is str:
+            attrs.add((chain[1], chain[2]))
         if len(chain) >= 4 and chain[2] == "result" and type(chain[3]) is str:
             fields.add((chain[1], chain[3]))
 
@@ -135,6 +167,7 @@ def _analyze_ast(ast: nodes.Template) -> _Analysis:
     stores: set[str] = {"self"}
     steps: set[str] = set()
     fields: set[tuple[str, str]] = set()
+    attrs: set[tuple[str, str]] = set()
     for node in ast.find_all(nodes.Node):
         if isinstance(node, nodes.Name):
             problems.name(node.name)
@@ -146,7 +179,7 @@ def _analyze_ast(ast: nodes.Template) -> _Analysis:
                 problems.name(node.arg.value)
             chain = _chain(node)
             if chain is not None:
-                _note_step_chain(chain, steps, fields)
+                _note_step_chain(chain, steps, fields, attrs)
         elif isinstance(node, nodes.NSRef):
             problems.name(node.attr)
         elif isinstance(node, nodes.Filter):
@@ -165,7 +198,7 @@ def _analyze_ast(ast: nodes.Template) -> _Analysis:
         elif isinstance(node, nodes.Block):
             stores.add("super")
     roots = frozenset(loads - stores - GLOBALS)
-    return _Analysis(tuple(problems.items), roots, frozenset(steps), frozenset(fields))
+    return _Analysis(tuple(problems.items), roots, frozenset(steps), frozenset(fields), frozenset(attrs))
 
 
 def _check_filter(node: nodes.Filter, problems: _Problems) -> None:
@@ -235,6 +268,45 @@ def referenced_roots(value: Any) -> set[str]:
     for text in _template_strings(value):
         found |= _analyze(text).roots
     return found
+
+
+def referenced_step_attributes(value: Any) -> set[tuple[str, str]]:
+    """``(step_id, attribute)`` pairs read as ``steps.X.ATTR`` (``result``, ``status``...)."""
+    found: set[tuple[str, str]] = set()
+    for text in _template_strings(value):
+        found |= _analyze(text).attrs
+    return found
+
+
+_NOT_CONSTANT: Final = object()
+
+
+@lru_cache(maxsize=4096)
+def _lone_constant(text: str) -> Any:
+    try:
+        body = ENV.parse(text).body
+    except (TemplateSyntaxError, RecursionError):
+        return _NOT_CONSTANT
+    if len(body) != 1 or not isinstance(body[0], nodes.Output) or len(body[0].nodes) != 1:
+        return _NOT_CONSTANT
+    expr = body[0].nodes[0]
+    if isinstance(expr, nodes.TemplateData):
+        return _NOT_CONSTANT
+    if isinstance(expr, (nodes.Const, nodes.List, nodes.Tuple, nodes.Dict)):
+        try:
+            return expr.as_const(nodes.EvalContext(ENV))
+        except Exception:  # noqa: BLE001 - jinja's Impossible, or an error evaluating the literal
+            return _NOT_CONSTANT
+    return _NOT_CONSTANT
+
+
+def lone_constant(text: str) -> tuple[bool, Any]:
+    """``(True, value)`` when ``text`` is one ``{{ literal }}`` (``{{ 42 }}``,
+    ``{{ {'a': 1} }}``): its value is known before the run. Else ``(False, None)``."""
+    if not has_syntax(text) or text.count("{{") != 1:
+        return False, None
+    value = _lone_constant(text.strip())
+    return (False, None) if value is _NOT_CONSTANT else (True, value)
 
 
 def referenced_result_fields(value: Any) -> set[tuple[str, str]]:
