@@ -135,7 +135,8 @@ class Orchestrator:
         }
         if timeout_s is not None:
             step["timeout"] = f"{int(timeout_s)}s"
-        name = f"delegated.{subtask_id}"
+        # A workflow name is lower-case letters, digits, '-' and '_' (the schema's rule).
+        name = "delegated-" + re.sub(r"[^a-z0-9_-]", "-", subtask_id.lower())
         text = yaml.safe_dump(
             {
                 "name": name,

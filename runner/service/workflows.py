@@ -34,7 +34,7 @@ from runner.store.base import RunRecord, Store, WorkflowRecord
 ACTIVE = ("queued", "pending", "running")
 FINAL = ("completed", "failed", "cancelled", "timed_out")
 _RUNTIME_STEP_KEYS = ("status", "result", "error")  # the seed's WorkflowStep fields a definition does not set
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,127}\Z")  # the schema's rule for a workflow name
 MAX_WAIT = 60.0
 
 
@@ -198,7 +198,7 @@ class Workflows:
             if steps is None:
                 raise BadArgument("steps", "required (or give the whole file as workflow_yaml)")
             if not isinstance(name, str) or not _NAME.match(name):
-                raise BadArgument("name", f"{name!r} is not a workflow name (letters, digits, '_', '.', '-')")
+                raise BadArgument("name", f"{name!r} is not a workflow name (lower-case letters, digits, '-' and '_', starting with a letter or digit)")
             text = steps_to_yaml(name, description, steps)
         source = f"<define_workflow {name or 'workflow_yaml'}>"
         try:

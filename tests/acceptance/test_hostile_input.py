@@ -183,7 +183,7 @@ def _bad_files(tmp_path: Path) -> dict[str, Path]:
 
 
 _EXPECTED = {
-    "utf8": "utf-8",
+    "utf8": "not UTF-8 text",
     "deep": "nesting",
     "circular": "recursive YAML alias",
     "bomb": "too many nodes",
