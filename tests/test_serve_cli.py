@@ -164,3 +164,29 @@ def test_insecure_behind_proxy_serves_and_pins_the_host(tmp_path: Path) -> None:
         assert proxied.status_code == 200, (proxied.status_code, proxied.text)
     finally:
         proc.stop()
+
+
+async def test_https_with_a_certificate(tmp_path: Path) -> None:
+    """--tls-cert/--tls-key serve HTTPS: the announced URL is https, a client trusting the cert calls tools."""
+    import ssl
+
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    proc = ServeProc(f"sqlite:///{tmp_path}/runner.db", tmp_path, "--tls-cert", str(cert), "--tls-key", str(key))
+    try:
+        assert proc.url.startswith("https://127.0.0.1:"), proc.url
+        ctx = ssl.create_default_context(cafile=str(cert))
+        async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {proc.admin_token}"}, verify=ctx) as http:
+            async with Client(streamable_http_client(proc.url, http_client=http)) as c:
+                assert (await ok(c, "find_agents"))["count"] == 0
+        plain = proc.url.replace("https://", "http://")
+        with pytest.raises(httpx2.HTTPError):
+            httpx2.post(plain, json={}, timeout=5)
+    finally:
+        proc.stop()

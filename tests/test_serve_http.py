@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import textwrap
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -214,3 +215,22 @@ async def test_cancel_run_over_http_cancels_a_waiting_run(served: Served) -> Non
         assert run["waiting_for_reports"] == []
     assert served.cli_json("steps", "list", "--agent", "worker-cancel") == []
     assert served.cli_json("runs", "show", run_id)["status"] == "cancelled"
+
+
+async def test_a_delegated_subtask_is_done_by_its_assignee_with_its_own_token(served: Served) -> None:
+    lead_token = await enrol(served.url, "lead-deleg", "coordinator")
+    dev_token = await enrol(served.url, "dev-deleg", "developer")
+    async with http_client(served.url, lead_token) as boss, http_client(served.url, dev_token) as dev:
+        d = await ok(boss, "delegate_subtask", {"coordinator_agent_id": "lead-deleg", "assigned_agent_id": "dev-deleg",
+                                                "subtask_id": "fix_bug", "subtask_description": "fix #12",
+                                                "deadline": (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()})
+        step = await assigned(dev, "dev-deleg", "fix_bug", d["run_id"])
+        assert step["arguments"]["subtask_description"] == "fix #12" and step["deadline"]
+        assert any("fix_bug" in m["content"] for m in (await ok(dev, "get_messages", {"agent_id": "dev-deleg",
+                                                                                        "unread_only": True}))["messages"])
+        await ok(dev, "report_step_completion", {"workflow_id": d["workflow_id"], "step_id": "fix_bug",
+                                                 "agent_id": "dev-deleg", "result": {"commit": "abc"}, "run_id": d["run_id"]})
+        run = await ok(boss, "get_run", {"run_id": d["run_id"], "wait_seconds": 20})
+        if run["status"] == "running":
+            run = await ok(boss, "get_run", {"run_id": d["run_id"], "wait_seconds": 20})
+        assert run["status"] == "completed" and run["outputs"] == {"result": {"commit": "abc"}}, run

@@ -510,3 +510,37 @@ async def test_get_run_long_poll_is_bounded_and_returns_on_change(client: Any) -
     assert anyio.current_time() - t0 < 25, "the long poll did not return when the status changed"
     done = await ok(client, "get_run", {"run_id": run_id, "wait_seconds": 5})
     assert done["status"] == "completed"
+
+
+async def test_report_needs_run_id_when_a_workflow_has_several_active_runs(client: Any) -> None:
+    await register(client, "w")
+    await ok(client, "define_workflow", {"name": "twice", "steps": [{"step_id": "s", "assigned_agent_id": "w"}]})
+    r1 = (await ok(client, "execute_workflow", {"workflow_id": "twice"}))["run_id"]
+    r2 = (await ok(client, "execute_workflow", {"workflow_id": "twice"}))["run_id"]
+    assert r1 != r2
+    await assigned(client, "w", "s", r1)
+    await assigned(client, "w", "s", r2)
+    await refused(client, "report_step_completion", {"workflow_id": "twice", "step_id": "s", "agent_id": "w"}, "run_id")
+    await refused(client, "report_step_completion", {"workflow_id": "other", "step_id": "s", "agent_id": "w", "run_id": r1},
+                  "run_id")
+    got = await ok(client, "report_step_completion", {"workflow_id": "twice", "step_id": "s", "agent_id": "w",
+                                                       "result": "second", "run_id": r2})
+    assert got["run_id"] == r2 and got["report"] == "accepted"
+    run2 = await ok(client, "get_run", {"run_id": r2, "wait_seconds": 20})
+    assert run2["status"] == "completed" and run2["steps"]["s"]["result"] == "second"
+    run1 = await ok(client, "get_run", {"run_id": r1})
+    assert run1["status"] == "running" and run1["steps"]["s"]["status"] == "in_progress", "the report reached the other run"
+    # One active run left: run_id may be left out again.
+    await ok(client, "report_step_completion", {"workflow_id": "twice", "step_id": "s", "agent_id": "w", "result": "first"})
+    assert (await ok(client, "get_run", {"run_id": r1, "wait_seconds": 20}))["steps"]["s"]["result"] == "first"
+
+
+async def test_execute_workflow_bad_inputs_name_the_argument_and_start_nothing(client: Any, store_url: str) -> None:
+    await register(client, "w")
+    await ok(client, "define_workflow", {"workflow_yaml": "name: typed\ninputs:\n  n: {type: integer, minimum: 1}\n"
+                                                         "steps:\n  - {step_id: s, assigned_agent_id: w}\n"})
+    await refused(client, "execute_workflow", {"workflow_id": "typed", "inputs": {"n": 0}}, "inputs")
+    await refused(client, "execute_workflow", {"workflow_id": "typed", "inputs": {"n": "x"}}, "inputs")
+    await refused(client, "execute_workflow", {"workflow_id": "ghost"}, "workflow_id")
+    code, out, err = run_cli("runs", "list", "--output", "json", "--store", store_url)
+    assert code == 0 and parse_json_stdout(out, err) == [], "a refused execute_workflow stored a run"
