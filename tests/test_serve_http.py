@@ -24,6 +24,8 @@ from tests.serve_support import ADMIN_TOKEN, ServeProc, assigned, eventually, ht
 pytestmark = pytest.mark.anyio
 
 QUICK = REPO / "tests" / "fixtures" / "lifecycle" / "quick.yaml"
+LEDGERED = REPO / "tests" / "fixtures" / "lifecycle" / "ledgered.yaml"
+FINAL = ("completed", "failed", "cancelled", "timed_out")
 
 
 @pytest.fixture
@@ -234,3 +236,30 @@ async def test_a_delegated_subtask_is_done_by_its_assignee_with_its_own_token(se
         if run["status"] == "running":
             run = await ok(boss, "get_run", {"run_id": d["run_id"], "wait_seconds": 20})
         assert run["status"] == "completed" and run["outputs"] == {"result": {"commit": "abc"}}, run
+
+
+@pytest.mark.xfail(strict=True, reason="defect: the server's AgentPool reuses an agent session across runs by agent id, "
+                   "so a stdio agent whose env/args are templated from inputs keeps the first run's values")
+async def test_each_run_gets_its_own_templated_agent(served: Served, tmp_path: Path) -> None:
+    """ledgered.yaml starts its agent with LEDGER_PATH={{ inputs.ledger }}: each run must write its own ledger,
+    also when one long-lived server executes both, one after the other."""
+    store = served.store
+    ledgers: dict[str, Path] = {}
+    async with http_client(served.url, ADMIN_TOKEN) as op:
+        for i in range(2):
+            ledger = tmp_path / f"own-{i}.jsonl"
+            code, out, err = run_cli("run", LEDGERED, "--detach", "-i", f"ledger={ledger}", "-i", "sleep=0",
+                                     "--store", store, cwd=tmp_path)
+            assert code == 0, err
+            run_id = out.strip().split()[-1]
+            ledgers[run_id] = ledger
+            run = await ok(op, "get_run", {"run_id": run_id})
+            for _ in range(8):
+                if run["status"] in FINAL:
+                    break
+                run = await ok(op, "get_run", {"run_id": run_id, "wait_seconds": 10})
+            assert run["status"] == "completed", run
+    for run_id, ledger in ledgers.items():
+        assert ledger.exists(), f"run {run_id} wrote nothing to its own ledger {ledger.name}"
+        owners = {json.loads(x)["idempotency_key"].split(":")[0] for x in ledger.read_text().splitlines() if x.strip()}
+        assert owners == {run_id}, f"{ledger.name} holds calls of runs {owners}"

