@@ -39,13 +39,10 @@ def serve(
     to them and report back, message each other and take file leases. Runs started here
     (and queued runs, unless --no-queued) are executed in this process.
     """
-    from runner.agents import AgentPool
-    from runner.api import load_secrets, open_store
-    from runner.server.app import HttpOptions, build_server, serve_http
-    from runner.server.auth import admin_token
-    from runner.service.orchestrator import Orchestrator
+    from runner.server.options import HttpOptions, admin_token
     from runner.service.policy import Policy
 
+    # The options first, before the MCP SDK is imported: a mistake is answered at once.
     policy = Policy.load(policy_file) if policy_file else Policy()
     opts = HttpOptions(host=host, port=port, tls_cert=tls_cert, tls_key=tls_key,
                        insecure_behind_proxy=insecure_behind_proxy, allowed_hosts=allowed_hosts)
@@ -55,6 +52,12 @@ def serve(
         token, token_path = admin_token(admin_token_file, Path(".runner"))
         if token_path is not None and admin_token_file is None:
             click.echo(f"runner serve: operator token written to {token_path.resolve()} (mode 0600)", err=True)
+
+    from runner.agents import AgentPool
+    from runner.api import load_secrets, open_store
+    from runner.server.app import build_server, serve_http
+    from runner.service.orchestrator import Orchestrator
+
     store = open_store(app.store)
     orch = Orchestrator(store, operator_agents=app.registry(), secrets=load_secrets(secrets_file),
                         pool=AgentPool(), claim_queued=not no_queued)

@@ -15,11 +15,9 @@ the address served; binding beyond loopback needs TLS or an explicit
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from mcp.server import MCPServer
@@ -29,6 +27,7 @@ from pydantic import AnyHttpUrl
 
 from runner.errors import InputInvalid
 from runner.server.auth import RunnerTokenVerifier
+from runner.server.options import HttpOptions, is_loopback
 from runner.server.toolbox import Toolbox
 from runner.server.tools import register_tools
 from runner.server.tools_more import register_more_tools
@@ -42,39 +41,6 @@ INSTRUCTIONS = (
     "report_step_completion or report_step_failure. Wait for progress with get_run(run_id, wait_seconds) "
     "rather than polling. Take file leases with acquire_file_lock before editing shared files."
 )
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-@dataclass
-class HttpOptions:
-    host: str = "127.0.0.1"
-    port: int = 8765
-    admin_token: str = ""
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    insecure_behind_proxy: bool = False
-    allowed_hosts: tuple[str, ...] = ()
-
-    def check(self) -> None:
-        if (self.tls_cert is None) != (self.tls_key is None):
-            raise InputInvalid("--tls-cert and --tls-key go together")
-        if not is_loopback(self.host) and self.tls_cert is None and not self.insecure_behind_proxy:
-            raise InputInvalid(
-                f"--host {self.host}: serving beyond loopback would send bearer tokens in clear text; "
-                "give --tls-cert F --tls-key F, or --insecure-behind-proxy when a TLS proxy fronts this server"
-            )
-
-    @property
-    def scheme(self) -> str:
-        return "https" if self.tls_cert else "http"
 
 
 def build_server(orch: Orchestrator, *, policy: Policy | None = None, transport: str = "stdio", admin_token: str = "",

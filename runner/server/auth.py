@@ -10,15 +10,12 @@ at once. The tool layer then reads the verified identity back with :func:`princi
 from __future__ import annotations
 
 import hmac
-import os
-import secrets
-from pathlib import Path
 from typing import Any
 
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 
-from runner.errors import AuthError, InputInvalid
+from runner.errors import AuthError
 from runner.service.policy import Principal
 from runner.service.registry import AgentDirectory
 
@@ -61,32 +58,3 @@ def principal_of(ctx: Any, agents: AgentDirectory, default: Principal | None) ->
     if profile is None:
         raise AuthError(f"agent {agent_id!r} is no longer registered")
     return Principal(agent_id=agent_id, role=profile.get("role"))
-
-
-def admin_token(token_file: str | None, state_dir: Path) -> tuple[str, Path | None]:
-    """The operator token: ``RUNNER_ADMIN_TOKEN``, else ``--admin-token-file``, else a new one
-    written to ``<state_dir>/admin-token`` (mode 0600). Returns it and the file it came from."""
-    env = os.environ.get("RUNNER_ADMIN_TOKEN")
-    if env:
-        if len(env) < 16:
-            raise InputInvalid("RUNNER_ADMIN_TOKEN: must be at least 16 characters")
-        return env, None
-    if token_file is not None:
-        path = Path(token_file)
-        try:
-            text = path.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputInvalid(f"--admin-token-file {token_file}: {exc}") from None
-        if len(text) < 16:
-            raise InputInvalid(f"--admin-token-file {token_file}: the token must be at least 16 characters")
-        return text, path
-    state_dir.mkdir(parents=True, exist_ok=True)
-    path = state_dir / "admin-token"
-    token = "radm_" + secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, (token + "\n").encode("utf-8"))
-    finally:
-        os.close(fd)
-    os.chmod(path, 0o600)
-    return token, path

@@ -13,7 +13,7 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp_types import CallToolResult
 
-from runner.errors import BadArgument
+from runner.errors import AuthError, BadArgument
 from runner.server.toolbox import Toolbox
 from runner.service.policy import Principal
 
@@ -35,6 +35,9 @@ def register_tools(server: MCPServer, box: Toolbox) -> None:  # noqa: C901 - one
         description: str | None = None,
     ) -> CallToolResult:
         def call(a: dict[str, Any], who: Principal) -> dict[str, Any]:
+            if not who.is_operator and a["role"] != who.role:
+                # The role decides the permissions: an agent changing its own would grant itself a coordinator's.
+                raise AuthError(f"argument 'role': only the operator changes an agent's role ({who.role!r}, not {a['role']!r})")
             profile, token = orch.agents.register(
                 a["id"], a["name"], a["role"], a["model_type"], a["model_version"], a["capabilities"], a["group"], a["description"]
             )

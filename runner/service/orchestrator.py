@@ -24,7 +24,7 @@ from runner.service.runs import RunService
 from runner.service.workflows import Workflows, first_ready
 from runner.store.base import Store
 
-_STEP_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}\Z")
+_STEP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}\Z")  # a step id (schemas/step.schema.json)
 
 
 class Orchestrator:
@@ -108,7 +108,7 @@ class Orchestrator:
         check_id(coordinator_agent_id, "coordinator_agent_id")
         agent = self.agents.get(assigned_agent_id, "assigned_agent_id")
         if not isinstance(subtask_id, str) or not _STEP_ID.match(subtask_id):
-            raise BadArgument("subtask_id", f"{subtask_id!r} is not an id (a letter or '_', then letters, digits, '_' or '-')")
+            raise BadArgument("subtask_id", f"{subtask_id!r} is not an id (a letter, then letters, digits, '_' or '-')")
         check_text(subtask_description, "subtask_description", limit=100_000)
         if parent_task_id is not None:
             check_text(parent_task_id, "parent_task_id", limit=200)

@@ -145,7 +145,9 @@ class RunService:
         self._check_reachable(wf, queued)
         text = wf.source_text or ""
         h = workflow_hash(text)
-        self.store.put_workflow(WorkflowRecord(name=wf.name, content_hash=h, source_text=text))
+        self.store.put_workflow(
+            WorkflowRecord(name=wf.name, content_hash=h, source_text=text, agent_modifiable=wf.agent_modifiable)
+        )
         run_id = new_run_id()
         masked = Masker(self.secrets.values()).mask(values) if self.secrets else values
         self.store.create_run(
