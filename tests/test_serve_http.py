@@ -238,8 +238,6 @@ async def test_a_delegated_subtask_is_done_by_its_assignee_with_its_own_token(se
         assert run["status"] == "completed" and run["outputs"] == {"result": {"commit": "abc"}}, run
 
 
-@pytest.mark.xfail(strict=True, reason="defect: the server's AgentPool reuses an agent session across runs by agent id, "
-                   "so a stdio agent whose env/args are templated from inputs keeps the first run's values")
 async def test_each_run_gets_its_own_templated_agent(served: Served, tmp_path: Path) -> None:
     """ledgered.yaml starts its agent with LEDGER_PATH={{ inputs.ledger }}: each run must write its own ledger,
     also when one long-lived server executes both, one after the other."""

@@ -175,8 +175,6 @@ async def test_define_from_steps_returns_planned_order_and_stores_a_version(clie
     assert [s["step_id"] for s in (await ok(client, "get_workflow", {"workflow_id": "diamond"}))["steps"]] == ["fetch", "only"]
 
 
-@pytest.mark.xfail(strict=True, reason="defect: Store.put_workflow returns the earlier record when the content hash is "
-                   "known, so the latest version stays current (left to the lead: store semantics)")
 async def test_redefining_an_earlier_version_makes_it_the_current_one(client: Any) -> None:
     """Define A, then B, then A again: the workflow is A now (get_workflow and what runs)."""
     await register(client, "w1")

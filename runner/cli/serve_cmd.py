@@ -53,14 +53,13 @@ def serve(
         if token_path is not None and admin_token_file is None:
             click.echo(f"runner serve: operator token written to {token_path.resolve()} (mode 0600)", err=True)
 
-    from runner.agents import AgentPool
     from runner.api import load_secrets, open_store
     from runner.server.app import build_server, serve_http
     from runner.service.orchestrator import Orchestrator
 
     store = open_store(app.store)
     orch = Orchestrator(store, operator_agents=app.registry(), secrets=load_secrets(secrets_file),
-                        pool=AgentPool(), claim_queued=not no_queued)
+                        claim_queued=not no_queued)
     server = build_server(orch, policy=policy, transport=transport, admin_token=token, http=opts)
     try:
         if transport == "stdio":

@@ -291,8 +291,7 @@ class Engine(RunControl):
             self._let_go()
 
     def _let_go(self) -> None:
-        """Break the cycles through handlers, journal, lease and poller: the run's state is then
-        freed by reference counting when the caller drops the engine, not by a full GC pass."""
+        """Break cycles (handlers, journal, lease, poller): state is freed by refcount, not a GC pass."""
         self.journal.on_lost = None
         self._handlers = {"pull": self.pull}
         self._lease = None

@@ -27,7 +27,7 @@ from typing import Any
 from runner.errors import RunBusy, RunnerError
 from runner.model import Workflow
 from runner.model import events as ev
-from runner.model.events import Event
+from runner.model.events import Event, EventSink
 from runner.service.runs import Prepared, RunService
 from runner.store.base import Lease, Store, WorkerRecord
 from runner.store.leases import lease_owner_id, lease_ttl, take_lease
@@ -56,6 +56,7 @@ class RunExecutor:
         labels: Sequence[str] = (),
         worker_id: str | None = None,
         on_note: Callable[[str], None] | None = None,
+        sinks: Sequence[EventSink] = (),
     ) -> None:
         self.store = store
         self.make_service = make_service
@@ -65,6 +66,7 @@ class RunExecutor:
         self.labels = sorted(set(labels))
         self.worker_id = worker_id or lease_owner_id()
         self.on_note = on_note
+        self.sinks = list(sinks)  # every run's events also go here (the server's circuit view)
         self.tasks: dict[str, asyncio.Task[Any]] = {}
         self.errors: dict[str, str] = {}  # run id -> why its execution ended in an error
         self.claimed = 0
@@ -99,7 +101,7 @@ class RunExecutor:
             if prepared.finished:
                 service.release(run_id=run_id, lease=prepared.lease)
                 return
-            result = await service.execute(prepared)
+            result = await service.execute(prepared, sinks=self.sinks)
             self._note(f"run {run_id} {result.status}")
         except RunnerError as exc:  # a failed run is stored as failed; note why for the logs
             self.errors[run_id] = str(exc)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,6 +18,8 @@ import yaml
 
 from runner.errors import BadArgument, NotFound
 from runner.model import AgentSpec
+from runner.model import events as ev
+from runner.model.events import Event
 from runner.service.coordination import Coordination, check_seconds
 from runner.service.executor import RunExecutor
 from runner.service.registry import AgentDirectory, check_id, check_text
@@ -54,7 +57,13 @@ class Orchestrator:
         self.agents = AgentDirectory(store, circuit=self.circuit_of)
         self.coordination = Coordination(store, self.agents)
         self.workflows = Workflows(store, self.run_service, self.registry)
-        self.executor = RunExecutor(store, self.run_service, poll_s=poll_s, claim_queued=claim_queued)
+        # Each run gets its own agent sessions (an agent's command or env may be templated
+        # from the run's inputs), so the engine's circuit breakers live per run; the server
+        # learns of an opening from the run's events and shows it in find_agents.
+        self._opened: dict[str, tuple[float, float]] = {}  # agent -> (monotonic opening, cool-down)
+        self.executor = RunExecutor(
+            store, self.run_service, poll_s=poll_s, claim_queued=claim_queued, sinks=[self._watch]
+        )
 
     # -- wiring -------------------------------------------------------------------------------
     def registry(self) -> list[AgentSpec]:
@@ -72,9 +81,19 @@ class Orchestrator:
             base_dir=self.base_dir,
         )
 
+    def _watch(self, event: Event) -> None:
+        if event.type == ev.AGENT_CIRCUIT_OPENED and event.agent_id:
+            self._opened[event.agent_id] = (time.monotonic(), float((event.data or {}).get("cooldown_s", 30.0)))
+
     def circuit_of(self, agent_id: str) -> str:
-        circuits = self.pool.circuits() if self.pool is not None and hasattr(self.pool, "circuits") else {}
-        return str(circuits.get(agent_id, "closed"))
+        """``open`` while a run executed here has the agent's circuit open (its cool-down),
+        else ``closed``; a pool shared by this process's runs (tests) is asked directly."""
+        if self.pool is not None and hasattr(self.pool, "circuits"):
+            return str(self.pool.circuits().get(agent_id, "closed"))
+        opened = self._opened.get(agent_id)
+        if opened is not None and time.monotonic() - opened[0] < opened[1]:
+            return "open"
+        return "closed"
 
     # -- workflow execution ----------------------------------------------------------------------
     def execute_workflow(

@@ -36,6 +36,7 @@ FINAL = ("completed", "failed", "cancelled", "timed_out")
 _RUNTIME_STEP_KEYS = ("status", "result", "error")  # the seed's WorkflowStep fields a definition does not set
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,127}\Z")  # the schema's rule for a workflow name
 MAX_WAIT = 60.0
+CURRENT = "current_workflow"  # records collection: the version of each workflow in force
 
 
 def planned_order(wf: Workflow) -> list[list[str]]:
@@ -226,6 +227,12 @@ class Workflows:
                 origin="mcp",
             )
         )
+        latest = self.store.get_workflow(rec.name)
+        self.store.put_record(
+            CURRENT,
+            rec.name,
+            {"content_hash": rec.content_hash, "version": rec.version, "latest_version": latest.version if latest else rec.version},
+        )
         return {
             "valid": True,
             "stored": True,
@@ -240,11 +247,27 @@ class Workflows:
     def _record(self, workflow_id: Any) -> WorkflowRecord:
         if not isinstance(workflow_id, str) or not workflow_id:
             raise BadArgument("workflow_id", "must be a workflow name")
-        rec = self.store.get_workflow(workflow_id)
+        rec = self.current(workflow_id)
         if rec is None:
             known = ", ".join(w.name for w in self.store.list_workflows()[:50]) or "none"
             raise NotFound(f"workflow_id: no workflow {workflow_id!r} (known: {known})")
         return rec
+
+    def current(self, name: str) -> WorkflowRecord | None:
+        """The version of ``name`` in force: the last one defined over MCP, unless a newer
+        version was stored since (a file run from the CLI).
+
+        Defining content the catalog already holds returns that earlier version rather
+        than a new one (versions are content-addressed), so "current" is a pointer of
+        its own, kept in the records collection ``current_workflow``.
+        """
+        latest = self.store.get_workflow(name)
+        if latest is None:
+            return None
+        pointer = self.store.get_record(CURRENT, name)
+        if pointer is None or latest.version > int(pointer.get("latest_version", 0)):
+            return latest
+        return self.store.get_workflow(name, pointer["content_hash"]) or latest
 
     def load(self, rec: WorkflowRecord) -> Workflow:
         return load_workflow(rec.source_text, file=f"<stored {rec.name} v{rec.version}>", registry=self.registry())
@@ -288,7 +311,7 @@ class Workflows:
                 "creator_id": w.creator_id,
                 "origin": w.origin,
             }
-            for w in self.store.list_workflows()
+            for w in (self.current(x.name) or x for x in self.store.list_workflows())
         ]
 
     # -- runs ------------------------------------------------------------------------------------
