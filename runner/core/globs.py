@@ -96,13 +96,17 @@ def normalize_pattern(p: str) -> str:
 
 def is_literal(pattern: str) -> bool:
     """Whether ``pattern`` names exactly one path (no ``*``, ``?`` or character class)."""
-    return _is_literal(_parse(pattern)[1])
+    return None not in _literals(pattern)
 
 
-def _is_literal(segs: tuple[Segment, ...]) -> bool:
-    return all(
-        seg is not None and all(not e.star and len(e.chars) == 1 and e.chars[0][0] == e.chars[0][1] for e in seg)
-        for seg in segs
+@lru_cache(maxsize=4096)
+def _literals(pattern: str) -> tuple[str | None, ...]:
+    """Each segment's one name when it matches only one (``[a]`` counts), else None."""
+    return tuple(
+        None
+        if seg is None or not all(not e.star and len(e.chars) == 1 and e.chars[0][0] == e.chars[0][1] for e in seg)
+        else "".join(chr(e.chars[0][0]) for e in seg)
+        for seg in _parse(pattern)[1]
     )
 
 
@@ -124,8 +128,16 @@ def _overlaps(a: str, b: str) -> bool:
         return False
     if segs_a == segs_b:
         return all(seg is None or _seg_satisfiable(seg) for seg in segs_a)
-    if _is_literal(segs_a) and _is_literal(segs_b):
+    lits_a, lits_b = _literals(a), _literals(b)
+    if None not in lits_a and None not in lits_b:
         return False  # two different single paths
+    # The common case of a lock table, patterns under different directories, ends at the
+    # first pair of literal leading segments that differ, before any product is built.
+    for x, y in zip(lits_a, lits_b, strict=False):
+        if x is None or y is None:
+            break
+        if x != y:
+            return False
     return _segments_meet(segs_a, segs_b) is not None
 
 
