@@ -314,45 +314,7 @@ def test_agents_and_tokens(store: Store) -> None:
     assert store.delete_token("a") is True and store.delete_token("a") is False
 
 
-def test_file_locks_are_exclusive_leases(store: Store) -> None:
-    assert store.acquire_lock("src/x.py", "alice", ttl_s=30) is True
-    first = store.get_lock("src/x.py")
-    assert first is not None and first["agent_id"] == "alice" and first["expires_at"] > first["acquired_at"]
-    assert store.acquire_lock("src/x.py", "bob", ttl_s=30) is False
-    assert store.acquire_lock("src/x.py", "alice", ttl_s=60) is True  # renewal keeps acquired_at
-    renewed = store.get_lock("src/x.py")
-    assert renewed is not None and renewed["acquired_at"] == first["acquired_at"]
-    assert renewed["expires_at"] > first["expires_at"]
-    assert store.release_lock("src/x.py", "bob") is False  # not the holder
-    assert store.get_lock("src/x.py") is not None
-    assert store.release_lock("src/x.py", "alice") is True and store.get_lock("src/x.py") is None
-    assert store.release_lock("src/x.py", "alice") is False
-
-    assert store.acquire_lock("short", "alice", ttl_s=0.05) is True
-    assert store.acquire_lock("short", "bob", ttl_s=30) is False
-    time.sleep(0.08)
-    assert store.get_lock("short") is None  # expired leases are no leases
-    assert store.acquire_lock("short", "bob", ttl_s=30) is True
-    taken = store.get_lock("short")
-    assert taken is not None and taken["agent_id"] == "bob"
-    assert store.release_lock("short", "admin", force=True) is True and store.get_lock("short") is None
-
-
-def test_lock_acquisition_is_atomic_across_threads(store: Store) -> None:
-    wins: list[str] = []
-
-    def grab(agent: str) -> None:
-        if store.acquire_lock("contested", agent, ttl_s=30):
-            wins.append(agent)
-
-    threads = [threading.Thread(target=grab, args=(f"agent{i}",)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(wins) == 1
-    held = store.get_lock("contested")
-    assert held is not None and held["agent_id"] == wins[0]
+# File locks (leases over globs) have their own suite: tests/test_file_locks.py.
 
 
 def test_messages(store: Store) -> None:
@@ -450,7 +412,7 @@ def test_data_survives_close_and_reopen(durable: Backend) -> None:
     first.put_workflow(WorkflowRecord(name="wf", content_hash="", source_text="text"))
     first.put_agent("a1", {"role": "worker"})
     first.add_message("a1", "a2", "hi")
-    first.acquire_lock("f", "a1", ttl_s=60)
+    first.acquire_lock("f", "a1", exclusive=True, ttl_s=60)
     first.close()
     with pytest.raises(StoreError, match="closed"):
         first.get_run("r1")
@@ -464,7 +426,7 @@ def test_data_survives_close_and_reopen(durable: Backend) -> None:
     assert wf is not None and wf.version == 1
     assert second.get_agent("a1") == {"role": "worker", "id": "a1"}
     assert [m["content"] for m in second.get_messages("a2")] == ["hi"]
-    assert second.acquire_lock("f", "a2", ttl_s=1) is False
+    assert second.acquire_lock("f", "a2", exclusive=False, ttl_s=1)["granted"] is False
     assert_rows_match_log(second, "r1")
 
 

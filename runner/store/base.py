@@ -142,10 +142,29 @@ class Coordination(Protocol):
     ) -> list[dict[str, Any]]: ...
     def sent_messages(self, sender_id: str, since: str | None = None) -> list[dict[str, Any]]: ...
 
-    # ``acquire_lock`` renews a lease its holder already has
-    def acquire_lock(self, file_path: str, agent_id: str, ttl_s: float) -> bool: ...
-    def release_lock(self, file_path: str, agent_id: str, force: bool = False) -> bool: ...
-    def get_lock(self, file_path: str) -> dict[str, Any] | None: ...
+    # File locks: leases over normalized glob patterns, one per (pattern, agent); the rules
+    # are runner.core.filelocks'. A lock is {file_path, agent_id, exclusive, fencing_token,
+    # acquired_at, expires_at}; expired locks are free and never returned.
+    def acquire_lock(self, file_path: str, agent_id: str, exclusive: bool, ttl_s: float) -> dict[str, Any]:
+        """Grant atomically across processes, or refuse and change nothing.
+
+        ``{"granted": True, "renewed": bool, "lock": lock}``: a new lock gets the next
+        fencing token of its pattern; the agent's own live lock on the same pattern is
+        extended (``renewed``, same token). ``{"granted": False, "conflicts": [lock]}``.
+        """
+        ...
+
+    def renew_lock(self, file_path: str, agent_id: str, ttl_s: float) -> dict[str, Any] | None:
+        """The agent's live lock on the pattern, extended (same token); None if it holds none."""
+        ...
+
+    def release_lock(self, file_path: str, agent_id: str, force: bool = False) -> list[dict[str, Any]]:
+        """Drop the agent's lock on the pattern (``force``: every holder's); the live locks dropped."""
+        ...
+
+    def list_locks(self) -> list[dict[str, Any]]:
+        """Every live lock, by pattern then agent."""
+        ...
 
     def create_project(
         self, name: str, description: str = "", lead_agent_id: str | None = None, status: str = "active"

@@ -15,7 +15,6 @@ costs the engine two list appends instead of two projections.
 from __future__ import annotations
 
 import copy
-import datetime as _dt
 import itertools
 import os
 import threading
@@ -23,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from runner.core.filelocks import LockTable
 from runner.core.lifecycle import decide_cancel, decide_report, report_body, report_event, still_waiting
 from runner.core.projection import apply_event, creates_run, is_step_event, unknown_run
 from runner.errors import LeaseLost, NotFound, StoreError
@@ -62,7 +62,7 @@ class MemoryStore(MemoryWorkers):
         self._agents: dict[str, tuple[dict[str, Any], str]] = {}
         self._tokens: dict[str, str] = {}
         self._messages: list[dict[str, Any]] = []
-        self._locks: dict[str, dict[str, Any]] = {}
+        self._file_locks = LockTable()
         self._projects: dict[str, dict[str, Any]] = {}
         self._goals: dict[str, dict[str, Any]] = {}
         self._audit: list[dict[str, Any]] = []
@@ -439,34 +439,21 @@ class MemoryStore(MemoryWorkers):
             ]
 
     # --- file locks -------------------------------------------------------------------
-    def acquire_lock(self, file_path: str, agent_id: str, ttl_s: float) -> bool:
-        now = now_iso()
-        expires = (_dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(seconds=ttl_s)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    def acquire_lock(self, file_path: str, agent_id: str, exclusive: bool, ttl_s: float) -> dict[str, Any]:
         with self._lock:
-            held = self._locks.get(file_path)
-            if held is not None and held["agent_id"] != agent_id and held["expires_at"] > now:
-                return False
-            acquired = held["acquired_at"] if held is not None and held["agent_id"] == agent_id else now
-            self._locks[file_path] = {
-                "file_path": file_path,
-                "agent_id": agent_id,
-                "acquired_at": acquired,
-                "expires_at": expires,
-            }
-            return True
+            return self._file_locks.acquire(file_path, agent_id, exclusive, now_iso(), iso_after(ttl_s))
 
-    def release_lock(self, file_path: str, agent_id: str, force: bool = False) -> bool:
+    def renew_lock(self, file_path: str, agent_id: str, ttl_s: float) -> dict[str, Any] | None:
         with self._lock:
-            held = self._locks.get(file_path)
-            if held is None or (not force and held["agent_id"] != agent_id):
-                return False
-            del self._locks[file_path]
-            return True
+            return self._file_locks.renew(file_path, agent_id, now_iso(), iso_after(ttl_s))
 
-    def get_lock(self, file_path: str) -> dict[str, Any] | None:
+    def release_lock(self, file_path: str, agent_id: str, force: bool = False) -> list[dict[str, Any]]:
         with self._lock:
-            held = self._locks.get(file_path)
-            return dict(held) if held is not None and held["expires_at"] > now_iso() else None
+            return self._file_locks.release(file_path, agent_id, force, now_iso())
+
+    def list_locks(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return self._file_locks.live(now_iso())
 
     # --- projects and goals -----------------------------------------------------------
     def create_project(

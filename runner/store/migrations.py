@@ -198,6 +198,31 @@ MIGRATIONS: list[str] = [
         stopped_at TEXT
     )
     """,
+    # 6: file locks become leases over glob patterns (SPEC §5): several holders of one
+    # pattern (shared locks), whether each is exclusive, and a fencing token drawn from a
+    # per-pattern counter that outlives the locks, so a token is never given out twice.
+    # Live exclusive leases of the old table carry over with token 1.
+    """
+    CREATE TABLE file_locks (
+        id {seq_pk},
+        file_path TEXT NOT NULL,
+        agent_id TEXT NOT NULL,
+        exclusive INTEGER NOT NULL,
+        fencing_token BIGINT NOT NULL,
+        acquired_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        UNIQUE (file_path, agent_id)
+    );
+    CREATE INDEX file_locks_by_expiry ON file_locks (expires_at);
+    CREATE TABLE lock_tokens (
+        file_path TEXT PRIMARY KEY,
+        last_token BIGINT NOT NULL
+    );
+    INSERT INTO file_locks (file_path, agent_id, exclusive, fencing_token, acquired_at, expires_at)
+        SELECT file_path, agent_id, 1, 1, acquired_at, expires_at FROM locks;
+    INSERT INTO lock_tokens (file_path, last_token) SELECT file_path, 1 FROM locks;
+    DROP TABLE locks
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

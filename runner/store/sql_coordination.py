@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
+from runner.core.filelocks import LOCK_FIELDS, decide, lock_view
 from runner.errors import NotFound
 from runner.model.clock import iso_after, normalize_ts
 from runner.model.events import now_iso
@@ -136,30 +137,70 @@ class SqlCoordination:
             return [msg_row(r) for r in cur.fetchall()]
 
     # --- file locks -------------------------------------------------------------------
-    def acquire_lock(self, file_path: str, agent_id: str, ttl_s: float) -> bool:
-        """Take (or renew) the lease on ``file_path`` for ``ttl_s`` seconds; one statement, atomic."""
+    def _serialize(self, key: str) -> None:
+        raise NotImplementedError
+
+    def acquire_lock(self, file_path: str, agent_id: str, exclusive: bool, ttl_s: float) -> dict[str, Any]:
+        """Grant or refuse in one transaction that every other acquisition waits for.
+
+        SQLite's ``BEGIN IMMEDIATE`` already admits one writer at a time; PostgreSQL
+        takes a transaction-scoped advisory lock. Inside it, the live locks are loaded
+        and :func:`decide` (exact glob overlap) runs in Python, so no two processes can
+        both see a pattern free and both take it.
+        """
+        now = now_iso()
+        sql = self._sql
+        with self._tx() as cur:
+            self._serialize("runner.file_locks")
+            cur.execute(sql["lock_purge"], (now,))
+            cur.execute(sql["lock_live"])
+            conflicts, own = decide(_lock_rows(cur.fetchall()), file_path, agent_id, exclusive)
+            if conflicts:
+                return {"granted": False, "conflicts": conflicts}
+            expires = iso_after(ttl_s)
+            if own is not None:
+                cur.execute(sql["lock_extend"], (int(exclusive), expires, file_path, agent_id))
+                return {"granted": True, "renewed": True, "lock": {**own, "exclusive": exclusive, "expires_at": expires}}
+            cur.execute(sql["lock_token_next"], (file_path,))
+            cur.execute(sql["lock_token_get"], (file_path,))
+            token = int(cur.fetchone()[0])
+            row = (file_path, agent_id, int(exclusive), token, now, expires)
+            cur.execute(sql["lock_insert"], row)
+        return {"granted": True, "renewed": False, "lock": lock_view(dict(zip(LOCK_FIELDS, row, strict=True)))}
+
+    def renew_lock(self, file_path: str, agent_id: str, ttl_s: float) -> dict[str, Any] | None:
+        """Extend the agent's live lock (same token); None when it holds none (an expired one is none)."""
+        expires = iso_after(ttl_s)
+        with self._tx() as cur:
+            self._serialize("runner.file_locks")
+            cur.execute(self._sql["lock_renew"], (expires, file_path, agent_id, now_iso()))
+            if not changed(cur):
+                return None
+            cur.execute(self._sql["lock_get"], (file_path, agent_id))
+            rows = _lock_rows(cur.fetchall())
+        return rows[0] if rows else None
+
+    def release_lock(self, file_path: str, agent_id: str, force: bool = False) -> list[dict[str, Any]]:
+        """Drop the agent's lock on the pattern (``force``: every holder's); the live ones dropped."""
         now = now_iso()
         with self._tx() as cur:
-            cur.execute(self._sql["lock_acquire"], (file_path, agent_id, now, iso_after(ttl_s), now))
-            return changed(cur)
-
-    def release_lock(self, file_path: str, agent_id: str, force: bool = False) -> bool:
-        """Drop the lease; only its holder may, unless ``force`` (the operator)."""
-        with self._tx() as cur:
             if force:
-                cur.execute(self._sql["lock_release_any"], (file_path,))
+                cur.execute(self._sql["lock_of_path"], (file_path,))
             else:
-                cur.execute(self._sql["lock_release"], (file_path, agent_id))
-            return changed(cur)
+                cur.execute(self._sql["lock_get"], (file_path, agent_id))
+            dropped = [r for r in _lock_rows(cur.fetchall()) if r["expires_at"] > now]
+            if force:
+                cur.execute(self._sql["lock_delete_path"], (file_path,))
+            else:
+                cur.execute(self._sql["lock_delete"], (file_path, agent_id))
+        return dropped
 
-    def get_lock(self, file_path: str) -> dict[str, Any] | None:
-        """The live lease on ``file_path`` (an expired one counts as none)."""
+    def list_locks(self) -> list[dict[str, Any]]:
+        """Every live lock, by pattern then agent."""
+        now = now_iso()
         with self._tx(write=False) as cur:
-            cur.execute(self._sql["lock_get"], (file_path, now_iso()))
-            row = cur.fetchone()
-        if row is None:
-            return None
-        return {"file_path": row[0], "agent_id": row[1], "acquired_at": row[2], "expires_at": row[3]}
+            cur.execute(self._sql["lock_live"])
+            return [r for r in _lock_rows(cur.fetchall()) if r["expires_at"] > now]
 
     # --- projects and goals -----------------------------------------------------------
     def create_project(
@@ -256,3 +297,7 @@ class SqlCoordination:
             rows = cur.fetchall()
         keys = ("seq", "ts", "actor", "action", "target")
         return [{**dict(zip(keys, r[:5], strict=True)), "detail": opt_loads(r[5])} for r in rows]
+
+
+def _lock_rows(rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+    return [lock_view(dict(zip(LOCK_FIELDS, r, strict=True))) for r in rows]

@@ -57,6 +57,8 @@ PROJECT_COLS = "id, name, description, lead_agent_id, status, created_at"
 GOAL_COLS = "id, name, description, project_id, status, created_at"
 
 # Written once for both dialects. ``{for_update}`` / ``{for_update_run}`` lock rows in PostgreSQL.
+LOCK_COLS = "file_path, agent_id, exclusive, fencing_token, acquired_at, expires_at"
+
 SQL: dict[str, str] = {
     "version": "SELECT COALESCE(MAX(version), 0) FROM schema_version",
     "record_version": "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
@@ -114,15 +116,19 @@ SQL: dict[str, str] = {
     "token_delete": "DELETE FROM tokens WHERE agent_id = ?",
     "msg_insert": "INSERT INTO messages (sender_id, recipient_id, content, urgent, created_at) VALUES (?, ?, ?, ?, ?)",
     "msg_mark": "UPDATE messages SET read_at = ? WHERE id = ? AND read_at IS NULL",
-    # A lease is taken when free, expired, or already held by the same agent (a renewal).
-    "lock_acquire": "INSERT INTO locks (file_path, agent_id, acquired_at, expires_at) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT (file_path) DO UPDATE SET "
-    "acquired_at = CASE WHEN locks.agent_id = excluded.agent_id THEN locks.acquired_at ELSE excluded.acquired_at END, "
-    "agent_id = excluded.agent_id, expires_at = excluded.expires_at "
-    "WHERE locks.agent_id = excluded.agent_id OR locks.expires_at <= ?",
-    "lock_get": "SELECT file_path, agent_id, acquired_at, expires_at FROM locks WHERE file_path = ? AND expires_at > ?",
-    "lock_release": "DELETE FROM locks WHERE file_path = ? AND agent_id = ?",
-    "lock_release_any": "DELETE FROM locks WHERE file_path = ?",
+    # File locks (the rules are runner.core.filelocks'; the grant runs in one serialized transaction).
+    "lock_purge": "DELETE FROM file_locks WHERE expires_at <= ?",
+    "lock_live": f"SELECT {LOCK_COLS} FROM file_locks ORDER BY file_path, agent_id",
+    "lock_extend": "UPDATE file_locks SET exclusive = ?, expires_at = ? WHERE file_path = ? AND agent_id = ?",
+    "lock_renew": "UPDATE file_locks SET expires_at = ? WHERE file_path = ? AND agent_id = ? AND expires_at > ?",
+    "lock_token_next": "INSERT INTO lock_tokens (file_path, last_token) VALUES (?, 1) "
+    "ON CONFLICT (file_path) DO UPDATE SET last_token = lock_tokens.last_token + 1",
+    "lock_token_get": "SELECT last_token FROM lock_tokens WHERE file_path = ?",
+    "lock_insert": f"INSERT INTO file_locks ({LOCK_COLS}) VALUES (?, ?, ?, ?, ?, ?)",
+    "lock_get": f"SELECT {LOCK_COLS} FROM file_locks WHERE file_path = ? AND agent_id = ?",
+    "lock_of_path": f"SELECT {LOCK_COLS} FROM file_locks WHERE file_path = ? ORDER BY agent_id",
+    "lock_delete": "DELETE FROM file_locks WHERE file_path = ? AND agent_id = ?",
+    "lock_delete_path": "DELETE FROM file_locks WHERE file_path = ?",
     "project_insert": f"INSERT INTO projects ({PROJECT_COLS}) VALUES (?, ?, ?, ?, ?, ?)",
     "project_get": f"SELECT {PROJECT_COLS} FROM projects WHERE id = ?",
     "project_list": f"SELECT {PROJECT_COLS} FROM projects ORDER BY created_at, id",
