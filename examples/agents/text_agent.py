@@ -24,6 +24,7 @@ import argparse
 import math
 import re
 from collections import Counter
+from typing import Any
 
 from mcp.server import MCPServer
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
@@ -223,6 +224,26 @@ async def sentiment(text: str) -> Sentiment:
 async def upper(text: str) -> str:
     """The text in upper case."""
     return text.upper()
+
+
+@server.tool()
+async def decompose_task(task: str, available_models: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Split a task into one subtask per sentence, each needing the capabilities of the
+    keywords it shares with ``available_models`` (the `task_decomposition` capability
+    of `runner serve`'s decompose_task)."""
+    caps = {c for m in available_models or [] for c in (m.get("capabilities") or []) if isinstance(c, str)}
+    subtasks = []
+    for n, sentence in enumerate(_sentences(task), start=1):
+        words = set(_tokens(sentence))
+        subtasks.append(
+            {
+                "id": f"part-{n}",
+                "description": sentence,
+                "required_capabilities": sorted(c for c in caps if c.lower() in words),
+                "depends_on": [f"part-{n - 1}"] if n > 1 else [],
+            }
+        )
+    return {"subtasks": subtasks}
 
 
 @server.tool()

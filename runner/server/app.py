@@ -31,6 +31,7 @@ from runner.server.options import HttpOptions, is_loopback
 from runner.server.toolbox import Toolbox
 from runner.server.tools import register_tools
 from runner.server.tools_more import register_more_tools
+from runner.server.tools_tasks import register_task_tools
 from runner.service.orchestrator import Orchestrator
 from runner.service.policy import Policy, Principal
 
@@ -44,12 +45,16 @@ INSTRUCTIONS = (
 
 
 def build_server(orch: Orchestrator, *, policy: Policy | None = None, transport: str = "stdio", admin_token: str = "",
-                 http: HttpOptions | None = None) -> MCPServer:
-    """The MCP server with every tool; over HTTP each call is authenticated."""
+                 http: HttpOptions | None = None, principal: Principal | None = None) -> MCPServer:
+    """The MCP server with every tool; over HTTP each call is authenticated.
+
+    ``principal``: who a stdio or in-process client is (default: the operator), e.g. an
+    embedding that serves one known agent.
+    """
     policy = policy or Policy()
     verifier: Any = None
     auth: AuthSettings | None = None
-    default: Principal | None = Principal()  # stdio and in-process: the client is the operator
+    default: Principal | None = principal or Principal()  # stdio and in-process: the operator
     if transport == "http":
         opts = http or HttpOptions()
         verifier = RunnerTokenVerifier(admin_token, orch.agents)
@@ -77,6 +82,7 @@ def build_server(orch: Orchestrator, *, policy: Policy | None = None, transport:
     box = Toolbox(orch, policy, default)
     register_tools(server, box)
     register_more_tools(server, box)
+    register_task_tools(server, box)
     if policy.source is not None:
         unknown = policy.unknown_tools(t.name for t in server._tool_manager.list_tools())
         if unknown:

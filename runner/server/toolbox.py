@@ -48,7 +48,7 @@ _BULKY = frozenset({"result", "content", "workflow_yaml", "steps", "contextual_d
 
 
 # Names a tool function's locals() holds besides its parameters (the context, closures).
-_NOT_ARGUMENTS = frozenset({"ctx", "self", "box", "orch", "co", "call"})
+_NOT_ARGUMENTS = frozenset({"ctx", "self", "box", "orch", "co", "call", "tasks", "locks", "text", "note", "sampled"})
 
 
 def _audit_detail(args: dict[str, Any]) -> dict[str, Any]:

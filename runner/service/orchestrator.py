@@ -22,8 +22,10 @@ from runner.model import events as ev
 from runner.model.events import Event
 from runner.service.coordination import Coordination, check_seconds
 from runner.service.executor import RunExecutor
+from runner.service.locks import FileLocks
 from runner.service.registry import AgentDirectory, check_id, check_text
 from runner.service.runs import RunService
+from runner.service.tasks import TaskTools
 from runner.service.workflows import Workflows, first_ready
 from runner.store.base import Store
 
@@ -57,6 +59,8 @@ class Orchestrator:
         self.agents = AgentDirectory(store, circuit=self.circuit_of)
         self.coordination = Coordination(store, self.agents)
         self.workflows = Workflows(store, self.run_service, self.registry)
+        self.tasks = TaskTools(store, self.agents, lambda: self.operator_agents)
+        self.locks = FileLocks(store)
         # Each run gets its own agent sessions (an agent's command or env may be templated
         # from the run's inputs), so the engine's circuit breakers live per run; the server
         # learns of an opening from the run's events and shows it in find_agents.
