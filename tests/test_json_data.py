@@ -10,12 +10,15 @@ journal stores the run ``failed`` with the reason instead of leaving it ``runnin
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from runner.agents.results import result_value
 from runner.engine import Engine
@@ -437,11 +440,25 @@ def test_the_journal_stores_a_refused_batch_described_and_fails_the_run(tmp_path
         assert journal.broken == broken[0]
         run = store.get_run(run_id)
         assert run.status == "failed"  # never left running
-        assert run.error == "event run_completed: a set at $.outputs.o, not JSON data: " \
-            "JSON has no sets: make it a list (`| list`, or `| sort` for a stable order)"
+        assert run.error == broken[0]  # the first value that was not data is the reason
         step = {x.step_id: x for x in store.get_steps(run_id)}["s"]
         assert step.status == "completed"
         assert step.result == {"f": "<not JSON data: a method (str.title)>", "ok": [1]}
+        events = store.get_events(run_id)
+        assert events[-1].type == ev.RUN_FAILED
+        assert events[-1].data == {"outputs": {"o": "<not JSON data: a set>"}}
+
+        # a run whose end is fine but whose last step event was not: still failed
+        run_id, _lease = RunService(store).start(wf, {})
+        journal = Journal(store, [], Masker([]), masking=False)
+        journal.run_id = run_id
+        journal.emit(ev.STEP_STARTED, "s", attempt=1)
+        journal.emit(ev.STEP_COMPLETED, "s", attempt=1, data={"result": math.nan})
+        journal.emit(ev.RUN_COMPLETED, data={"outputs": {}})
+        journal.flush()
+        run = store.get_run(run_id)
+        assert (run.status, run.error) == ("failed", journal.broken)
+        assert journal.broken is not None and "NaN at $.result" in journal.broken
     finally:
         store.close()
 
@@ -474,3 +491,115 @@ def test_an_aborted_run_ends_failed_with_the_reason_and_runs_finally(tmp_path: P
         assert (run.status, run.error) == ("failed", res.error)
     finally:
         store.close()
+
+
+# --------------------------------------------------------------------------- generated
+
+class _Big:
+    """Stands for 10**4400 until the agent returns it (hypothesis cannot print such an int)."""
+
+    def __repr__(self) -> str:
+        return "10**4400"
+
+
+_BIG = _Big()
+
+
+def _realize(value: Any) -> Any:
+    if value is _BIG:
+        return 10**4400
+    if isinstance(value, list):
+        return [_realize(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_realize(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _realize(v) for k, v in value.items()}
+    return value
+
+
+_ODD_LEAVES = st.one_of(
+    st.none(), st.booleans(), st.integers(-(10**6), 10**6), st.floats(allow_nan=True, allow_infinity=True),
+    st.text("ab", max_size=3), st.just(_BIG), st.just(b"raw"), st.just("s".title), st.just(len),
+    st.frozensets(st.integers(0, 3), max_size=2), st.sets(st.text("a", max_size=1), max_size=2),
+    st.just(_nested(MAX_DEPTH + 2)), st.just(_nested(3)),
+)  # fmt: skip
+_ODD = st.recursive(
+    _ODD_LEAVES,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.tuples(inner, inner),
+        st.dictionaries(st.sampled_from(["a", "title", "items"]), inner, max_size=3),
+        st.dictionaries(st.one_of(st.integers(0, 2), st.tuples(st.integers(0, 1))), inner, max_size=2),
+    ),
+    max_leaves=8,
+)
+_EXPRS = st.sampled_from([
+    "steps.src.result", "steps.src.result.a", "steps.src.result[0]", "steps.src.result.title",
+    "steps.src.result.items()", "steps.src.result | list", "steps.src.result.keys", "steps.src.text",
+    "steps.names.result[0].title", "range(3)", "(1, (2, 3))", "{1: 'a'}", "10 ** 4400", "namespace",
+    "{'k': steps.names.result.copy}", "steps.names.result | map('upper')", "steps.src.result is defined",
+    "steps.src.result | string", "steps.names.result[0] | float", "steps.src.result | tojson",
+])  # fmt: skip
+_PLACES = st.sampled_from(["tool_arguments", "with", "outputs", "for_each", "if", "text"])
+_SUB = """\
+name: sub
+inputs:
+  v: {}
+agents:
+  - {id: a, transport: inprocess, module: "fake:server"}
+steps:
+  - {step_id: e, assigned_agent_id: a, tool_to_call: echo, tool_arguments: {value: "{{ inputs.v }}"}}
+outputs:
+  got: "{{ steps.e.result.value }}"
+"""
+_DIRS = iter(range(10**9))
+
+
+@pytest.fixture(scope="module")
+def fuzz_home(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    home = tmp_path_factory.mktemp("fuzz")
+    (home / "sub.yaml").write_text(_SUB, encoding="utf-8")
+    store = open_store(f"sqlite:///{home}/r.db")
+    yield home, store
+    store.close()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=_ODD, expr=_EXPRS, place=_PLACES)
+def test_odd_values_and_templates_always_end_the_run_stored_and_terminal(
+    fuzz_home: Any, value: Any, expr: str, place: str
+) -> None:
+    """Raw Python values from an agent and odd templates, in every place: a verdict, never a stranded run."""
+    home, store = fuzz_home
+    tmpl = json.dumps(f"{{{{ {expr} }}}}" if place != "text" else f"x {{{{ {expr} }}}} y")
+    use = {
+        "tool_arguments": f"    assigned_agent_id: a\n    tool_to_call: echo\n    tool_arguments: {{value: {tmpl}}}\n",
+        "text": f"    assigned_agent_id: a\n    tool_to_call: echo\n    tool_arguments: {{value: {tmpl}}}\n",
+        "with": f"    uses: ./sub.yaml\n    with: {{v: {tmpl}}}\n",
+        "outputs": "    assigned_agent_id: a\n    tool_to_call: names\n",
+        "for_each": f"    for_each: {tmpl}\n    assigned_agent_id: a\n    tool_to_call: echo\n"
+        "    tool_arguments: {value: '{{ item }}'}\n",
+        "if": f"    if: {tmpl}\n    assigned_agent_id: a\n    tool_to_call: names\n",
+    }[place]
+    text = (
+        "name: fuzz\nagents:\n  - {id: a, transport: inprocess, module: 'fake:server'}\nsteps:\n"
+        "  - {step_id: src, assigned_agent_id: a, tool_to_call: odd, continue_on_error: true}\n"
+        "  - {step_id: names, assigned_agent_id: a, tool_to_call: names}\n"
+        "  - step_id: use\n    depends_on: [src, names]\n" + use
+    ) + (f"outputs:\n  out: {tmpl}\n" if place == "outputs" else "")
+    path = home / f"wf{next(_DIRS)}.yaml"
+    path.write_text(text, encoding="utf-8")
+    agent = _agent(odd=lambda: _realize(value))
+    service = RunService(store, pool=FakePool([agent]))
+    res = asyncio.run(service.run(load_workflow(str(path)), {}))
+    assert res.status in (RunStatus.COMPLETED, RunStatus.FAILED), res
+    stored = store.get_run(res.run_id)
+    assert stored is not None and stored.status == str(res.status)
+    assert stored.error == res.error
+    for call in agent.calls:  # what reached the agent was data
+        assert as_data(call.arguments) == call.arguments
+    for step in store.get_steps(res.run_id):  # and so was what the store kept (it decoded it)
+        assert step.status in ("completed", "failed", "skipped", "cancelled"), step
+    if res.steps["src"].status == StepStatus.FAILED:
+        assert "tool 'odd' returned " in (res.steps["src"].error or "")
+        assert "not JSON data" in (res.steps["src"].error or "")

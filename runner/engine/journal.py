@@ -115,11 +115,14 @@ class Journal:
                     reason = self.masker.mask_text(reason)
                 reasons.append(reason)
                 e = dataclasses.replace(e, data=scrub(e.data))
-                if e.type == ev.RUN_COMPLETED:
-                    e = dataclasses.replace(e, type=ev.RUN_FAILED, error=reason)
             fixed.append(e)
         if not reasons:
             raise refused  # not a value of ours the rule knows: the store's own message stands
+        # The run cannot have completed: its end, if in this batch, is a failure with the reason.
+        fixed = [
+            dataclasses.replace(e, type=ev.RUN_FAILED, error=reasons[0]) if e.type == ev.RUN_COMPLETED else e
+            for e in fixed
+        ]
         self.store.append_many(fixed, self.fence)
         if self.broken is None:
             self.broken = reasons[0]
