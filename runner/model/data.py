@@ -92,6 +92,9 @@ def as_data(value: Any, convert: Convert | None = None) -> Any:
     Jinja's lazy sequences with it); it returns a replacement, which is checked in turn,
     or :data:`NOT_HANDLED`. Raises :class:`NotData` for anything else.
     """
+    t = type(value)
+    if t is str or value is None or t is bool or (t is int and value.bit_length() <= _INT_BITS):
+        return value  # the common case (a tool's text, an id, a count) without a second call
     return _walk(value, convert, 0)
 
 

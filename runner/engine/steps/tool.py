@@ -137,7 +137,8 @@ class ToolStep:
             result, text, content = r.result, r.text, r.content
             try:  # what goes into the context, the store and the output must be data (a few µs)
                 result = as_data(result)
-                content = as_data(content)
+                if content:
+                    content = as_data(content)
             except NotData as exc:
                 raise ToolFailure(
                     f"tool '{tool}' returned {exc}", retryable=False, agent_id=aid, extra={"kind": "not_data"}
