@@ -164,7 +164,6 @@ def test_lone_expressions_convert_by_the_documented_rule(text: str, expected: An
         ("{{ cycler(1, 2) }}", "a Cycler object"),
         ("{{ inputs.nan | float }}", "NaN"),
         ("{{ 1e308 * 10 }}", "Infinity"),
-        ("{{ 10 ** 5000 }}", "an integer of about 5,001 digits"),
         ("{{ {1: 'one'} }}", "a mapping key that is not a string (int 1)"),
         ("{{ [1, steps.a.result[1].title] }}", "a method (str.title) at $[1]"),
         ("x {{ steps.a.result[0].title }}", "a method (str.title)"),  # printed in text: the same rule
@@ -226,9 +225,10 @@ steps:
     for_each: "{{ steps.names.result.copy }}"
     assigned_agent_id: a
     tool_to_call: echo
+  - {step_id: map, assigned_agent_id: a, tool_to_call: mapping}
   - step_id: pairs
-    depends_on: [names]
-    for_each: "{{ {'x': 1, 'y': 2} }}"
+    depends_on: [map]
+    for_each: "{{ steps.map.result }}"
     assigned_agent_id: a
     tool_to_call: echo
     tool_arguments: {pair: "{{ item }}"}
@@ -246,7 +246,7 @@ def _agent(**extra: Any) -> FakeAgent:
     async def echo(**kw: Any) -> Any:
         return kw
 
-    return FakeAgent("a", {"names": lambda: ["alpha", "beta"], "echo": echo, **extra})
+    return FakeAgent("a", {"names": lambda: ["alpha", "beta"], "mapping": lambda: {"x": 1, "y": 2}, "echo": echo, **extra})
 
 
 def _line_col(text: str, needle: str) -> str:
@@ -395,7 +395,7 @@ def test_yaml_nan_and_infinity_are_validation_errors(literal: str) -> None:
         load_workflow(text, file="y.yaml")
     p = err.value.problems[0]
     assert (p.file, p.line, p.col) == ("y.yaml", 5, 25)
-    assert "is not JSON data: JSON has no NaN or Infinity" in p.message
+    assert "is not a finite number (JSON has no NaN or Infinity)" in p.message
     assert p.path == "$.steps[0].tool_arguments.x"
 
 
@@ -591,7 +591,11 @@ def test_odd_values_and_templates_always_end_the_run_stored_and_terminal(
     path.write_text(text, encoding="utf-8")
     agent = _agent(odd=lambda: _realize(value))
     service = RunService(store, pool=FakePool([agent]))
-    res = asyncio.run(service.run(load_workflow(str(path)), {}))
+    try:
+        wf = load_workflow(str(path))
+    except WorkflowInvalid:
+        return  # refused before it runs (a for_each that is always a mapping): exit 2, nothing stored
+    res = asyncio.run(service.run(wf, {}))
     assert res.status in (RunStatus.COMPLETED, RunStatus.FAILED), res
     stored = store.get_run(res.run_id)
     assert stored is not None and stored.status == str(res.status)

@@ -80,6 +80,23 @@ def render_outputs(
     return (masker.mask(out) if masker is not None else out), failure
 
 
+def conclude(
+    wf: Workflow,
+    context: Mapping[str, Any],
+    status: RunStatus,
+    outcomes: Mapping[str, StepOutcome],
+    masker: Masker | None,
+    emit: Callable[..., None],
+    aborted: str | None,
+) -> tuple[RunStatus, dict[str, Any], str | None]:
+    """The run's verdict, outputs and error line; an output that is not data fails a completed run."""
+    outputs, bad_output = render_outputs(wf, context, status, masker, emit)
+    error = aborted or run_error(wf, status, outcomes)
+    if bad_output is not None and status == RunStatus.COMPLETED:
+        status, error = RunStatus.FAILED, bad_output
+    return status, outputs, error
+
+
 def build_result(
     run_id: str,
     wf: Workflow,

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from runner.core.scheduler import Scheduler, Task
 from runner.engine.control import RunControl
-from runner.engine.finish import TERMINAL_EVENT, build_result, main_status, render_outputs, run_error, stop_reason
+from runner.engine.finish import TERMINAL_EVENT, build_result, conclude, main_status, stop_reason
 from runner.engine.journal import Journal, ProgressFn
 from runner.engine.lease import RunLease, SignalPoller
 from runner.engine.positions import step_error
@@ -275,10 +275,8 @@ class Engine(RunControl):
                 self.flush()
                 raise
             status = self._final_status()
-            outputs, bad_output = render_outputs(wf, self._ctx, status, self.masker if self.secrets else None, self.emit)
-            error = self._aborted or run_error(wf, status, self.outcomes)
-            if bad_output is not None and status == RunStatus.COMPLETED:
-                status, error = RunStatus.FAILED, bad_output  # an output that is not data fails the run
+            masker = self.masker if self.secrets else None
+            status, outputs, error = conclude(wf, self._ctx, status, self.outcomes, masker, self.emit, self._aborted)
             self.emit(TERMINAL_EVENT[status], error=error, data={"outputs": outputs})
             self.flush()
             if self._aborted is not None and status == RunStatus.COMPLETED:  # the journal stored run_failed
@@ -575,8 +573,7 @@ class Engine(RunControl):
                 if me is not None and hasattr(me, "uncancel"):
                     me.uncancel()
         except TemplateError as exc:
-            spec = self._specs[task.step_id]
-            msg = step_error(self.wf, spec, "with" if spec.uses is not None else "tool_arguments", exc)
+            msg = step_error(self.wf, self._specs[task.step_id], None, exc)  # tool_arguments or with
             self._finished.append((task, None, ToolFailure(msg, retryable=False)))
         except StoreError as exc:  # the store failed: the run cannot go on safely
             self._fatal = exc

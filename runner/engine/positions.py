@@ -20,8 +20,14 @@ from runner.template import TemplateError
 __all__ = ["output_error", "step_error"]
 
 
-def step_error(wf: Workflow, spec: StepSpec, field: str, exc: TemplateError) -> str:
-    """``file:line:col: field.path: message`` for a template of step ``spec`` (``field``: its YAML key)."""
+def step_error(wf: Workflow, spec: StepSpec, field: str | None, exc: TemplateError) -> str:
+    """``file:line:col: field.path: message`` for a template of step ``spec``.
+
+    ``field`` is the YAML key the template is under; None for the step's arguments
+    (``with`` of a ``uses:`` step, else ``tool_arguments``).
+    """
+    if field is None:
+        field = "with" if spec.uses is not None else "tool_arguments"
     steps, key = (wf.finally_steps, "finally") if spec.is_finally else (wf.steps, "steps")
     index = next((i for i, s in enumerate(steps) if s is spec or s.step_id == spec.step_id), None)
     where = _locate(wf, (key, index, field, *exc.path)) if index is not None else ""
