@@ -7,7 +7,8 @@
     ├── RunTimedOut (4)            the run hit its timeout or was cancelled
     ├── AgentError (3)             a required agent could not be started or reached
     ├── StoreError (70)            the store is unreachable, locked, too new, inconsistent
-    │   └── NotFound (2)           an unknown run/workflow id
+    │   ├── NotFound (2)           an unknown run/workflow id
+    │   └── NotStorable (70)       a value JSON cannot hold reached the store; nothing written
     ├── RunBusy (2)                another live runner process is executing that run
     │   └── LeaseLost (2)          this process's lease was taken over: it stopped writing
     ├── Refused (2)                a request the run's state does not allow (a report on a
@@ -155,6 +156,15 @@ class NotFound(StoreError):
     def run(cls, run_id: str, url: str) -> NotFound:
         """The one wording of "no such run", wherever a run id is looked up."""
         return cls(f"no run with id {run_id!r} in {url}")
+
+
+class NotStorable(StoreError):
+    """A value JSON cannot hold (NaN, a set, a Python object) was handed to the store.
+
+    Nothing of the transaction was written, and the store itself is fine: the fault is
+    upstream (every producer of values checks them first), so this is never worth a
+    "resume once the store works again". The engine's journal catches it and fails the run.
+    """
 
 
 class RunBusy(RunnerError):

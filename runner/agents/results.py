@@ -6,7 +6,9 @@ selection, validation and test doubles use them without paying for ``import mcp`
 
 The conversion from an SDK ``CallToolResult`` follows SPEC §2: ``result`` is the
 ``structuredContent`` if present, else the joined text parsed as JSON if it is JSON, else
-the text; a ``{"result": v}`` wrapper the SDKs put around non-object return values is
+the text (a text that is JSON only to Python's lenient parser, with ``NaN``, or whose value
+is not data the runner can hold, ``1e999`` or nesting past ``MAX_DEPTH``, stays text); a
+``{"result": v}`` wrapper the SDKs put around non-object return values is
 unwrapped when the tool's ``outputSchema`` says it is one.
 """
 
@@ -16,6 +18,8 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from runner.model.data import as_data
 
 ProgressFn = Callable[[float, float | None, str | None], Awaitable[None] | None]
 """``on_progress(progress, total, message)``; may be a plain function or a coroutine function."""
@@ -68,9 +72,16 @@ def result_value(structured: Any, text: str, *, unwrap: bool) -> Any:
     if not text:
         return text
     try:
-        return json.loads(text)
-    except ValueError:
+        return as_data(_decode(text))
+    except (ValueError, RecursionError):  # not JSON (NaN is not), or not data we can hold (NotData)
         return text
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+_decode = json.JSONDecoder(parse_constant=_refuse_constant).decode  # built once; json.loads(**kw) builds one a call
 
 
 def block_to_dict(block: Any) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 A base class of ``Engine``: these are the ways a session is told to stop — a cancel
 request from any process (read by the signal poller), a lease taken over by another
-process (a refused fenced write or a failed renewal), a failing store — and how the loop
-is woken when one comes, including when it is awaiting a lone step in line.
+process (a refused fenced write or a failed renewal), a failing store, an event the
+store could not hold as emitted (``abort``: the run fails) — and how the loop is woken
+when one comes, including when it is awaiting a lone step in line.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class RunControl:
     _inline_task: asyncio.Task[Any] | None
     _inline_cancel: bool
     _cancelled: bool
+    _aborted: str | None
     _main_status: Any
     _preflight_task: asyncio.Future[None] | None
     _wake: asyncio.Event
@@ -84,6 +86,20 @@ class RunControl:
         if task is not None and not self._inline_cancel:
             self._inline_cancel = True
             task.cancel()
+
+    def abort(self, reason: str) -> None:
+        """Fail the run now, for ``reason``: pending steps are cancelled, ``finally`` still runs.
+
+        The journal calls it when the store refused an event as emitted (a value that is not
+        JSON data got past its producer's check): the run ends ``failed`` with the reason.
+        """
+        if self._aborted is None:
+            self._aborted = reason
+        # The step awaited in line is not interrupted: the journal calls this from that very
+        # task (a flush), which a cancel would hit at its next await, wherever that is. The
+        # step ends as it will; the loop then cancels what is pending and stops.
+        if hasattr(self, "_wake"):
+            self._wake.set()
 
     def cancel(self) -> None:
         """Ask a running run to stop: pending steps are cancelled, ``finally`` still runs."""

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from runner.engine.positions import output_error
 from runner.model import RunStatus, StepOutcome, StepStatus, Workflow
 from runner.model import events as ev
 from runner.model.outcomes import RunResult
@@ -21,6 +22,22 @@ TERMINAL_EVENT = {
     RunStatus.TIMED_OUT: ev.RUN_TIMED_OUT,
     RunStatus.CANCELLED: ev.RUN_CANCELLED,
 }
+
+
+def main_status(*, timed_out: bool, aborted: str | None, cancelled: bool, failed: bool) -> RunStatus:
+    """The run's status once its main DAG is over (``run.status`` as ``finally`` steps see it)."""
+    if timed_out:
+        return RunStatus.TIMED_OUT
+    if aborted is not None or (failed and not cancelled):
+        return RunStatus.FAILED
+    return RunStatus.CANCELLED if cancelled else RunStatus.COMPLETED
+
+
+def stop_reason(timed_out: bool, aborted: str | None) -> str:
+    """Why the steps still pending are cancelled when a run stops early."""
+    if timed_out:
+        return "run timed out"
+    return f"run failed: {aborted}" if aborted is not None else "run cancelled"
 
 
 def run_error(wf: Workflow, status: RunStatus, outcomes: Mapping[str, StepOutcome]) -> str | None:
@@ -40,17 +57,44 @@ def render_outputs(
     status: RunStatus,
     masker: Masker | None,
     emit: Callable[..., None],
-) -> dict[str, Any]:
-    """The workflow's ``outputs``; one that cannot render is None (an ``output_failed`` event if the run completed)."""
+) -> tuple[dict[str, Any], str | None]:
+    """The workflow's ``outputs``, and why the run must fail because of one, if it must.
+
+    An output that cannot render is None, with an ``output_failed`` event when the run
+    completed (one that refers to a step that was skipped, say). An output whose template
+    yields a value that is not JSON data is a mistake in the workflow: the second value
+    says so (``file:line:col: outputs.name: message``), and a run that completed fails.
+    """
     out: dict[str, Any] = {}
+    failure: str | None = None
     for name, tmpl in wf.outputs.items():
         try:
             out[name] = compile_value(tmpl).render(context)
         except TemplateError as exc:
             out[name] = None
-            if status == RunStatus.COMPLETED:
-                emit("output_failed", error=f"outputs.{name}: {exc}", data={"output": name})
-    return masker.mask(out) if masker is not None else out
+            message = output_error(wf, name, exc)
+            if exc.kind == "data" and failure is None:
+                failure = message
+            if status == RunStatus.COMPLETED or exc.kind == "data":
+                emit("output_failed", error=message, data={"output": name})
+    return (masker.mask(out) if masker is not None else out), failure
+
+
+def conclude(
+    wf: Workflow,
+    context: Mapping[str, Any],
+    status: RunStatus,
+    outcomes: Mapping[str, StepOutcome],
+    masker: Masker | None,
+    emit: Callable[..., None],
+    aborted: str | None,
+) -> tuple[RunStatus, dict[str, Any], str | None]:
+    """The run's verdict, outputs and error line; an output that is not data fails a completed run."""
+    outputs, bad_output = render_outputs(wf, context, status, masker, emit)
+    error = aborted or run_error(wf, status, outcomes)
+    if bad_output is not None and status == RunStatus.COMPLETED:
+        status, error = RunStatus.FAILED, bad_output
+    return status, outputs, error
 
 
 def build_result(

@@ -8,15 +8,25 @@ so what the store says always precedes what happened — and a chain step costs 
 
 With a lease, every flush is fenced by it: a runner whose lease was taken over writes
 nothing, and from then on drops what it emits (``lost``).
+
+What an event carries is JSON data: every producer of values (templates, tool results,
+pull reports, inputs) checks its own, so the store gets nothing it cannot encode. The
+journal is the last line: the store's encoder checks each batch as it writes it (one
+pass, the one it makes anyway), and a batch it refuses (``NotStorable``: nothing of it
+was written) is written again with the offending values replaced by descriptions, a
+``run_completed`` among them becoming ``run_failed``; the engine is then told to fail
+the run (``on_broken``) with the reason — a run is never left ``running`` by a value.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from runner.errors import LeaseLost
+from runner.errors import LeaseLost, NotStorable
 from runner.model import events as ev
+from runner.model.data import NotData, as_data, scrub
 from runner.model.events import Event, EventSink
 from runner.template import Masker
 
@@ -48,6 +58,8 @@ class Journal:
         self.lost = False  # the lease was taken over: nothing more is written
         self.pending: list[Event] = []
         self.on_lost: Callable[[], None] | None = None
+        self.broken: str | None = None  # why an event could not be stored as emitted
+        self.on_broken: Callable[[str], None] | None = None
 
     def emit(self, type_: str, step_id: str | None = None, **kw: Any) -> None:
         """Record a state change: to every live sink now, to the store at the next flush."""
@@ -81,10 +93,41 @@ class Journal:
         if self.pending and self.store is not None:
             batch, self.pending = self.pending, []
             try:
-                self.store.append_many(batch, self.fence)
+                try:
+                    self.store.append_many(batch, self.fence)
+                except NotStorable as exc:
+                    self._salvage(batch, exc)
             except LeaseLost:
                 self.lose()
                 raise
+
+    def _salvage(self, batch: list[Event], refused: NotStorable) -> None:
+        """Write a batch the store refused, its values that are not data described, and break the run."""
+        assert self.store is not None
+        fixed: list[Event] = []
+        reasons: list[str] = []
+        for e in batch:
+            try:
+                as_data(e.data)
+            except NotData as bad:
+                reason = f"event {e.type}" + (f" of step '{e.step_id}'" if e.step_id else "") + f": {bad}"
+                if self.masking:
+                    reason = self.masker.mask_text(reason)
+                reasons.append(reason)
+                e = dataclasses.replace(e, data=scrub(e.data))
+            fixed.append(e)
+        if not reasons:
+            raise refused  # not a value of ours the rule knows: the store's own message stands
+        # The run cannot have completed: its end, if in this batch, is a failure with the reason.
+        fixed = [
+            dataclasses.replace(e, type=ev.RUN_FAILED, error=reasons[0]) if e.type == ev.RUN_COMPLETED else e
+            for e in fixed
+        ]
+        self.store.append_many(fixed, self.fence)
+        if self.broken is None:
+            self.broken = reasons[0]
+            if self.on_broken is not None:
+                self.on_broken(reasons[0])
 
     def lose(self) -> None:
         """The lease is gone: drop what is kept, write nothing more, tell the engine."""

@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 from runner.core.scheduler import Scheduler, Task
 from runner.engine.control import RunControl
-from runner.engine.finish import TERMINAL_EVENT, build_result, render_outputs, run_error
+from runner.engine.finish import TERMINAL_EVENT, build_result, conclude, main_status, stop_reason
 from runner.engine.journal import Journal, ProgressFn
 from runner.engine.lease import RunLease, SignalPoller
+from runner.engine.positions import step_error
 from runner.engine.preflight import Agents, preflight, step_kind
 from runner.engine.steps import IDEMPOTENCY_META_KEY, PullStep, StepHandler, ToolStep, UsesStep
 from runner.errors import RunnerError, StoreError, ToolFailure
@@ -78,6 +79,7 @@ class Engine(RunControl):
         self.emit = self.journal.emit
         self.flush = self.journal.flush
         self.journal.on_lost = self._on_lease_lost
+        self.journal.on_broken = self.abort
         self.sinks = self.journal.sinks
         self.base_dir = base_dir or (str(Path(workflow.source).resolve().parent) if workflow.source else None)
         specs: dict[str, AgentSpec] = {a.id: a for a in registry}
@@ -105,6 +107,7 @@ class Engine(RunControl):
         self._main_status: RunStatus | None = None
         self._timed_out = False
         self._cancelled = False
+        self._aborted: str | None = None  # the run must fail for this reason (``abort``)
         self._given_lease = lease
         self._cancel_after: str | None = None
         self._lease: RunLease | None = None
@@ -272,10 +275,12 @@ class Engine(RunControl):
                 self.flush()
                 raise
             status = self._final_status()
-            outputs = render_outputs(wf, self._ctx, status, self.masker if self.secrets else None, self.emit)
-            error = run_error(wf, status, self.outcomes)
+            masker = self.masker if self.secrets else None
+            status, outputs, error = conclude(wf, self._ctx, status, self.outcomes, masker, self.emit, self._aborted)
             self.emit(TERMINAL_EVENT[status], error=error, data={"outputs": outputs})
             self.flush()
+            if self._aborted is not None and status == RunStatus.COMPLETED:  # the journal stored run_failed
+                status, error = RunStatus.FAILED, self._aborted
             return self._result(started, status, outputs, preflight_ms, error)
         finally:
             if self._signals is not None:
@@ -293,6 +298,7 @@ class Engine(RunControl):
     def _let_go(self) -> None:
         """Break cycles (handlers, journal, lease, poller): state is freed by refcount, not a GC pass."""
         self.journal.on_lost = None
+        self.journal.on_broken = None
         self._handlers = {"pull": self.pull}
         self._lease = None
         self._signals = None
@@ -320,12 +326,12 @@ class Engine(RunControl):
             while True:
                 self._decide()
                 self._drain()
-                if self._cancelled or (deadline is not None and not self._timed_out and loop.time() >= deadline):
-                    if not self._cancelled:
+                stopping = self._cancelled or self._aborted is not None
+                if stopping or (deadline is not None and not self._timed_out and loop.time() >= deadline):
+                    if not stopping:
                         self._timed_out = True
                     if self._main_status is None:
-                        reason = "run timed out" if self._timed_out else "run cancelled"
-                        sched.cancel_pending(reason)
+                        sched.cancel_pending(stop_reason(self._timed_out, self._aborted))
                         await self._cancel_running(main_only=True)
                         self._drain()
                         self._decide()
@@ -389,7 +395,7 @@ class Engine(RunControl):
                     try:
                         ok = render_condition(cond_c, ctx)
                     except TemplateError as exc:
-                        sched.fail_step(sid, f"if: {exc}")
+                        sched.fail_step(sid, step_error(self.wf, spec, "if", exc))
                         continue
                     if not ok:
                         sched.skip(sid, "if: condition was false")
@@ -398,10 +404,10 @@ class Engine(RunControl):
                     try:
                         items = each_c.render(ctx)
                     except TemplateError as exc:
-                        sched.fail_step(sid, f"for_each: {exc}")
+                        sched.fail_step(sid, step_error(self.wf, spec, "for_each", exc))
                         continue
                     if isinstance(items, dict):
-                        items = list(items.items())
+                        items = [[k, v] for k, v in items.items()]  # item is [key, value]: data, not a tuple
                     if not isinstance(items, list):
                         sched.fail_step(sid, f"for_each: expected a list, got {type(items).__name__}")
                         continue
@@ -416,23 +422,17 @@ class Engine(RunControl):
 
     def _enter_finally(self) -> None:
         """The main DAG is over: fix ``run.status`` as ``finally`` steps will see it."""
-        if self._timed_out:
-            st = RunStatus.TIMED_OUT
-        elif self._cancelled:
-            st = RunStatus.CANCELLED
-        elif self._sched.failed:
-            st = RunStatus.FAILED
-        else:
-            st = RunStatus.COMPLETED
-        self._main_status = st
+        st = self._main_status = main_status(
+            timed_out=self._timed_out, aborted=self._aborted, cancelled=self._cancelled, failed=self._sched.failed
+        )
         self._ctx["run"] = {"id": self.run_id, "status": str(st)}
 
     def _final_status(self) -> RunStatus:
         if self._main_status is None:
             self._enter_finally()
         assert self._main_status is not None
-        if self._main_status == RunStatus.COMPLETED and self._sched.failed:
-            return RunStatus.FAILED  # a finally step failed
+        if self._main_status == RunStatus.COMPLETED and (self._sched.failed or self._aborted is not None):
+            return RunStatus.FAILED  # a finally step failed, or the run was aborted during them
         return self._main_status
 
     def _compile(self, spec: StepSpec) -> tuple[Compiled, Compiled | None, Compiled | None]:
@@ -517,7 +517,7 @@ class Engine(RunControl):
             sched.complete(task)
             return
         spec = self._specs[sid]
-        if err.extra.get("kind") == "cancelled" and self._cancelled and self._main_status is None:
+        if err.extra.get("kind") == "cancelled" and (self._cancelled or self._aborted) and self._main_status is None:
             # Stopped by the run's cancel (not a failure of the step): the step is cancelled,
             # with the pending ones, before the scheduler could count it as failed.
             sched.cancel_pending("run cancelled")
@@ -573,8 +573,8 @@ class Engine(RunControl):
                 if me is not None and hasattr(me, "uncancel"):
                     me.uncancel()
         except TemplateError as exc:
-            where = "with" if self._specs[task.step_id].uses is not None else "tool_arguments"
-            self._finished.append((task, None, ToolFailure(f"{where}: {exc}", retryable=False)))
+            msg = step_error(self.wf, self._specs[task.step_id], None, exc)  # tool_arguments or with
+            self._finished.append((task, None, ToolFailure(msg, retryable=False)))
         except StoreError as exc:  # the store failed: the run cannot go on safely
             self._fatal = exc
         except RunnerError as exc:  # a nested pattern that is invalid or whose agents are down

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from runner.model.data import NotData, as_data
 from runner.model.events import epoch_to_iso
 from runner.model.spec import RunStatus, StepOutcome, Workflow
 from runner.model.user_schema import schema_problems as user_schema_problems
@@ -80,7 +81,7 @@ class ResumeState:
 
 
 def resolve_inputs(wf: Workflow, given: Mapping[str, Any]) -> dict[str, Any]:
-    """Apply defaults and check each input against its JSON Schema (InputInvalid otherwise)."""
+    """Apply defaults and check each input: JSON data, valid against its JSON Schema (InputInvalid otherwise)."""
     from runner.errors import InputInvalid
 
     unknown = sorted(set(given) - set(wf.inputs))
@@ -98,6 +99,10 @@ def resolve_inputs(wf: Workflow, given: Mapping[str, Any]) -> dict[str, Any]:
     if missing:
         raise InputInvalid(f"missing required input(s): {', '.join(missing)} (pass -i NAME=VALUE)")
     for name, value in values.items():
+        try:  # inputs are stored, sent and templated: JSON data only (a tuple becomes a list)
+            values[name] = value = as_data(value)
+        except NotData as exc:
+            raise InputInvalid(f"input '{name}': {exc}") from None
         schema = wf.inputs[name]
         if not isinstance(schema, dict):
             continue

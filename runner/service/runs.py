@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from runner.engine import Engine
-from runner.errors import InputInvalid, NotFound, Refused
+from runner.errors import BadArgument, InputInvalid, NotFound, Refused
 from runner.load import load_workflow
 from runner.model import AgentSpec, StepOutcome, StepStatus, Workflow
 from runner.model import events as ev
+from runner.model.data import NotData, as_data
 from runner.model.events import Event, EventSink
 from runner.model.ids import new_run_id, workflow_hash
 from runner.model.outcomes import ResumeState, RunResult, resolve_inputs
@@ -317,6 +318,10 @@ class RunService:
         index: int | None = None,
     ) -> str:
         """An agent's report on its pull step: ``accepted`` or ``duplicate``; ``Refused`` otherwise."""
+        try:  # stored, then a step's result: JSON data only (checked before anything is looked up)
+            result = as_data(result)
+        except NotData as exc:
+            raise BadArgument("result", str(exc)) from None
         run = self.find_run(run_id)
         if self.store.get_assignment(run.run_id, step_id, index) is None:
             self._explain_no_assignment(run, step_id)

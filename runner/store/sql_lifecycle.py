@@ -93,7 +93,7 @@ class SqlLifecycle:
                 -1 if index is None else int(index),
                 e.agent_id,
                 e.attempt or 1,
-                json.dumps(d.get("arguments"), separators=(",", ":")),
+                to_json(d.get("arguments"), f"the arguments of step {e.step_id}"),
                 e.ts,
                 d.get("deadline"),
             ),

@@ -11,20 +11,23 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from runner.errors import StoreError
+from runner.errors import NotStorable
 from runner.model.events import Event
 from runner.model.records import RunRecord, StepRecord, WorkflowRecord
 
-_encode = json.JSONEncoder(separators=(",", ":")).encode  # built once: json.dumps(**kw) builds one per call
+# Built once (json.dumps(**kw) builds one per call). NaN and Infinity are refused: Python
+# would write them, but they are not JSON, and no other reader of the store (sqlite3's
+# json functions, psql, another language) would take them.
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 loads = json.loads
 
 
 def to_json(value: Any, what: str) -> str:
-    """``value`` as compact JSON text; a value JSON cannot hold is a StoreError, not a pickle."""
+    """``value`` as compact JSON text; a value JSON cannot hold is NotStorable, never a pickle."""
     try:
         return _encode(value)
-    except (TypeError, ValueError) as exc:
-        raise StoreError(f"cannot store {what}: {exc}") from None
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise NotStorable(f"cannot store {what}: {exc}") from None
 
 
 def one_line(exc: BaseException) -> str:

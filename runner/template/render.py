@@ -22,6 +22,12 @@ and its sandbox), never calls ``getattr``, and hands anything that is not plain 
 (objects, attribute names of dict/list/str such as ``items`` or ``upper``, Jinja
 globals) to the compiled Jinja expression, so both paths give the same result.
 
+What a template yields is JSON data (:func:`runner.template.syntax.to_data`): a Jinja
+expression's value is checked (tuples and lazy sequences become lists; a method, a set,
+``NaN``... fail with a ``data`` error naming what was found). A plain path needs no check:
+it yields a part of the context, and everything the engine puts there (inputs, results,
+items) is data already — so the common case pays nothing for the guarantee.
+
 The sandbox itself and the plain-path grammar are in :mod:`runner.template.syntax`;
 secret masking is :class:`~runner.template.masking.Masker`. Their public names are re-exported
 here, where the rest of runner has always imported them.
@@ -29,13 +35,12 @@ here, where the rest of runner has always imported them.
 
 from __future__ import annotations
 
-from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any, Final
 
 from jinja2 import nodes
 from jinja2.environment import Template, TemplateExpression
-from jinja2.runtime import Undefined
 
 from runner.template import budget as _budget
 from runner.template.analysis import find_problems, referenced_result_fields, referenced_roots, referenced_steps
@@ -49,6 +54,7 @@ from runner.template.syntax import fast_form as _fast_form
 from runner.template.syntax import finalize as _finalize
 from runner.template.syntax import has_syntax as _has_syntax
 from runner.template.syntax import snippet as _snippet
+from runner.template.syntax import to_data as _to_data
 
 __all__ = [
     "MAX_POWER_DIGITS",
@@ -215,7 +221,7 @@ class _JinjaExpr(Compiled):
         try:
             value = self._expr(ctx)
             _budget.check_size(value)
-            return _native(value)
+            return _to_data(value)
         except Exception as exc:
             raise _error_from(exc, self.source) from exc
         finally:
@@ -249,7 +255,13 @@ class _DictNode(Compiled):
         self._items = items
 
     def render(self, ctx: Mapping[str, Any]) -> Any:
-        return {key: value.render(ctx) for key, value in self._items}
+        out = {}
+        for key, value in self._items:
+            try:
+                out[key] = value.render(ctx)
+            except TemplateError as exc:
+                raise exc.within(key) from exc.__cause__
+        return out
 
 
 class _ListNode(Compiled):
@@ -260,29 +272,13 @@ class _ListNode(Compiled):
         self._items = items
 
     def render(self, ctx: Mapping[str, Any]) -> Any:
-        return [item.render(ctx) for item in self._items]
-
-
-def _native(value: Any) -> Any:
-    """Make a Jinja expression's result plain data: fail on undefined, drain iterators.
-
-    Filters like ``map`` return generators and may put undefined values inside lists;
-    neither may leak into tool arguments. Containers are copied only when something in
-    them changes.
-    """
-    if isinstance(value, Undefined):
-        value._fail_with_undefined_error()
-    if isinstance(value, (Iterator, range, KeysView, ValuesView, ItemsView)):
-        return [_native(v) for v in value]
-    if type(value) is list or type(value) is tuple:
-        items = [_native(v) for v in value]
-        if all(a is b for a, b in zip(items, value, strict=True)):
-            return value
-        return items if type(value) is list else tuple(items)
-    if type(value) is dict:
-        pairs = {k: _native(v) for k, v in value.items()}
-        return value if all(pairs[k] is v for k, v in value.items()) else pairs
-    return value
+        out = []
+        for i, item in enumerate(self._items):
+            try:
+                out.append(item.render(ctx))
+            except TemplateError as exc:
+                raise exc.within(i) from exc.__cause__
+        return out
 
 
 def is_templated(value: Any) -> bool:

@@ -7,10 +7,13 @@ importing the other.
 
 Templates run in an :class:`~jinja2.sandbox.ImmutableSandboxedEnvironment` with
 :class:`~jinja2.StrictUndefined`, where ``*`` and ``**`` are capped against memory bombs.
-Two deliberate departures from stock Jinja: ``a.name`` on a mapping prefers the key
+Three deliberate departures from stock Jinja: ``a.name`` on a mapping prefers the key
 ``name`` over a dict method of that name (workflow data is JSON, where ``items`` or
-``values`` are ordinary field names), and trailing newlines of a template are kept (a
-prompt written as a YAML block scalar keeps its text).
+``values`` are ordinary field names); trailing newlines of a template are kept (a
+prompt written as a YAML block scalar keeps its text); and every value a template
+yields or prints must be JSON data (:func:`to_data`): a method named by mistake
+(``x.title`` for ``x['title']``), a set or ``NaN`` is an error, not ``<built-in method
+title of str object>`` sent to an agent or a value the store cannot hold.
 
 A *plain path* is ``root.a['b'][0]``: a root name followed by attribute names, integer
 indices and quoted keys, none starting with ``_``. :func:`fast_form` recognises text made
@@ -22,16 +25,17 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
 from typing import Any, Final
 
 from jinja2 import StrictUndefined
 from jinja2 import TemplateError as _JinjaTemplateError
 from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
-from jinja2.runtime import Context
+from jinja2.runtime import Context, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter
 from markupsafe import Markup
 
+from runner.model.data import NOT_HANDLED, NotData, as_data
 from runner.template import budget
 
 __all__ = [
@@ -46,6 +50,7 @@ __all__ = [
     "finalize",
     "has_syntax",
     "snippet",
+    "to_data",
 ]
 
 MAX_REPEAT: Final = 1_000_000
@@ -63,7 +68,10 @@ class TemplateError(Exception):
 
     ``message`` is the full text (reason and the template, truncated to ~80 characters);
     ``reason`` is what Jinja, the sandbox or the fast path said; ``kind`` is ``syntax``,
-    ``undefined``, ``security`` or ``error``, so callers can tell a sandbox refusal apart.
+    ``undefined``, ``security``, ``data`` (the value is not JSON data) or ``error``, so
+    callers can tell a sandbox refusal apart. ``path`` is where the failing template sits
+    in the value compiled with it (``("query", 0)`` for ``{query: ["{{ x }}"]}``), so the
+    engine can point at its line in the workflow file.
     """
 
     def __init__(self, reason: str, template: str | None = None, kind: str = "error") -> None:
@@ -71,10 +79,21 @@ class TemplateError(Exception):
         self.template = template
         self.kind = kind
         self.message = f"{reason} (in template {snippet(template)})" if template else reason
+        self._rpath: list[str | int] = []  # innermost first, filled while rendering unwinds
         super().__init__(self.message)
 
     def __str__(self) -> str:
         return self.message
+
+    @property
+    def path(self) -> tuple[str | int, ...]:
+        """Keys and indices from the compiled value down to the template that failed."""
+        return tuple(reversed(self._rpath))
+
+    def within(self, key: str | int) -> TemplateError:
+        """Note that the failing template sits under ``key`` (called from the inside out)."""
+        self._rpath.append(key)
+        return self
 
 
 def snippet(text: str | None, limit: int = 80) -> str:
@@ -176,12 +195,31 @@ class _BoundedFormatter(SandboxedFormatter):
         return super().format_field(value, format_spec)
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return dict(obj)
-    if isinstance(obj, (set, frozenset)):
-        return list(obj)
-    return str(obj)  # StrictUndefined raises here, which is what we want
+def _jinja_value(value: Any) -> Any:
+    """The conversions only templates need (an :func:`~runner.model.data.as_data` hook).
+
+    Undefined fails as undefined; the lazy sequences Jinja's filters and methods return
+    (``map``, ``select``, ``range(3)``, ``d.keys()``) become lists, so ``{{ xs | map('upper')
+    }}`` yields a list, not a generator; a Jinja global named without a call is named as such.
+    """
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()
+    if isinstance(value, (Iterator, range, KeysView, ValuesView, ItemsView)):
+        return list(value)
+    name = _GLOBAL_NAMES.get(id(value))
+    if name is not None:
+        raise NotData(f"Jinja's `{name}`", f"did you mean `{name}(...)`?")
+    return NOT_HANDLED
+
+
+def to_data(value: Any) -> Any:
+    """What a template yields, as JSON data (see :mod:`runner.model.data`); NotData if it is not.
+
+    Tuples and lazy sequences become lists; methods, functions, classes, sets, bytes, NaN,
+    Infinity, non-string keys and other objects are refused, with a hint where a likely
+    mistake explains them. Data is returned as is, without a copy.
+    """
+    return as_data(value, _jinja_value)
 
 
 def finalize(value: Any) -> Any:
@@ -189,13 +227,19 @@ def finalize(value: Any) -> Any:
 
     As in GitHub Actions expressions: ``"ok: {{ steps.x.result.passed }}"`` reads
     ``ok: true``, not Python's ``True``. A lone ``{{ expr }}`` keeps its native type.
+    What is printed must be data too (:func:`to_data`): ``"x {{ s.title }}"`` fails
+    rather than printing ``<built-in method title ...>``.
     """
+    kind = type(value)
+    if kind is str or kind is int:
+        return value
     if value is None:
         return ""
     if value is True or value is False:
         return "true" if value else "false"
-    if isinstance(value, (dict, list, tuple, Mapping)):
-        return json.dumps(value, ensure_ascii=False, default=_json_default)
+    value = to_data(value)  # a float, a string, a list or a dict from here on
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
     return value
 
 
@@ -221,11 +265,15 @@ budget.guard_filters(ENV.filters)
 GLOBALS: Final = frozenset(ENV.globals)
 """Names Jinja defines for every template (``range``, ``dict``, ``namespace``...)."""
 
+_GLOBAL_NAMES: Final = {id(v): k for k, v in ENV.globals.items()}
+
 
 def error_from(exc: BaseException, text: str) -> TemplateError:
     """Turn whatever a render raised into a :class:`TemplateError` naming the template."""
     if isinstance(exc, TemplateError):
         return exc
+    if isinstance(exc, NotData):
+        return TemplateError(f"yields {exc}", text, "data")
     if isinstance(exc, TemplateSyntaxError):
         return TemplateError(f"syntax error: {exc.message} (line {exc.lineno})", text, "syntax")
     if isinstance(exc, SecurityError):

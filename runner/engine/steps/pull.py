@@ -22,6 +22,7 @@ from runner.errors import ToolFailure
 from runner.model import StepSpec
 from runner.model import events as ev
 from runner.model.clock import epoch_to_iso
+from runner.model.data import NotData, as_data
 from runner.model.events import Event
 
 Key = tuple[str, int | None]  # (step_id, for_each index)
@@ -79,7 +80,10 @@ class PullStep:
         _attempt, body, error = self.reports.pop(key)
         if error is not None:
             raise ToolFailure(error, retryable=False, agent_id=aid)
-        result = body.get("result")
+        try:  # a report through the store was checked there; one made in-process (``report``) was not
+            result = as_data(body.get("result"))
+        except NotData as exc:
+            raise ToolFailure(f"pull step '{sid}': the reported result is {exc}", retryable=False, agent_id=aid) from None
         text = result if isinstance(result, str) else None
         return (run.masker.mask(result) if run.secrets else result), text, None
 

@@ -17,6 +17,7 @@ from runner.engine.steps.base import Produced, StepRun
 from runner.errors import ToolFailure
 from runner.model import StepSpec
 from runner.model import events as ev
+from runner.model.data import NotData, as_data
 
 IDEMPOTENCY_META_KEY = "runner/idempotency_key"
 
@@ -134,6 +135,14 @@ class ToolStep:
             if r.is_error:
                 raise ToolFailure(r.text or f"tool '{tool}' reported an error", agent_id=aid)
             result, text, content = r.result, r.text, r.content
+            try:  # what goes into the context, the store and the output must be data (a few µs)
+                result = as_data(result)
+                if content:
+                    content = as_data(content)
+            except NotData as exc:
+                raise ToolFailure(
+                    f"tool '{tool}' returned {exc}", retryable=False, agent_id=aid, extra={"kind": "not_data"}
+                ) from None
             if run.secrets:
                 masker = run.masker
                 result, text, content = masker.mask(result), masker.mask_text(text), masker.mask(content)
