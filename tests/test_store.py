@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING
 import pytest
 
 from runner.core.projection import replay
-from runner.errors import InputInvalid, NotFound, StoreError
+from runner.errors import InputInvalid, LeaseLost, NotFound, StoreError
 from runner.model import events as ev
 from runner.model.events import Event
 from runner.model.ids import workflow_hash
 from runner.store import open_store
-from runner.store.base import RunRecord, Store, WorkflowRecord, require_run
+from runner.store.base import Lease, RunRecord, Store, WorkflowRecord, require_run
 from runner.store.migrations import SCHEMA_VERSION
 from runner.store.sqlite import SQLiteStore, sqlite_path
 from tests.store_fixtures import (  # noqa: F401 - the fixtures this suite uses
@@ -197,6 +197,33 @@ def test_run_started_creates_an_unknown_run_and_other_events_need_one(store: Sto
     assert store.get_steps("fresh") == [] and len(store.get_events("fresh")) == 2
     with pytest.raises(StoreError, match="already exists"):
         store.create_run(RunRecord(run_id="fresh", workflow_name="wf2", workflow_hash="abc"))
+
+
+def test_a_fenced_group_commit_writes_only_under_the_current_lease(store: Store) -> None:
+    """``append_many(fence=)`` writes while the lease is the caller's (owner and epoch), and
+    nothing at all — not its first event, not a step row — once another claim replaced it."""
+    start_run(store)
+    first = store.claim_run("r1", "runner-a", 30).lease
+    assert first is not None
+    store.append_many([E(ev.STEP_STARTED, step_id="a", attempt=1)], fence=first)
+    store.release_run("r1", "runner-a")
+    second = store.claim_run("r1", "runner-b", 30).lease
+    assert second is not None and second.epoch == first.epoch + 1
+    logged = [(e.type, e.step_id) for e in store.get_events("r1")]
+    late = [E(ev.STEP_COMPLETED, step_id="a", attempt=1, result="late"), E(ev.STEP_STARTED, step_id="b", attempt=1)]
+    stale = (first, Lease("runner-b", first.epoch), Lease("runner-a", second.epoch))
+    for fence in stale:  # the old lease; the new owner at the old epoch; the old owner at the new epoch
+        with pytest.raises(LeaseLost, match="taken over; nothing written"):
+            store.append_many(late, fence=fence)
+        with pytest.raises(LeaseLost):
+            store.append_many([E(ev.RUN_COMPLETED, outputs={})], fence=fence)  # a run event first
+    assert [(e.type, e.step_id) for e in store.get_events("r1")] == logged
+    step = store.get_step("r1", "a")
+    assert step is not None and step.status == "in_progress" and step.result is None
+    assert store.get_step("r1", "b") is None
+    store.append_many(late, fence=second)  # the current holder writes, and its rows follow the log
+    assert [e.type for e in store.get_events("r1")][-2:] == [ev.STEP_COMPLETED, ev.STEP_STARTED]
+    assert_rows_match_log(store, "r1")
 
 
 def test_events_have_increasing_seq(store: Store) -> None:

@@ -17,30 +17,33 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from runner.model import StepSpec, StepStatus
+from runner.model import StepOutcome, StepSpec, StepStatus
 
-_READY = "ready"
-_ACTIVE = "active"
-_TERMINAL = frozenset(s.value for s in StepStatus if s.terminal)
-# plain strings on the hot path: an enum's .value is a property lookup
-_PENDING = StepStatus.PENDING.value
+# The scheduler's phases of a step (plain strings on the hot path); a DONE step's outcome
+# (completed, failed, skipped, cancelled) is its public status, in ``view["status"]``.
+_PENDING = "pending"  # waiting for dependencies
+_READY = "ready"  # the engine must decide (``if``, ``for_each``)
+_ACTIVE = "active"  # tasks queued or running
+_DONE = "done"
 _COMPLETED = StepStatus.COMPLETED.value
 _FAILED = StepStatus.FAILED.value
 
 
-@dataclass(frozen=True)
-class Task:
-    """One unit of dispatch: a step, or one item of a ``for_each`` step, at an attempt."""
+class Task(NamedTuple):
+    """One unit of dispatch: a step, or one item of a ``for_each`` step, at an attempt.
+
+    A named tuple (immutable, hashed and built in C), one a step: cheaper than a frozen
+    dataclass on the hot path. Its ``index`` field shadows ``tuple.index``, unused here.
+    """
 
     step_id: str
-    index: int | None
+    index: int | None  # type: ignore[assignment]
     attempt: int
 
 
-@dataclass(frozen=True)
-class Transition:
+class Transition(NamedTuple):
     """A step reached a terminal status (for the engine to emit as an event)."""
 
     step_id: str
@@ -48,20 +51,56 @@ class Transition:
     reason: str | None = None
 
 
-@dataclass
-class _Step:
-    spec: StepSpec
-    status: str = "pending"
-    waiting: int = 0  # dependencies not yet terminal
-    dependents: list[str] = field(default_factory=list)
-    attempts: int = 0  # simple steps: attempts started so far
-    base_attempts: int = 0  # attempts of earlier sessions (resume): the retry policy starts afresh
-    n_items: int | None = None  # for_each: number of items once activated
-    next_item: int = 0
-    running: int = 0
-    item_attempts: dict[int, int] = field(default_factory=dict)
-    items_done: set[int] = field(default_factory=set)
-    in_ready: bool = False
+class _Step(StepOutcome):
+    """A step as the scheduler tracks it — and, being a ``StepOutcome``, the run's one record
+    of that step: the engine fills in its outcome and templates read its ``view``."""
+
+    __slots__ = (
+        "spec",
+        "phase",
+        "waiting",
+        "dependents",
+        "attempt_no",
+        "base_attempts",
+        "n_items",
+        "next_item",
+        "running",
+        "item_attempts",
+        "items_done",
+        "in_ready",
+    )
+
+    def __init__(self, spec: StepSpec) -> None:
+        # StepOutcome's fields, set here directly: one call per step instead of two.
+        self.view = {
+            "result": None,
+            "text": None,
+            "content": None,
+            "status": _PENDING,
+            "error": None,
+            "attempts": 0,
+            "agent_id": None,
+        }
+        self.started_at = self.finished_at = None
+        self.spec = spec
+        self.phase = _PENDING
+        self.waiting = 0  # dependencies not yet terminal
+        self.dependents: list[str] = _NO_DEPENDENTS
+        # The attempt number last handed out: numbering only. ``attempts`` (the outcome)
+        # counts what the step was seen to try, and may differ on resume and for_each.
+        self.attempt_no = 0
+        self.base_attempts = 0  # attempts of earlier sessions (resume): the retry policy starts afresh
+        self.n_items: int | None = None  # for_each: number of items once activated
+        self.next_item = 0
+        self.running = 0
+        self.item_attempts: dict[int, int] = _NO_ITEMS  # for_each only (created on activation)
+        self.items_done: set[int] = _NO_DONE
+        self.in_ready = False
+
+
+_NO_DEPENDENTS: list[str] = []  # shared, never appended to: _wire gives a step its own list
+_NO_ITEMS: dict[int, int] = {}
+_NO_DONE: set[int] = set()
 
 
 class Scheduler:
@@ -101,7 +140,7 @@ class Scheduler:
         attempts = attempts or {}
         for sid, n in attempts.items():
             if sid in self._steps:
-                self._steps[sid].attempts = self._steps[sid].base_attempts = n
+                self._steps[sid].attempt_no = self._steps[sid].base_attempts = n
         for sid, idx in (items_done or {}).items():
             if sid in self._steps:
                 self._steps[sid].items_done = set(idx)
@@ -119,7 +158,11 @@ class Scheduler:
             st = self._steps[sid]
             for dep in st.spec.depends_on:
                 if dep in local:
-                    self._steps[dep].dependents.append(sid)
+                    d = self._steps[dep]
+                    if d.dependents is _NO_DEPENDENTS:
+                        d.dependents = [sid]
+                    else:
+                        d.dependents.append(sid)
         for sid in ids:  # restored completions first, in order, so counts are right
             st = self._steps[sid]
             st.waiting = sum(1 for d in st.spec.depends_on if d in local)
@@ -130,7 +173,7 @@ class Scheduler:
         self._restoring = set()
         for sid in ids:
             st = self._steps[sid]
-            if st.status == _PENDING and st.waiting == 0:
+            if st.phase is _PENDING and st.waiting == 0:
                 self._become_ready(sid)
 
     def _start_finally(self) -> None:
@@ -147,7 +190,7 @@ class Scheduler:
             self._main_open == 0
             and self._finally_started
             and self._inflight == 0
-            and all(self._steps[s].status in _TERMINAL for s in self._finally)
+            and all(self._steps[s].phase is _DONE for s in self._finally)
         )
 
     @property
@@ -158,12 +201,17 @@ class Scheduler:
     def main_done(self) -> bool:
         return self._main_open == 0
 
+    @property
+    def outcomes(self) -> Mapping[str, StepOutcome]:
+        """Every step's one record (main steps, then finally steps): what the run reports."""
+        return self._steps
+
     def status(self, step_id: str) -> StepStatus:
-        s = self._steps[step_id].status
-        return StepStatus.PENDING if s in (_READY, _ACTIVE) else StepStatus(s)
+        st = self._steps[step_id]
+        return StepStatus(st.view["status"]) if st.phase is _DONE else StepStatus.PENDING
 
     def is_active(self, step_id: str) -> bool:
-        return self._steps[step_id].status == _ACTIVE
+        return self._steps[step_id].phase is _ACTIVE
 
     def n_items(self, step_id: str) -> int | None:
         return self._steps[step_id].n_items
@@ -180,7 +228,7 @@ class Scheduler:
 
     def attempts(self, step_id: str) -> int:
         """Attempts of a step started so far (for a for_each step: its activations)."""
-        return self._steps[step_id].attempts
+        return self._steps[step_id].attempt_no
 
     def next_wakeup(self) -> float | None:
         """When the earliest delayed retry becomes startable (None if none waits)."""
@@ -190,14 +238,17 @@ class Scheduler:
     def activate(self, step_id: str, n_items: int | None = None) -> None:
         """Start a READY step: one task, or ``n_items`` item tasks for a for_each step."""
         st = self._steps[step_id]
-        assert st.status == _READY, (step_id, st.status)
-        st.status = _ACTIVE
+        assert st.phase is _READY, (step_id, st.phase)
+        st.phase = _ACTIVE
         if n_items is not None:
             # One activation is one attempt of the whole fan-out; item attempts count on
             # from it, so a resumed or retried run never reuses an earlier attempt number
             # (and with it the idempotency key an agent may de-duplicate on).
-            st.attempts += 1
+            st.attempt_no += 1
             st.n_items = n_items
+            if st.items_done is _NO_DONE:
+                st.items_done = set()
+            st.item_attempts = {}
             if len(st.items_done) >= n_items and all(i in st.items_done for i in range(n_items)):
                 self._finish(step_id, StepStatus.COMPLETED, None)
                 return
@@ -220,7 +271,7 @@ class Scheduler:
         while cap > 0 and self._retries and self._retries[0][0] <= now:
             task = heapq.heappop(self._retries)[2]
             st = self._steps[task.step_id]
-            if st.status != _ACTIVE:
+            if st.phase is not _ACTIVE:
                 continue  # the step failed or was cancelled meanwhile
             st.running += 1
             out.append(task)
@@ -229,16 +280,16 @@ class Scheduler:
         while cap > 0 and q:
             sid = q[0]
             st = self._steps[sid]
-            if st.status != _ACTIVE:
+            if st.phase is not _ACTIVE:
                 q.popleft()
                 st.in_ready = False
                 continue
             if st.n_items is None:
                 q.popleft()
                 st.in_ready = False
-                st.attempts += 1
+                st.attempt_no += 1
                 st.running += 1
-                out.append(Task(sid, None, st.attempts))
+                out.append(Task(sid, None, st.attempt_no))
                 cap -= 1
                 continue
             limit_par = st.spec.max_parallel or st.n_items
@@ -247,7 +298,7 @@ class Scheduler:
                 st.next_item += 1
                 while st.next_item < st.n_items and st.next_item in st.items_done:
                     st.next_item += 1
-                att = st.item_attempts.get(i, st.attempts - 1) + 1
+                att = st.item_attempts.get(i, st.attempt_no - 1) + 1
                 st.item_attempts[i] = att
                 st.running += 1
                 out.append(Task(sid, i, att))
@@ -261,7 +312,7 @@ class Scheduler:
     def complete(self, task: Task) -> bool:
         """A task succeeded. Returns True when this completed the whole step."""
         st = self._release(task)
-        if st.status != _ACTIVE:
+        if st.phase is not _ACTIVE:
             return False
         if task.index is None:
             self._finish(task.step_id, StepStatus.COMPLETED, None)
@@ -280,13 +331,13 @@ class Scheduler:
         the decision whether attempts remain is made here.
         """
         st = self._release(task)
-        if st.status != _ACTIVE:
+        if st.phase is not _ACTIVE:
             return None
         policy = st.spec.retry
         if retryable and task.attempt - st.base_attempts < policy.max_attempts:
             nxt = Task(task.step_id, task.index, task.attempt + 1)
             if task.index is None:
-                st.attempts = nxt.attempt
+                st.attempt_no = nxt.attempt
             else:
                 st.item_attempts[task.index] = nxt.attempt
             at = now + max(0.0, delay)
@@ -305,7 +356,7 @@ class Scheduler:
         out: list[str] = []
         for sid in self._main:
             st = self._steps[sid]
-            if st.status in (_PENDING, _READY, _ACTIVE):
+            if st.phase is not _DONE:
                 out.append(sid)
                 self._finish(sid, StepStatus.CANCELLED, reason, cascade=False)
         return out
@@ -316,7 +367,7 @@ class Scheduler:
         self._start_finally()
         for sid in self._finally:
             st = self._steps[sid]
-            if st.status in (_PENDING, _READY, _ACTIVE):
+            if st.phase is not _DONE:
                 out.append(sid)
                 self._finish(sid, StepStatus.CANCELLED, reason, cascade=False)
         return out
@@ -346,9 +397,9 @@ class Scheduler:
         steps = self._steps
         for dep in st.spec.depends_on:
             d = steps.get(dep)
-            if d is not None and d.status != _COMPLETED and self._blocks(d, st):
-                return f"dependency '{dep}' {d.status}"
-        st.status = _READY
+            if d is not None and d.view["status"] != _COMPLETED and self._blocks(d, st):
+                return f"dependency '{dep}' {d.view['status'] if d.phase is _DONE else d.phase}"
+        st.phase = _READY
         self._decide.append(sid)
         return None
 
@@ -357,9 +408,10 @@ class Scheduler:
         """Whether a terminal dependency ``d`` prevents ``st`` from running."""
         if st.spec.is_finally and not d.spec.is_finally:
             return False  # finally steps always run; main deps only order them
-        if d.status == _COMPLETED:
+        status = d.view["status"] if d.phase is _DONE else d.phase
+        if status == _COMPLETED:
             return False
-        return not (d.status == _FAILED and d.spec.continue_on_error)
+        return not (status == _FAILED and d.spec.continue_on_error)
 
     def _finish(
         self, sid: str, status: StepStatus, reason: str | None, *, record: bool = True, cascade: bool = True
@@ -371,9 +423,10 @@ class Scheduler:
         while work:
             sid, status, reason, rec = work.popleft()
             st = steps[sid]
-            if st.status in _TERMINAL:
+            if st.phase is _DONE:
                 continue
-            st.status = status.value
+            st.phase = _DONE
+            st.view["status"] = status._value_
             if rec:
                 self._transitions.append(Transition(sid, status, reason))
             if status is StepStatus.FAILED and not st.spec.continue_on_error:
@@ -382,7 +435,7 @@ class Scheduler:
                 self._main_open -= 1
             for dep_id in st.dependents:
                 d = steps[dep_id]
-                if d.status != _PENDING:
+                if d.phase is not _PENDING:
                     continue
                 d.waiting -= 1
                 if d.waiting == 0 and cascade:

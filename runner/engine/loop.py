@@ -86,7 +86,8 @@ class Engine(RunControl):
         specs.update({a.id: a for a in workflow.agents})
         self.agents = Agents(specs=specs, pool=pool)
         self._own_pool = pool is None
-        self.outcomes: dict[str, StepOutcome] = {}
+        # Each step's one record (the scheduler's; templates read its ``view``), set at the start.
+        self.outcomes: Mapping[str, StepOutcome] = {}
         self._items: dict[str, list[Any]] = {}
         self._item_results: dict[str, dict[int, Any]] = {}
         self._finished: deque[tuple[Task, Any, ToolFailure | None]] = deque()
@@ -123,13 +124,13 @@ class Engine(RunControl):
         o = self.outcomes[sid]
         if o.started_at is None:
             o.started_at = time.time()
-        if attempt is not None:
-            o.attempts = max(o.attempts, attempt)
+        view = o.view
+        if attempt is not None and attempt > view["attempts"]:
+            view["attempts"] = attempt
         if agent_id is not None:
-            o.agent_id = agent_id
-        o.status = StepStatus.IN_PROGRESS
+            view["agent_id"] = agent_id
+        view["status"] = "in_progress"  # StepStatus.IN_PROGRESS, as the view holds it
         self.emit(ev.STEP_STARTED, sid, attempt=attempt, agent_id=agent_id)
-
 
     def child(self, wf: Workflow, *, sinks: Sequence[EventSink], base_dir: str | None) -> Engine:
         """An ephemeral engine for a nested run on this run's agents and connections."""
@@ -191,8 +192,6 @@ class Engine(RunControl):
         }
         wf = self.wf = instantiate(wf, {"inputs": values, "workflow": self._ctx["workflow"]})
         self._specs = {s.step_id: s for s in wf.all_steps}
-        for s in wf.all_steps:
-            self.outcomes[s.step_id] = StepOutcome()
         self._kinds = {s.step_id: step_kind(s) for s in wf.all_steps}
         self.journal.run_id = self.run_id
         if resume is not None:
@@ -202,6 +201,16 @@ class Engine(RunControl):
             for sid in resume.in_flight:
                 if self._base_attempts.get(sid, 0) > 0:
                     self._base_attempts[sid] -= 1
+            if not resume.fresh:
+                for sid, items in resume.items.items():
+                    self._item_results[sid] = dict(items)
+        # The plan, built before preflight: its records are the step outcomes from the start.
+        self._sched = Scheduler(
+            wf.steps, concurrency=wf.concurrency, finally_steps=wf.finally_steps,
+            completed=(resume.completed if resume else {}).keys(), attempts=self._base_attempts,
+            items_done={k: v.keys() for k, v in self._item_results.items()},
+        )
+        self.outcomes = self._sched.outcomes
         self._cancel_after = resume.cancel_after if resume is not None else None
         if self.store is not None:
             if resume is None:
@@ -215,10 +224,8 @@ class Engine(RunControl):
         elif resume is not None:
             for sid, o in resume.completed.items():
                 if sid in self.outcomes:
-                    self.outcomes[sid] = o
-                    self._ctx["steps"][sid] = o.as_context()
-            for sid, items in resume.items.items():
-                self._item_results[sid] = dict(items)
+                    self.outcomes[sid].adopt(o)
+                    self._ctx["steps"][sid] = self.outcomes[sid].view
             for sid in sorted(reset):
                 self.emit(ev.STEP_RESET, sid, data={"reason": "retry --from"})
             data: dict[str, Any] = {"workflow": wf.name, "reset": sorted(reset), **owner}
@@ -259,14 +266,6 @@ class Engine(RunControl):
             # The run timeout counts from the first step: agent start-up has its own bound
             # (the connect timeout), and a slow machine must not eat the steps' time.
             deadline = loop.time() + wf.timeout if wf.timeout else None
-            self._sched = Scheduler(
-                wf.steps,
-                concurrency=wf.concurrency,
-                finally_steps=wf.finally_steps,
-                completed=(resume.completed if resume else {}).keys(),
-                attempts=self._base_attempts,
-                items_done={k: v.keys() for k, v in self._item_results.items()},
-            )
             try:
                 await self._loop(deadline)
             except asyncio.CancelledError:
@@ -302,7 +301,6 @@ class Engine(RunControl):
         self._handlers = {"pull": self.pull}
         self._lease = None
         self._signals = None
-
 
     async def _preflight(self, values: Mapping[str, Any]) -> None:
         context = {"inputs": values, "secrets": self.secrets, "workflow": self._ctx["workflow"]}
@@ -450,34 +448,35 @@ class Engine(RunControl):
 
     def _drain(self) -> None:
         """Turn the scheduler's terminal transitions into outcomes and events."""
+        steps_ctx = self._ctx["steps"]
         for tr in self._sched.transitions():
             sid = tr.step_id
-            o = self.outcomes[sid]
-            o.status = tr.status
-            if o.finished_at is None or tr.status != StepStatus.COMPLETED:
+            view = (o := self.outcomes[sid]).view  # the scheduler has set its status
+            if o.finished_at is None or tr.status is not StepStatus.COMPLETED:
                 o.finished_at = time.time()
-            if tr.status == StepStatus.COMPLETED:
+            if tr.status is StepStatus.COMPLETED:
                 if sid in self._items:
                     res = self._item_results.get(sid, {})
-                    o.result = [res.get(i) for i in range(len(self._items[sid]))]
-                    o.text = None
-                self._ctx["steps"][sid] = o.as_context()
+                    view["result"] = [res.get(i) for i in range(len(self._items[sid]))]
+                    view["text"] = None
+                steps_ctx[sid] = view
                 self.emit(
                     ev.STEP_COMPLETED,
                     sid,
-                    attempt=o.attempts or None,
-                    agent_id=o.agent_id,
-                    data={"result": o.result, "text": o.text, "content": o.content, "duration_ms": o.duration_ms},
+                    attempt=view["attempts"] or None,
+                    agent_id=view["agent_id"],
+                    data={"result": view["result"], "text": view["text"], "content": view["content"],
+                          "duration_ms": o.duration_ms},
                 )
             else:
-                if tr.status != StepStatus.SKIPPED:
-                    o.error = tr.reason
+                if tr.status is not StepStatus.SKIPPED:
+                    view["error"] = tr.reason
                 if sid in self._items and self._item_results.get(sid):
                     # A failed fan-out still reports what its finished items produced
                     # (None where an item failed or never ran), like a failed run does.
                     res = self._item_results[sid]
-                    o.result = [res.get(i) for i in range(len(self._items[sid]))]
-                self._ctx["steps"][sid] = o.as_context()
+                    view["result"] = [res.get(i) for i in range(len(self._items[sid]))]
+                steps_ctx[sid] = view
                 kind = {
                     StepStatus.FAILED: ev.STEP_FAILED,
                     StepStatus.SKIPPED: ev.STEP_SKIPPED,
@@ -503,7 +502,8 @@ class Engine(RunControl):
         o = self.outcomes[sid]
         if err is None:
             if task.index is None:
-                o.result, o.text, o.content = res
+                view = o.view
+                view["result"], view["text"], view["content"] = res
                 o.finished_at = time.time()
             else:
                 self._item_results[sid][task.index] = res[0]

@@ -205,23 +205,105 @@ class Workflow:
         return self.steps + self.finally_steps
 
 
-# What a template may read of a step: steps.<id>.<one of these> (StepOutcome.as_context).
+# What a template may read of a step: steps.<id>.<one of these> (the keys of StepOutcome.view).
 STEP_ATTRIBUTES = ("result", "text", "content", "status", "error", "attempts", "agent_id")
 
+_STATUS_OF: dict[str, StepStatus] = {s.value: s for s in StepStatus}
 
-@dataclass
+
 class StepOutcome:
-    """What one finished step (or for_each item) produced. Mutable while a step runs."""
+    """Everything one step of a run has done so far: the one copy of that state.
 
-    status: StepStatus = StepStatus.PENDING
-    result: Any = None
-    text: str | None = None
-    content: list[Any] | None = None
-    error: str | None = None
-    attempts: int = 0
-    agent_id: str | None = None
-    started_at: float | None = None  # epoch seconds
-    finished_at: float | None = None
+    The seven fields templates see as ``steps.<id>`` (SPEC §2: ``result``, ``text``,
+    ``content``, ``status``, ``error``, ``attempts``, ``agent_id``) live only in
+    :attr:`view`, a plain dict that the template context holds by reference; the
+    attributes of the same names read and write it. The scheduler's per-step record
+    (``core.scheduler``) extends this class, so a step's progress, its outcome and its
+    template view are one object, not three kept in step with each other.
+    """
+
+    __slots__ = ("view", "started_at", "finished_at")
+
+    def __init__(
+        self,
+        status: StepStatus = StepStatus.PENDING,
+        result: Any = None,
+        text: str | None = None,
+        content: list[Any] | None = None,
+        error: str | None = None,
+        attempts: int = 0,
+        agent_id: str | None = None,
+        started_at: float | None = None,  # epoch seconds
+        finished_at: float | None = None,
+    ) -> None:
+        # Key order is the order `{{ steps.x }}` prints in.
+        self.view: dict[str, Any] = {
+            "result": result,
+            "text": text,
+            "content": content,
+            "status": str(status),
+            "error": error,
+            "attempts": attempts,
+            "agent_id": agent_id,
+        }
+        self.started_at = started_at
+        self.finished_at = finished_at
+
+    @property
+    def status(self) -> StepStatus:
+        return _STATUS_OF[self.view["status"]]
+
+    @status.setter
+    def status(self, value: StepStatus) -> None:
+        self.view["status"] = str(value)
+
+    @property
+    def result(self) -> Any:
+        return self.view["result"]
+
+    @result.setter
+    def result(self, value: Any) -> None:
+        self.view["result"] = value
+
+    @property
+    def text(self) -> str | None:
+        return self.view["text"]
+
+    @text.setter
+    def text(self, value: str | None) -> None:
+        self.view["text"] = value
+
+    @property
+    def content(self) -> list[Any] | None:
+        return self.view["content"]
+
+    @content.setter
+    def content(self, value: list[Any] | None) -> None:
+        self.view["content"] = value
+
+    @property
+    def error(self) -> str | None:
+        return self.view["error"]
+
+    @error.setter
+    def error(self, value: str | None) -> None:
+        self.view["error"] = value
+
+    @property
+    def attempts(self) -> int:
+        return self.view["attempts"]
+
+    @attempts.setter
+    def attempts(self, value: int) -> None:
+        self.view["attempts"] = value
+
+    @property
+    def agent_id(self) -> str | None:
+        return self.view["agent_id"]
+
+    @agent_id.setter
+    def agent_id(self, value: str | None) -> None:
+        self.view["agent_id"] = value
 
     @property
     def duration_ms(self) -> float | None:
@@ -229,14 +311,23 @@ class StepOutcome:
             return None
         return round((self.finished_at - self.started_at) * 1000.0, 3)
 
+    def adopt(self, other: StepOutcome) -> None:
+        """Take over ``other``'s outcome (a step completed in an earlier session)."""
+        self.view.update(other.view)
+        self.started_at = other.started_at
+        self.finished_at = other.finished_at
+
     def as_context(self) -> dict[str, Any]:
-        """The ``steps.<id>`` view templates see (its keys: :data:`STEP_ATTRIBUTES`)."""
-        return {
-            "result": self.result,
-            "text": self.text,
-            "content": self.content,
-            "status": str(self.status),
-            "error": self.error,
-            "attempts": self.attempts,
-            "agent_id": self.agent_id,
-        }
+        """The ``steps.<id>`` view templates see (the live dict, not a copy; keys: :data:`STEP_ATTRIBUTES`)."""
+        return self.view
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, StepOutcome):
+            return NotImplemented
+        return (self.view, self.started_at, self.finished_at) == (other.view, other.started_at, other.finished_at)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaced
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in self.view.items())
+        return f"StepOutcome({fields}, started_at={self.started_at!r}, finished_at={self.finished_at!r})"

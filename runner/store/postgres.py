@@ -40,6 +40,7 @@ class PostgresStore(SqlStore):
     insert_first = False  # rowcount is -1 inside a pipeline (see SqlStore.insert_first)
     labels_match = "(runs_on IS NULL OR CAST(runs_on AS jsonb) <@ CAST(? AS jsonb))"
     skip_locked = " FOR UPDATE SKIP LOCKED"
+    fence_in_insert = False  # likewise: the fence is a SELECT ... FOR UPDATE of the run row
 
     def __init__(self, url: str, connect_timeout: float = 5.0) -> None:
         import psycopg  # only here: the postgres extra is optional

@@ -69,6 +69,10 @@ class SqlStore(SqlLifecycle, SqlCoordination, SqlWorkers):
     # Off where rowcount is unknown until a sync (PostgreSQL's pipeline mode reports -1):
     # the fallback would apply that event twice.
     insert_first: ClassVar[bool] = True
+    # The lease check of a group commit rides on its first event's INSERT (decided by the
+    # rowcount, so off where that is unknown until a sync, as for ``insert_first``);
+    # otherwise it is a SELECT of the run row (locking it, where the dialect can).
+    fence_in_insert: ClassVar[bool] = True
     _conn: Any  # the DB-API connection and its one cursor, set by ``_open``
     _cur: Any
 
@@ -272,32 +276,49 @@ class SqlStore(SqlLifecycle, SqlCoordination, SqlWorkers):
     def append_many(self, events: Sequence[Event], fence: Lease | None = None) -> None:
         """Store several events in order, in ONE transaction (the engine's group commit).
 
-        With ``fence``, the transaction first checks (and locks) the run's lease: a process
-        whose lease was taken over writes nothing (``LeaseLost``).
+        With ``fence``, the transaction writes only while the run's lease is still the
+        caller's (owner and epoch): a process whose lease was taken over writes nothing
+        (``LeaseLost``). The check is the first statement: the first event's INSERT made
+        conditional on the lease (SQLite, under the write lock ``BEGIN IMMEDIATE`` took),
+        or a SELECT that locks the run row (PostgreSQL).
         """
         if not events:
             return
         with self._tx() as cur:
+            logged = False  # the first event is in the log already (written with the fence check)
             if fence is not None:
-                run_id = events[0].run_id
-                cur.execute(self._sql["run_fence"], (run_id,))
-                row = cur.fetchone()
-                if row is None or row[0] != fence.owner or row[1] != fence.epoch:
+                first = events[0]
+                if self.fence_in_insert:
+                    cur.execute(
+                        self._sql["event_insert_fenced"], (*_event_params(first), first.run_id, fence.owner, fence.epoch)
+                    )
+                    held = changed(cur)
+                    logged = True
+                else:
+                    cur.execute(self._sql["run_fence"], (first.run_id,))
+                    row = cur.fetchone()
+                    held = row is not None and row[0] == fence.owner and row[1] == fence.epoch
+                if not held:
                     raise LeaseLost(
-                        f"run {run_id}: this runner's lease (epoch {fence.epoch}) was taken over; nothing written"
+                        f"run {first.run_id}: this runner's lease (epoch {fence.epoch}) was taken over; nothing written"
                     )
             for event in events:
-                self._project(event)
+                self._project(event, logged)
+                logged = False
 
-    def _project(self, event: Event) -> None:
-        """Read the one row ``event`` changes, apply the projection, write event and row."""
+    def _project(self, event: Event, logged: bool = False) -> None:
+        """Read the one row ``event`` changes, apply the projection, write event and row.
+
+        ``logged``: the event is in the log already (``append_many``'s fenced first event).
+        """
         sql, cur = self._sql, self._cur
         run_id, step_id, etype = event.run_id, event.step_id, event.type
         if is_run_event(etype):
             cur.execute(sql["run_lock"], (run_id,))
             row = cur.fetchone()
             run = apply_run_event(run_row(row) if row else None, event)
-            self._insert_event(event)
+            if not logged:
+                self._insert_event(event)
             if row is None:
                 cur.execute(sql["run_insert"], (run_id, *run_params(run), event.ts))
             else:
@@ -311,7 +332,8 @@ class SqlStore(SqlLifecycle, SqlCoordination, SqlWorkers):
                 raise unknown_run(event)
             if is_step_event(etype):
                 apply_step_event(None, event)  # raises: a step event without a step_id
-            self._insert_event(event)  # a type this runner does not project: log only
+            if not logged:  # a type this runner does not project: log only
+                self._insert_event(event)
             if etype == STEP_ASSIGNED:
                 self._put_assignment(event)
             return
@@ -325,7 +347,8 @@ class SqlStore(SqlLifecycle, SqlCoordination, SqlWorkers):
             assert step is not None
             cur.execute(sql["step_insert_new"], (run_id, step_id, *step_params(step)))
             if changed(cur):
-                self._insert_event(event)
+                if not logged:
+                    self._insert_event(event)
                 self._live_steps[key] = step
                 return
         if old is None:
@@ -337,7 +360,8 @@ class SqlStore(SqlLifecycle, SqlCoordination, SqlWorkers):
             if row[1] is not None:
                 old = step_row(row[1:])
         change = apply_step_event(old, event)
-        self._insert_event(event)
+        if not logged:
+            self._insert_event(event)
         step = change.step
         if step is not None:
             if old is not None:
@@ -355,10 +379,7 @@ class SqlStore(SqlLifecycle, SqlCoordination, SqlWorkers):
             cur.execute(sql["item_put"], (run_id, step_id, index, opt_json(result, f"item {index} of {step_id}")))
 
     def _insert_event(self, e: Event) -> None:
-        data = to_json(e.data, f"event {e.type}") if e.data else None
-        self._cur.execute(
-            self._sql["event_insert"], (e.run_id, e.ts, e.type, e.step_id, e.attempt, e.agent_id, e.error, data)
-        )
+        self._cur.execute(self._sql["event_insert"], _event_params(e))
 
     # --- run leases -------------------------------------------------------------------
     def claim_run(self, run_id: str, owner: str, ttl_s: float) -> Claim:
@@ -457,6 +478,12 @@ class SqlStore(SqlLifecycle, SqlCoordination, SqlWorkers):
             else:
                 cur.execute(self._sql["events_after_run"], (run_id, after_seq, limit))
             return [event_row(r) for r in cur.fetchall()]
+
+
+def _event_params(e: Event) -> tuple[Any, ...]:
+    """The ``event_insert`` parameters of an event (its data as JSON text)."""
+    data = to_json(e.data, f"event {e.type}") if e.data else None
+    return (e.run_id, e.ts, e.type, e.step_id, e.attempt, e.agent_id, e.error, data)
 
 
 def _with_items(steps: list[StepRecord], rows: Sequence[Sequence[Any]]) -> list[StepRecord]:

@@ -97,6 +97,10 @@ SQL: dict[str, str] = {
     "items_of_step": "SELECT step_id, idx, result FROM step_items WHERE run_id = ? AND step_id = ?",
     "event_insert": "INSERT INTO events (run_id, ts, type, step_id, attempt, agent_id, error, data) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    # The same, written only while the run's lease is (owner, epoch): the fence check and
+    # the first event of a group commit in one statement (no row inserted: LeaseLost).
+    "event_insert_fenced": "INSERT INTO events (run_id, ts, type, step_id, attempt, agent_id, error, data) "
+    "SELECT ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM runs WHERE run_id = ? AND owner = ? AND epoch = ?)",
     "events_of_run": f"SELECT {EVENT_COLS} FROM events WHERE run_id = ? ORDER BY seq",
     "events_after": f"SELECT {EVENT_COLS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
     "events_after_run": f"SELECT {EVENT_COLS} FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from runner.core.scheduler import Task
@@ -34,7 +34,7 @@ class StepRun(Protocol):
     masker: Masker
     journal: Journal
     agents: Agents
-    outcomes: dict[str, StepOutcome]
+    outcomes: Mapping[str, StepOutcome]
     store: Store | None
 
     def step_started(self, sid: str, attempt: int | None, agent_id: str | None) -> None: ...

@@ -95,9 +95,10 @@ class ToolStep:
             if task.index is None:
                 run.step_started(sid, task.attempt, aid)
             else:
-                o = run.outcomes[sid]
-                o.attempts = max(o.attempts, task.attempt)
-                o.agent_id = aid
+                view = run.outcomes[sid].view
+                if task.attempt > view["attempts"]:
+                    view["attempts"] = task.attempt
+                view["agent_id"] = aid
                 self._emit(ev.ITEM_STARTED, sid, attempt=task.attempt, agent_id=aid, data={"index": task.index})
             on_progress = None
             if self._live:
