@@ -23,7 +23,7 @@ def test_deep_reports_typed_dataflow_problems_with_positions():
     assert (11, 28, "$.steps[0].tool_arguments.text") in got  # literal of the wrong type
     assert (13, 19, "$.steps[1].tool_to_call") in got  # unknown tool
     msgs = " | ".join(x["message"] for x in problems)
-    assert "did you mean 'keywords'?" in msgs and "it offers: join, keywords" in msgs
+    assert "did you mean 'keywords'?" in msgs and "it offers: decompose_task, join, keywords" in msgs
     assert "output has no field 'wordz' (did you mean 'words'?)" in msgs
     assert "Traceback" not in p.stderr
 
