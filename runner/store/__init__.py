@@ -27,8 +27,20 @@ def store_url(explicit: str | None = None) -> str:
 
 
 def open_store(url: str | None = None) -> Store:
-    """Open the store at ``url`` (resolved by :func:`store_url`)."""
-    url = store_url(url)
+    """Open the store at ``url`` (resolved by :func:`store_url`).
+
+    A bad URL taken from ``RUNNER_STORE`` is named as such: the user never typed ``--store``.
+    """
+    from_env = not url and bool(os.environ.get("RUNNER_STORE"))
+    try:
+        return _open(store_url(url))
+    except InputInvalid as exc:
+        if from_env and str(exc).startswith("--store:"):
+            raise InputInvalid("RUNNER_STORE:" + str(exc)[len("--store:") :]) from None
+        raise
+
+
+def _open(url: str) -> Store:
     if url.startswith("memory:"):
         return MemoryStore()
     if url.startswith("sqlite:"):
