@@ -108,7 +108,15 @@ def build_result(
     outputs: dict[str, Any] | None = None,
     error: str | None = None,
 ) -> RunResult:
-    """The ``RunResult`` of a session (``--output json``), finished now."""
+    """The ``RunResult`` of a session (``--output json``), finished now.
+
+    A step that failed before its call started (a template that could not render, an
+    agent that was not there) has no start of its own: its duration is 0 ms, not missing,
+    so every failed step has a ``duration_ms``.
+    """
+    for o in outcomes.values():
+        if o.started_at is None and o.finished_at is not None and o.status == StepStatus.FAILED:
+            o.started_at = o.finished_at
     return RunResult(
         run_id=run_id,
         workflow=wf.name,
