@@ -149,10 +149,22 @@ class EventsFile:
 _NOT_RUN = ("skipped", "pending", "in_progress")  # in_progress: the run stopped while it ran
 
 
-def write_junit(path: str, result: Mapping[str, Any]) -> None:
-    """One ``<testcase>`` per step so CI systems show the steps (``result`` is RunResult.to_json())."""
+def write_junit(
+    path: str,
+    result: Mapping[str, Any],
+    *,
+    tolerated: frozenset[str] = frozenset(),
+    skip_reasons: Mapping[str, str] | None = None,
+) -> None:
+    """One ``<testcase>`` per step so CI systems show the steps (``result`` is RunResult.to_json()).
+
+    A ``continue_on_error`` step that failed did not fail the run, so it must not turn the
+    CI report red: it is a passed case whose error is in ``<system-out>`` and in a
+    ``continue_on_error`` property. A skipped case says why it was skipped.
+    """
     steps: Mapping[str, Any] = result.get("steps", {})
-    failures = sum(1 for s in steps.values() if s["status"] in ("failed", "cancelled"))
+    reasons = skip_reasons or {}
+    failures = sum(1 for sid, s in steps.items() if s["status"] in ("failed", "cancelled") and sid not in tolerated)
     skipped = sum(1 for s in steps.values() if s["status"] in _NOT_RUN)
     total_s = (result.get("duration_ms") or 0) / 1000.0
     name = result.get("workflow") or "workflow"
@@ -173,13 +185,20 @@ def write_junit(path: str, result: Mapping[str, Any]) -> None:
     for sid, s in steps.items():
         t = (s.get("duration_ms") or 0) / 1000.0
         out.append(f'    <testcase classname={quoteattr(name)} name={quoteattr(sid)} time="{t:.3f}">')
-        if s["status"] in ("failed", "cancelled"):
+        if s["status"] == "failed" and sid in tolerated:
+            msg = s.get("error") or "failed"
+            out.append(
+                f'      <properties><property name="continue_on_error" value={quoteattr(msg[:500])}/></properties>'
+            )
+            out.append(f"      <system-out>{escape(f'failed (continue_on_error): {msg}')}</system-out>")
+        elif s["status"] in ("failed", "cancelled"):
             msg = s.get("error") or s["status"]
             out.append(
                 f"      <failure message={quoteattr(msg[:500])} type={quoteattr(s['status'])}>{escape(msg)}</failure>"
             )
         elif s["status"] in _NOT_RUN:
-            out.append(f"      <skipped message={quoteattr(s.get('error') or s['status'])}/>")
+            why = s.get("error") or reasons.get(sid) or s["status"]
+            out.append(f"      <skipped message={quoteattr(f'skipped: {why}' if why != s['status'] == 'skipped' else why)}/>")
         else:
             body = json.dumps(s.get("result"), default=str)
             if len(body) > 4000:
