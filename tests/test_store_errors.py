@@ -14,8 +14,8 @@ import pytest
 from tests.conftest import assert_no_traceback, free_port, run_cli
 
 
-def _fails_2(*args: str, env: dict[str, str] | None = None) -> str:
-    code, out, err = run_cli("runs", "list", *args, env=env)
+def _fails_2(*args: str, env: dict[str, str] | None = None, command: tuple[str, ...] = ("runs", "list")) -> str:
+    code, out, err = run_cli(*command, *args, env=env)
     assert code == 2, (code, out, err)
     assert_no_traceback(err)
     assert err.count("runner: error:") == 1, err
@@ -37,9 +37,12 @@ def test_unreachable_postgres() -> None:
 
 
 def test_unwritable_sqlite_path(tmp_path: Path) -> None:
-    """store:user-fixable — the store's directory cannot be created (a file is in the way)."""
+    """store:user-fixable — the store's directory cannot be created (a file is in the way).
+
+    ``cancel`` writes; a read-only command would read a missing file as an empty store.
+    """
     (tmp_path / "file").write_text("x", encoding="utf-8")
-    err = _fails_2("--store", f"sqlite:///{tmp_path}/file/sub/runner.db")
+    err = _fails_2("--store", f"sqlite:///{tmp_path}/file/sub/runner.db", command=("cancel", "some-run"))
     assert f"cannot create {tmp_path}/file/sub" in err, err
 
 

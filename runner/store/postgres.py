@@ -42,7 +42,7 @@ class PostgresStore(SqlStore):
     skip_locked = " FOR UPDATE SKIP LOCKED"
     fence_in_insert = False  # likewise: the fence is a SELECT ... FOR UPDATE of the run row
 
-    def __init__(self, url: str, connect_timeout: float = 5.0) -> None:
+    def __init__(self, url: str, connect_timeout: float = 5.0, *, create: bool = True) -> None:
         try:
             import psycopg  # only here: the postgres extra is optional
         except ImportError:
@@ -52,6 +52,7 @@ class PostgresStore(SqlStore):
             ) from None
 
         super().__init__(mask_url(url))
+        self.create_schema = create
         self._dsn = url  # unmasked: the notification listener opens its own connection with it
         self.db_errors = (psycopg.Error,)
         self.integrity_errors = (psycopg.IntegrityError,)

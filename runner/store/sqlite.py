@@ -81,8 +81,9 @@ class SQLiteStore(SqlStore):
     db_errors = (sqlite3.Error,)
     integrity_errors = (sqlite3.IntegrityError,)
 
-    def __init__(self, url: str = DEFAULT_URL, busy_timeout: float = 5.0) -> None:
+    def __init__(self, url: str = DEFAULT_URL, busy_timeout: float = 5.0, *, create: bool = True) -> None:
         super().__init__(url)
+        self.create_schema = create
         path = sqlite_path(url)
         self.path = path if path == ":memory:" else os.path.abspath(path)
         self._open(self._connect(busy_timeout))
