@@ -118,7 +118,7 @@ def execute(
     store = service.store
     sinks: list[Any] = []
     if not app.quiet:
-        sinks.append(Progress(sys.stderr, verbose=app.verbose))
+        sinks.append(Progress(sys.stderr, verbose=app.verbose, total=len(prepared.workflow.all_steps)))
     try:
         ev_file = EventsFile(events) if events else None
     except OSError as exc:
