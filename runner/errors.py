@@ -147,6 +147,12 @@ class StoreError(RunnerError):
     exit_code = 70
 
 
+class StoreUnavailable(StoreError):
+    """A store the user can fix: driver not installed, database unreachable, path unwritable, not a database."""
+
+    exit_code = 2
+
+
 class NotFound(StoreError):
     """An unknown run, workflow or agent id."""
 

@@ -143,7 +143,7 @@ def test_a_foreign_sqlite_file_is_refused_and_left_alone(tmp_path: Path) -> None
         conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
     before = other.read_bytes()
     res = _cli("runs", "list", "--store", f"sqlite:///{other}", cwd=tmp_path)
-    assert res.returncode == 70 and "not a runner store" in res.stderr and "customers" in res.stderr, res.stderr
+    assert res.returncode == 2 and "not a runner store" in res.stderr and "customers" in res.stderr, res.stderr
     assert other.read_bytes() == before
 
 
@@ -201,7 +201,7 @@ def test_a_read_only_store_can_still_be_read(tmp_path: Path) -> None:
             [*prefix, RUNNER, "run", str(wf), "--store", url],
             capture_output=True, text=True, cwd=store_dir, env=env, timeout=60,
         )  # fmt: skip
-        assert ran.returncode == 70 and "read-only" in ran.stderr and "Traceback" not in ran.stderr, ran.stderr
+        assert ran.returncode == 2 and "read-only" in ran.stderr and "Traceback" not in ran.stderr, ran.stderr
     finally:
         store_dir.chmod(0o755)
         shutil.rmtree(store_dir, ignore_errors=True)

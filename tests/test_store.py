@@ -552,7 +552,7 @@ def test_unreachable_postgres_is_a_one_line_store_error() -> None:
     message = str(info.value)
     assert message.startswith("cannot open store postgresql://runner:***@127.0.0.1:1/runner: ")
     assert "s3cret" not in message and "\n" not in message and "refused" in message.lower()
-    assert info.value.exit_code == 70
+    assert info.value.exit_code == 2  # the user can fix it: exit 2, not internal
 
 
 @pytest.mark.usefixtures("pg_template")  # PostgreSQL is up: skip or fail as the others do

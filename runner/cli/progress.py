@@ -1,12 +1,16 @@
 """What a run shows while it runs (stderr) and leaves behind (events file, JUnit).
 
-Non-TTY (CI logs): one compact line per step event. TTY: the same lines in colour, plus a
-status line (done/running/failed counts) redrawn in place at the bottom.
+Non-TTY (CI logs): one compact line per step event. TTY: the same lines in colour, cut to
+the terminal's width (the full text is in ``runs show``), plus a status line redrawn in
+place at the bottom: ``[2/7 done, 0 failed]`` from the start (the workflow's step count is
+known before anything runs) and, for a running ``for_each`` step, how many of its items
+have finished (``fan 3 done``).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from collections.abc import Mapping
@@ -35,12 +39,22 @@ def _one_line(text: str) -> str:
 class Progress:
     """An event sink that prints progress to a stream (stderr)."""
 
-    def __init__(self, stream: IO[str] | None = None, *, verbose: int = 0, tty: bool | None = None) -> None:
+    def __init__(
+        self,
+        stream: IO[str] | None = None,
+        *,
+        verbose: int = 0,
+        tty: bool | None = None,
+        total: int = 0,
+        width: int | None = None,
+    ) -> None:
         self.out = stream or sys.stderr
         self.tty = self.out.isatty() if tty is None else tty
         self.verbose = verbose
         self.t0 = time.perf_counter()
-        self.total = 0
+        self.total = total
+        self.width = width  # None: the terminal's, asked at each line (it may be resized)
+        self.items_done: dict[str, int] = {}
         self.done = 0
         self.failed = 0
         self.running: set[str] = set()
@@ -49,8 +63,18 @@ class Progress:
     def _elapsed(self) -> str:
         return f"{time.perf_counter() - self.t0:7.2f}s"
 
+    def _cols(self) -> int:
+        return self.width if self.width is not None else shutil.get_terminal_size((80, 24)).columns
+
+    def _fit(self, text: str) -> str:
+        """On a TTY, one screen line: a wrapped line would break the redrawn status line."""
+        cols = max(self._cols() - 1, 10)
+        return text if len(text) <= cols else text[: cols - 1] + "…"
+
     def _line(self, text: str, color: str | None = None) -> None:
         text = _one_line(text)
+        if self.tty:
+            text = self._fit(text)
         if self.tty and self._status_shown:
             self.out.write("\r\x1b[2K")
         if self.tty and color:
@@ -61,9 +85,17 @@ class Progress:
         self.out.flush()
 
     def _status(self) -> None:
-        run = ", ".join(sorted(self.running)[:4]) + (" …" if len(self.running) > 4 else "")
-        self.out.write(f"\x1b[2m  [{self.done}/{self.total or '?'} done, {self.failed} failed] {run}\x1b[0m")
+        shown = [f"{s} fan {self.items_done[s]} done" if s in self.items_done else s for s in sorted(self.running)[:4]]
+        run = ", ".join(shown) + (" …" if len(self.running) > 4 else "")
+        text = self._fit(f"  [{self.done}/{self.total or '?'} done, {self.failed} failed] {run}".rstrip())
+        self.out.write(f"\x1b[2m{text}\x1b[0m")
         self._status_shown = True
+
+    def _redraw(self) -> None:
+        if self._status_shown:
+            self.out.write("\r\x1b[2K")
+        self._status()
+        self.out.flush()
 
     def __call__(self, e: Event) -> None:
         t = e.type
@@ -96,6 +128,10 @@ class Progress:
             self._line(f"{self._elapsed()} … {e.step_id} progress {frac}" + (f" {m}" if m else ""), "2")
             return
         if t == ev.ITEM_STARTED or t == ev.ITEM_COMPLETED:
+            if t == ev.ITEM_COMPLETED and e.step_id:
+                self.items_done[e.step_id] = self.items_done.get(e.step_id, 0) + 1
+                if self.tty and not self.verbose:
+                    self._redraw()
             if self.verbose:
                 self._line(f"{self._elapsed()}   {e.step_id}[{e.data.get('index')}] {t.split('_')[1]}", "2")
             return
@@ -108,6 +144,7 @@ class Progress:
             self.running.add(e.step_id or "")
         elif t in (ev.STEP_COMPLETED, ev.STEP_FAILED, ev.STEP_SKIPPED, ev.STEP_CANCELLED):
             self.running.discard(e.step_id or "")
+            self.items_done.pop(e.step_id or "", None)
             self.done += 1
             if t == ev.STEP_FAILED:
                 self.failed += 1
@@ -149,10 +186,22 @@ class EventsFile:
 _NOT_RUN = ("skipped", "pending", "in_progress")  # in_progress: the run stopped while it ran
 
 
-def write_junit(path: str, result: Mapping[str, Any]) -> None:
-    """One ``<testcase>`` per step so CI systems show the steps (``result`` is RunResult.to_json())."""
+def write_junit(
+    path: str,
+    result: Mapping[str, Any],
+    *,
+    tolerated: frozenset[str] = frozenset(),
+    skip_reasons: Mapping[str, str] | None = None,
+) -> None:
+    """One ``<testcase>`` per step so CI systems show the steps (``result`` is RunResult.to_json()).
+
+    A ``continue_on_error`` step that failed did not fail the run, so it must not turn the
+    CI report red: it is a passed case whose error is in ``<system-out>`` and in a
+    ``continue_on_error`` property. A skipped case says why it was skipped.
+    """
     steps: Mapping[str, Any] = result.get("steps", {})
-    failures = sum(1 for s in steps.values() if s["status"] in ("failed", "cancelled"))
+    reasons = skip_reasons or {}
+    failures = sum(1 for sid, s in steps.items() if s["status"] in ("failed", "cancelled") and sid not in tolerated)
     skipped = sum(1 for s in steps.values() if s["status"] in _NOT_RUN)
     total_s = (result.get("duration_ms") or 0) / 1000.0
     name = result.get("workflow") or "workflow"
@@ -173,13 +222,20 @@ def write_junit(path: str, result: Mapping[str, Any]) -> None:
     for sid, s in steps.items():
         t = (s.get("duration_ms") or 0) / 1000.0
         out.append(f'    <testcase classname={quoteattr(name)} name={quoteattr(sid)} time="{t:.3f}">')
-        if s["status"] in ("failed", "cancelled"):
+        if s["status"] == "failed" and sid in tolerated:
+            msg = s.get("error") or "failed"
+            out.append(
+                f'      <properties><property name="continue_on_error" value={quoteattr(msg[:500])}/></properties>'
+            )
+            out.append(f"      <system-out>{escape(f'failed (continue_on_error): {msg}')}</system-out>")
+        elif s["status"] in ("failed", "cancelled"):
             msg = s.get("error") or s["status"]
             out.append(
                 f"      <failure message={quoteattr(msg[:500])} type={quoteattr(s['status'])}>{escape(msg)}</failure>"
             )
         elif s["status"] in _NOT_RUN:
-            out.append(f"      <skipped message={quoteattr(s.get('error') or s['status'])}/>")
+            why = s.get("error") or reasons.get(sid) or s["status"]
+            out.append(f"      <skipped message={quoteattr(f'skipped: {why}' if why != s['status'] == 'skipped' else why)}/>")
         else:
             body = json.dumps(s.get("result"), default=str)
             if len(body) > 4000:

@@ -59,7 +59,7 @@ def emit_result(result: Any, output: str, junit: str | None, quiet: bool) -> Non
         from runner.cli.progress import write_junit
 
         try:
-            write_junit(junit, data)
+            write_junit(junit, data, tolerated=result.tolerated, skip_reasons=result.skip_reasons)
         except OSError as exc:
             raise InputInvalid(f"--junit: cannot write {junit}: {exc.strerror or exc}") from None
 
@@ -118,7 +118,7 @@ def execute(
     store = service.store
     sinks: list[Any] = []
     if not app.quiet:
-        sinks.append(Progress(sys.stderr, verbose=app.verbose))
+        sinks.append(Progress(sys.stderr, verbose=app.verbose, total=len(prepared.workflow.all_steps)))
     try:
         ev_file = EventsFile(events) if events else None
     except OSError as exc:

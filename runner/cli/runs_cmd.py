@@ -106,7 +106,7 @@ def list_runs(app: App, workflow: str | None, status: str | None, since: str | N
     """List runs, newest first."""
     from runner.api import open_store
 
-    store = open_store(app.store)
+    store = open_store(app.store, read_only=True)
     try:
         rows = store.list_runs(workflow=workflow, status=status, since=_since(since), limit=limit)
     finally:
@@ -136,7 +136,7 @@ def show_run(app: App, run_id: str, output: str) -> int:
     """Show one run: every step with status, attempts, agent, duration, result or error."""
     from runner.api import open_store
 
-    store = open_store(app.store)
+    store = open_store(app.store, read_only=True)
     try:
         run = _find_run(store, run_id)
         steps = store.get_steps(run.run_id)

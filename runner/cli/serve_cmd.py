@@ -88,7 +88,7 @@ def audit(app: App, since: str | None, agent_id: str | None, limit: int, output:
     """Show the audit log of `runner serve`: who called what, on what, when, and the outcome."""
     from runner.api import open_store
 
-    store = open_store(app.store)
+    store = open_store(app.store, read_only=True)
     try:
         entries = store.list_audit(actor=agent_id, limit=limit, since=since)
     finally:

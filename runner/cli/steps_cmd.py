@@ -16,12 +16,12 @@ from runner.cli.app import App, common_options, pass_app
 from runner.errors import InputInvalid
 
 
-def _service(app: App) -> Any:
+def _service(app: App, read_only: bool = False) -> Any:
     from runner.api import load_secrets, open_store
     from runner.service import RunService
 
     # RUNNER_SECRET_* of this process: a report that echoes a secret is stored masked.
-    return RunService(open_store(app.store), registry=app.registry(), secrets=load_secrets())
+    return RunService(open_store(app.store, read_only=read_only), registry=app.registry(), secrets=load_secrets())
 
 
 def _no_constant(name: str) -> Any:
@@ -67,7 +67,7 @@ def steps() -> None:
 @pass_app
 def list_steps(app: App, agent_id: str | None, run_id: str | None, output: str) -> int:
     """List the pull steps waiting for a report, oldest first."""
-    service = _service(app)
+    service = _service(app, read_only=True)
     try:
         found = service.assigned_steps(agent_id=agent_id, run_id=run_id)
     finally:

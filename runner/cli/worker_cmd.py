@@ -119,7 +119,7 @@ def list_workers(app: App, limit: int, output: str) -> int:
     from runner.api import open_store
     from runner.model.clock import duration_ms, now_iso
 
-    store = open_store(app.store)
+    store = open_store(app.store, read_only=True)
     try:
         rows = store.list_workers(limit=limit)
     finally:

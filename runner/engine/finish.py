@@ -97,6 +97,23 @@ def conclude(
     return status, outputs, error
 
 
+def skip_reasons(wf: Workflow, outcomes: Mapping[str, StepOutcome]) -> dict[str, str]:
+    """Why each skipped step was skipped: the first dependency that did not complete, else its ``if``."""
+    out: dict[str, str] = {}
+    for spec in wf.all_steps:
+        o = outcomes.get(spec.step_id)
+        if o is None or o.status != StepStatus.SKIPPED:
+            continue
+        blocked = [d for d in spec.depends_on if d in outcomes and outcomes[d].status != StepStatus.COMPLETED]
+        if blocked:
+            out[spec.step_id] = f"dependency {blocked[0]!r} {outcomes[blocked[0]].status}"
+        elif spec.condition is not None:
+            out[spec.step_id] = f"its if: was false ({spec.condition[:200]})"
+        else:
+            out[spec.step_id] = "the run ended before it could start"
+    return out
+
+
 def build_result(
     run_id: str,
     wf: Workflow,
@@ -108,8 +125,18 @@ def build_result(
     outputs: dict[str, Any] | None = None,
     error: str | None = None,
 ) -> RunResult:
-    """The ``RunResult`` of a session (``--output json``), finished now."""
+    """The ``RunResult`` of a session (``--output json``), finished now.
+
+    A step that failed before its call started (a template that could not render, an
+    agent that was not there) has no start of its own: its duration is 0 ms, not missing,
+    so every failed step has a ``duration_ms``.
+    """
+    for o in outcomes.values():
+        if o.started_at is None and o.finished_at is not None and o.status == StepStatus.FAILED:
+            o.started_at = o.finished_at
     return RunResult(
+        tolerated=frozenset(s.step_id for s in wf.all_steps if s.continue_on_error),
+        skip_reasons=skip_reasons(wf, outcomes),
         run_id=run_id,
         workflow=wf.name,
         status=status,

@@ -35,6 +35,16 @@ def epoch_to_iso(ts: float) -> str:
     return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def iso_to_epoch(ts: str | None) -> float | None:
+    """A stored timestamp as epoch seconds (None when missing or unreadable)."""
+    if not ts:
+        return None
+    try:
+        return _dt.datetime.strptime(ts, _FORMAT).replace(tzinfo=_dt.timezone.utc).timestamp()
+    except ValueError:
+        return None
+
+
 def iso_after(seconds: float) -> str:
     """The moment ``seconds`` from now, as a stored timestamp (lease and lock expiries)."""
     return (_dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(seconds=seconds)).strftime(_FORMAT)

@@ -30,6 +30,10 @@ class RunResult:
     finished_at: float
     preflight_ms: float = 0.0
     error: str | None = None
+    tolerated: frozenset[str] = frozenset()
+    """Steps whose failure does not fail the run (``continue_on_error``): CI reporters show them passed."""
+    skip_reasons: dict[str, str] = field(default_factory=dict)
+    """Why each skipped step was skipped (for JUnit's ``<skipped message=...>``)."""
 
     @property
     def duration_ms(self) -> float:

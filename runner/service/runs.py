@@ -19,12 +19,13 @@ from runner.errors import BadArgument, InputInvalid, NotFound, Refused
 from runner.load import load_workflow
 from runner.model import AgentSpec, StepOutcome, StepStatus, Workflow
 from runner.model import events as ev
+from runner.model.clock import iso_to_epoch
 from runner.model.data import NotData, as_data
 from runner.model.events import Event, EventSink
 from runner.model.ids import new_run_id, workflow_hash
 from runner.model.outcomes import ResumeState, RunResult, resolve_inputs
 from runner.service.registry import AgentDirectory
-from runner.store.base import Assignment, Lease, RunRecord, Store, WorkflowRecord
+from runner.store.base import Assignment, Lease, RunRecord, StepRecord, Store, WorkflowRecord
 from runner.store.leases import take_lease
 from runner.template import Masker
 
@@ -62,6 +63,14 @@ def descendants(wf: Workflow, step_id: str) -> set[str]:
     return out
 
 
+def _kept_times(rec: StepRecord) -> tuple[float | None, float | None]:
+    """A kept step's start and end as epoch seconds, so ``--output json`` shows the duration ``runs show`` does."""
+    end = iso_to_epoch(rec.finished_at)
+    if end is not None and rec.duration_ms is not None:
+        return end - rec.duration_ms / 1000.0, end
+    return iso_to_epoch(rec.started_at), end
+
+
 def resume_state(store: Store, run_id: str, wf: Workflow, reset: Sequence[str] = (), new_attempt: bool = False) -> ResumeState:
     """Read a run's progress back from the store.
 
@@ -89,6 +98,7 @@ def resume_state(store: Store, run_id: str, wf: Workflow, reset: Sequence[str] =
             continue
         spec = known[rec.step_id]
         if rec.status == StepStatus.COMPLETED.value and not spec.is_finally:
+            started, finished = _kept_times(rec)
             state.completed[rec.step_id] = StepOutcome(
                 status=StepStatus.COMPLETED,
                 result=rec.result,
@@ -96,6 +106,8 @@ def resume_state(store: Store, run_id: str, wf: Workflow, reset: Sequence[str] =
                 content=rec.content,
                 attempts=rec.attempts,
                 agent_id=rec.agent_id,
+                started_at=started,
+                finished_at=finished,
             )
         elif rec.items:
             state.items[rec.step_id] = {int(k): v for k, v in rec.items.items()}

@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from runner.errors import StoreError
+from runner.errors import StoreError, StoreUnavailable
 from runner.model.events import Event
 from runner.store.base import Lease
 from runner.store.pg_notify import RUNS_CHANNEL, RunNotifications
@@ -42,17 +42,24 @@ class PostgresStore(SqlStore):
     skip_locked = " FOR UPDATE SKIP LOCKED"
     fence_in_insert = False  # likewise: the fence is a SELECT ... FOR UPDATE of the run row
 
-    def __init__(self, url: str, connect_timeout: float = 5.0) -> None:
-        import psycopg  # only here: the postgres extra is optional
+    def __init__(self, url: str, connect_timeout: float = 5.0, *, create: bool = True) -> None:
+        try:
+            import psycopg  # only here: the postgres extra is optional
+        except ImportError:
+            raise StoreUnavailable(
+                f"cannot open store {mask_url(url)}: PostgreSQL support is not installed; "
+                "install it with: pip install 'mcp-workflow-runner[postgres]'"
+            ) from None
 
         super().__init__(mask_url(url))
+        self.create_schema = create
         self._dsn = url  # unmasked: the notification listener opens its own connection with it
         self.db_errors = (psycopg.Error,)
         self.integrity_errors = (psycopg.IntegrityError,)
         try:
             conn = psycopg.connect(url, autocommit=False, connect_timeout=max(1, round(connect_timeout)))
         except psycopg.Error as exc:
-            raise StoreError(f"cannot open store {self.url}: {one_line(exc)}") from None
+            raise StoreUnavailable(f"cannot open store {self.url}: {one_line(exc)}") from None
         try:
             # Commits return without waiting for the WAL flush (~0.65 ms each here). A killed
             # runner loses nothing (the server has the commit); only a crash of the database

@@ -53,6 +53,10 @@ _LIVE = frozenset({"pending", "in_progress"})  # step statuses that more events 
 
 
 
+
+class NoRunnerSchema(Exception):
+    """A read-only open found no runner schema (nothing ever ran there); ``open_store`` reads it as empty."""
+
 class SqlStore(SqlLifecycle, SqlCoordination, SqlWorkers):
     """Everything but the connection: subclasses supply the dialect hooks below."""
 
@@ -164,6 +168,8 @@ class SqlStore(SqlLifecycle, SqlCoordination, SqlWorkers):
         # open a new SQLite file together. Creating and migrating is one write transaction.
         with self._tx(write=False) as cur:
             current = self._stored_version(cur)
+        if current is None and not self.create_schema:
+            raise NoRunnerSchema(self.url)
         if current is not None:
             self._check_version(current)
             if current == SCHEMA_VERSION:
@@ -178,6 +184,9 @@ class SqlStore(SqlLifecycle, SqlCoordination, SqlWorkers):
                 for stmt in statements(MIGRATIONS[version - 1], self.seq_pk):
                     cur.execute(stmt)
                 cur.execute(self._sql["record_version"], (version, now_iso()))
+
+    create_schema = True
+    """False for a read-only command: a database without runner's tables is left without them."""
 
     def _stored_version(self, cur: Any) -> int | None:
         """The schema version recorded in the database, None when it has no runner schema yet."""

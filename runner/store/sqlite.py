@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from runner.errors import InputInvalid, StoreError
+from runner.errors import InputInvalid, StoreError, StoreUnavailable
 from runner.store.migrations import RUNNER_TABLES
 from runner.store.sql import SqlStore
 
@@ -81,8 +81,9 @@ class SQLiteStore(SqlStore):
     db_errors = (sqlite3.Error,)
     integrity_errors = (sqlite3.IntegrityError,)
 
-    def __init__(self, url: str = DEFAULT_URL, busy_timeout: float = 5.0) -> None:
+    def __init__(self, url: str = DEFAULT_URL, busy_timeout: float = 5.0, *, create: bool = True) -> None:
         super().__init__(url)
+        self.create_schema = create
         path = sqlite_path(url)
         self.path = path if path == ":memory:" else os.path.abspath(path)
         self._open(self._connect(busy_timeout))
@@ -93,9 +94,9 @@ class SQLiteStore(SqlStore):
             try:
                 os.makedirs(parent, exist_ok=True)
             except OSError as exc:
-                raise StoreError(f"cannot open store {self.url}: cannot create {parent}: {exc.strerror}") from None
+                raise StoreUnavailable(f"cannot open store {self.url}: cannot create {parent}: {exc.strerror}") from None
             if os.path.isdir(self.path):
-                raise StoreError(f"cannot open store {self.url}: {self.path} is a directory")
+                raise StoreUnavailable(f"cannot open store {self.url}: {self.path} is a directory")
         conn: sqlite3.Connection | None = None
         # A store file we may read but not write (another user's, a CI artifact): open it
         # read-only, so `runs list` / `runs show` work; a write then fails in one line.
@@ -127,7 +128,7 @@ class SQLiteStore(SqlStore):
             if names and (foreign or "schema_version" not in names or not _ours(conn)):
                 # Another application's database: never switch it to WAL or add our tables.
                 shown = ", ".join(sorted(foreign or names)[:5])
-                raise StoreError(f"cannot open store {self.url}: {self.path} is not a runner store (it has {shown})")
+                raise StoreUnavailable(f"cannot open store {self.url}: {self.path} is not a runner store (it has {shown})")
             if not self.read_only:
                 _set_wal(conn, busy_timeout)
                 conn.execute("PRAGMA synchronous = NORMAL")
@@ -148,7 +149,7 @@ class SQLiteStore(SqlStore):
 
     def _begin(self, write: bool) -> None:
         if write and self.read_only:
-            raise StoreError(f"store {self.url} is read-only here ({self.path} is not writable by this user)")
+            raise StoreUnavailable(f"store {self.url} is read-only here ({self.path} is not writable by this user)")
         self._cur.execute("BEGIN IMMEDIATE" if write else "BEGIN")
 
     def _commit(self) -> None:
@@ -167,5 +168,5 @@ class SQLiteStore(SqlStore):
         if "locked" in text or "busy" in text:
             return StoreError(f"store {self.url} is locked by another process")
         if "unable to open" in text or "not a database" in text or "readonly" in text:
-            return StoreError(f"cannot open store {self.url}: {text}")
+            return StoreUnavailable(f"cannot open store {self.url}: {text}")
         return super()._error(exc)

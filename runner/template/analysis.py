@@ -18,6 +18,7 @@ from typing import Any, Final, NamedTuple
 from jinja2 import nodes
 from jinja2.exceptions import TemplateSyntaxError
 
+from runner.template.regex import PATTERN_ARG, literal_pattern_problem
 from runner.template.syntax import ENV, GLOBALS, PlainPath, fast_form, has_syntax
 
 __all__ = [
@@ -184,8 +185,11 @@ def _analyze_ast(ast: nodes.Template) -> _Analysis:
             problems.name(node.attr)
         elif isinstance(node, nodes.Filter):
             _check_filter(node, problems)
-        elif isinstance(node, nodes.Test) and node.name not in ENV.tests:
-            problems.add(f"template uses unknown test {node.name!r}")
+        elif isinstance(node, nodes.Test):
+            if node.name not in ENV.tests:
+                problems.add(f"template uses unknown test {node.name!r}")
+            else:
+                _check_pattern(node, problems)
         elif isinstance(node, nodes.Call):
             _check_format_call(node, problems)
         elif isinstance(node, (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
@@ -201,10 +205,20 @@ def _analyze_ast(ast: nodes.Template) -> _Analysis:
     return _Analysis(tuple(problems.items), roots, frozenset(steps), frozenset(fields), frozenset(attrs))
 
 
+def _check_pattern(node: nodes.Filter | nodes.Test, problems: _Problems) -> None:
+    """A literal pattern given to ``match``/``search``/``regex_replace`` must compile on RE2."""
+    if node.name in PATTERN_ARG and node.args and isinstance(node.args[0], nodes.Const):
+        problem = literal_pattern_problem(node.name, node.args[0].value)
+        if problem is not None:
+            problems.add(f"template {problem}")
+
+
 def _check_filter(node: nodes.Filter, problems: _Problems) -> None:
     if node.name not in ENV.filters:
         problems.add(f"template uses unknown filter {node.name!r}")
-    elif node.name in _ATTRIBUTE_FILTERS:
+        return
+    _check_pattern(node, problems)
+    if node.name in _ATTRIBUTE_FILTERS:
         for arg in [*node.args, *(kw.value for kw in node.kwargs)]:
             if isinstance(arg, nodes.Const) and isinstance(arg.value, str):
                 for part in arg.value.split("."):

@@ -37,6 +37,7 @@ from markupsafe import Markup
 
 from runner.model.data import NOT_HANDLED, NotData, as_data
 from runner.template import budget
+from runner.template import regex as _regex
 
 __all__ = [
     "ENV",
@@ -260,6 +261,8 @@ ENV: Final = _Sandbox(
     keep_trailing_newline=True,
 )
 """The one sandboxed environment every template of every workflow is compiled in."""
+ENV.filters.update(_regex.FILTERS)
+ENV.tests.update(_regex.TESTS)
 budget.guard_filters(ENV.filters)
 
 GLOBALS: Final = frozenset(ENV.globals)
