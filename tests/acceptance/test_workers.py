@@ -135,15 +135,30 @@ def test_three_workers_execute_every_run_once_and_take_over_the_runs_of_killed_o
     runs = {out.strip(): "cli"}
     runs.update(queue(pg, 4, sleep=3.0, prefix="slow"))  # step two of these sleeps 3 s on its first call
     runs.update(queue(pg, 10, prefix="fast"))
-    with worker(pg, tmp_path) as a, worker(pg, tmp_path) as b, worker(pg, tmp_path) as c:
-        # Point 1: A is killed while a call of its run is in flight (the agent sleeping in it).
-        victim = wait_until(
-            "a slow call in flight in worker A", lambda: in_flight_on(tmp_path, a.pid, "two"), 60, a, every=0.05
-        )
+    with worker(pg, tmp_path) as w1, worker(pg, tmp_path) as w2, worker(pg, tmp_path) as w3:
+        pool = (w1, w2, w3)
+
+        def slow_call_in_flight() -> Any:
+            for w in pool:
+                got = in_flight_on(tmp_path, w.pid, "two")
+                if got:
+                    return w, got
+            return None
+
+        # Point 1: the worker that has a slow call in flight (the agent sleeping in it) is killed.
+        # Which worker claims the slow runs is up to the race between them.
+        a, victim = wait_until("a slow call in flight in some worker", slow_call_in_flight, 60, every=0.05)
         a.kill()
-        # Point 2: B is killed at whatever point its runs are when it holds some.
-        wait_until("worker B holding runs", lambda: any(o == b.pid for o in _holders(pg)), 30, b, every=0.05)
+        # Point 2: another worker is killed at whatever point its runs are when it holds some.
+        others = [w for w in pool if w is not a]
+        b = wait_until(
+            "another worker holding runs",
+            lambda: next((w for w in others if w.pid in _holders(pg)), None),
+            30,
+            every=0.05,
+        )
         b.kill()
+        c = next(w for w in others if w is not b)
         wait_until("every run completed by the one worker left", lambda: all_completed(pg, list(runs)), 60, c)
         assert c.alive()
         held = cli_json("workers", "list", "--store", pg, cwd=tmp_path)
