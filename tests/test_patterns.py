@@ -1,0 +1,149 @@
+"""The orchestration patterns shipped in ``patterns/`` (SPEC §3, issue 9).
+
+Each pattern documents itself at the top of its file, validates, resolves by name through
+``uses:`` (the wheel's ``runner/patterns``), and expands (``runner expand``) to workflow
+YAML that validates. The language features the patterns are written with landed in
+separate changes; a test that needs one is skipped, by a probe of that feature, until it is
+there (the probe fails when the feature is missing, so the mark cannot hide a regression
+once the feature exists).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from runner.load.patterns import list_patterns, resolve_uses
+from runner.load.validation import validate_text
+
+ROOT = Path(__file__).resolve().parents[1]
+PATTERNS = ROOT / "patterns"
+NAMES = ["assembly-line", "hierarchical", "hub-and-spoke", "peer-to-peer"]
+RUNNER = str(Path(sys.executable).parent / "runner")
+
+
+def _valid(text: str) -> bool:
+    return not [p for p in validate_text(text) if p.severity == "error"]
+
+
+@functools.cache
+def has_agents_context() -> bool:
+    """Decision D: ``agents`` is a name templates may use."""
+    return _valid(
+        "name: p\ninputs: {a: {type: string}}\nsteps:\n  - {step_id: s, assigned_agent_id: '{{ inputs.a }}', "
+        "tool_to_call: t, tool_arguments: {m: '{{ agents }}'}}\n"
+    )
+
+
+@functools.cache
+def has_previous() -> bool:
+    """Decision E: ``previous`` in a sequential for_each."""
+    return _valid(
+        "name: p\ninputs: {a: {type: string}}\nsteps:\n  - {step_id: s, for_each: [1, 2], max_parallel: 1, "
+        "assigned_agent_id: '{{ inputs.a }}', tool_to_call: t, tool_arguments: {x: '{{ previous }}'}}\n"
+    )
+
+
+@functools.cache
+def has_templated_policy() -> bool:
+    """Decision C: retry and fallback_agents may be templates."""
+    return _valid(
+        "name: p\ninputs: {a: {type: string}, n: {type: integer, default: 2}}\nsteps:\n"
+        "  - {step_id: s, for_each: [1], assigned_agent_id: '{{ inputs.a }}', tool_to_call: t,\n"
+        "     fallback_agents: '{{ [inputs.a] }}', retry: {max_attempts: '{{ inputs.n }}', delay: '{{ inputs.a }}'}}\n"
+    )
+
+
+@functools.cache
+def has_expand() -> bool:
+    """Decision B: the ``runner expand`` command."""
+    p = subprocess.run([RUNNER, "expand", "--help"], capture_output=True, text=True, timeout=60)
+    return p.returncode == 0
+
+
+def patterns_validate() -> bool:
+    return has_agents_context() and has_previous() and has_templated_policy()
+
+
+needs_language = pytest.mark.skipif(
+    "not patterns_validate()", reason="waiting for `agents`, `previous` and templated retry/fallback (decisions C-E)"
+)
+needs_expand = pytest.mark.skipif("not has_expand()", reason="waiting for `runner expand` (decision B)")
+
+
+def _header(path: Path) -> str:
+    lines = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("# "))
+    return "\n".join(lines)
+
+
+def test_the_four_patterns_are_shipped_and_resolve_by_name() -> None:
+    assert set(NAMES) <= set(list_patterns())
+    for name in NAMES:
+        assert resolve_uses(name, None).resolve() == (PATTERNS / f"{name}.yaml").resolve()
+    # the wheel's copy is this directory (runner/patterns is a symlink to it in a checkout)
+    assert (ROOT / "runner" / "patterns" / "hub-and-spoke.yaml").resolve() == (
+        PATTERNS / "hub-and-spoke.yaml"
+    ).resolve()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_pattern_documents_itself_at_the_top(name: str) -> None:
+    """Purpose, every input and every output by name, the agents it needs, a usage snippet."""
+    path = PATTERNS / f"{name}.yaml"
+    head = _header(path)
+    data = yaml.safe_load(path.read_text())
+    assert data["name"] == name and data.get("description")
+    for section in ("Inputs", "Outputs", "Agents", "Usage"):
+        assert re.search(rf"^{section}\b", head, re.MULTILINE), f"{name}: no {section} section in the header"
+    for key in [*data["inputs"], *data["outputs"]]:
+        assert re.search(rf"\b{re.escape(key)}\b", head), f"{name}: {key} is not documented in the header"
+    assert f"uses: {name}" in head
+
+
+def test_hierarchical_nests_hub_and_spoke_rather_than_copying_it() -> None:
+    data = yaml.safe_load((PATTERNS / "hierarchical.yaml").read_text())
+    [team] = [s for s in data["steps"] if "uses" in s]
+    assert team["uses"] == "hub-and-spoke" and "for_each" in team
+    # the workers are only ever called by hub-and-spoke: no worker call is written out here
+    assert not [s for s in data["steps"] if "worker_tool" in str(s.get("tool_to_call", ""))]
+    assert set(team["with"]) <= set(yaml.safe_load((PATTERNS / "hub-and-spoke.yaml").read_text())["inputs"])
+
+
+@needs_language
+@pytest.mark.parametrize("name", NAMES)
+def test_each_pattern_validates(name: str) -> None:
+    p = subprocess.run([RUNNER, "validate", str(PATTERNS / f"{name}.yaml")], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+@needs_language
+@needs_expand
+@pytest.mark.parametrize("name", NAMES)
+def test_each_pattern_expands_to_yaml_that_validates(name: str, tmp_path: Path) -> None:
+    p = subprocess.run([RUNNER, "expand", str(PATTERNS / f"{name}.yaml")], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    expanded = yaml.safe_load(p.stdout)
+    assert expanded["name"] == name
+    assert "uses:" not in p.stdout
+    if name == "hierarchical":
+        [team] = [s for s in expanded["steps"] if "workflow" in s]
+        inner = [s["step_id"] for s in team["workflow"]["steps"]]
+        assert inner == ["decompose", "assign", "work", "merge"]
+    out = tmp_path / f"{name}.yaml"
+    out.write_text(p.stdout)
+    # the expanded file is checked where patterns live: agents are its callers' business
+    (tmp_path / "patterns").mkdir()
+    moved = tmp_path / "patterns" / out.name
+    out.rename(moved)
+    v = subprocess.run([RUNNER, "validate", str(moved)], capture_output=True, text=True, timeout=60)
+    assert v.returncode == 0, v.stdout + v.stderr
