@@ -490,6 +490,21 @@ async def test_delegated_subtask_is_a_real_pull_step(client: Any) -> None:
                                                "subtask_id": "x", "subtask_description": "y", "deadline": "soonish"}, "deadline")
 
 
+async def test_a_subtask_id_with_a_hyphen_can_be_delegated(client: Any) -> None:
+    """decompose_task names subtasks subtask-1, subtask-2...: each must be delegable as is."""
+    await register(client, "lead", "coordinator")
+    await register(client, "dev")
+    d = await ok(client, "delegate_subtask", {"coordinator_agent_id": "lead", "assigned_agent_id": "dev",
+                                              "subtask_id": "subtask-1", "subtask_description": "count the files"})
+    await assigned(client, "dev", "subtask-1", d["run_id"])
+    await ok(client, "report_step_completion", {"workflow_id": d["workflow_id"], "step_id": "subtask-1",
+                                                "agent_id": "dev", "result": {"files": 3}, "run_id": d["run_id"]})
+    run = await ok(client, "get_run", {"run_id": d["run_id"], "wait_seconds": 20})
+    if run["status"] != "completed":
+        run = await ok(client, "get_run", {"run_id": d["run_id"], "wait_seconds": 20})
+    assert run["status"] == "completed" and run["outputs"] == {"result": {"files": 3}}, run
+
+
 async def test_get_run_long_poll_is_bounded_and_returns_on_change(client: Any) -> None:
     await register(client, "w")
     await ok(client, "define_workflow", {"name": "one", "steps": [{"step_id": "s", "assigned_agent_id": "w"}]})

@@ -166,7 +166,8 @@ class Orchestrator:
                 "description": f"Subtask {subtask_id} delegated by {coordinator_agent_id} to {agent['id']}",
                 "agent_modifiable": True,
                 "steps": [step],
-                "outputs": {"result": f"{{{{ steps.{subtask_id}.result }}}}"},
+                # By subscript: a subtask id may hold '-' (decompose_task's own ids: subtask-1).
+                "outputs": {"result": f"{{{{ steps['{subtask_id}'].result }}}}"},
             },
             sort_keys=False,
         )
