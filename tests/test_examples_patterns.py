@@ -29,7 +29,12 @@ from tests.conftest import (
     require_peer,
     run_cli,
 )
-from tests.test_patterns import has_agents_context, has_previous, has_templated_policy  # noqa: F401 (skipif strings)
+from tests.test_patterns import (  # noqa: F401 (used in the skipif strings)
+    has_agents_context,
+    has_inline_workflow,
+    has_previous,
+    has_templated_policy,
+)
 
 EXAMPLES = REPO / "examples"
 FS_JS = NPM_MODULES / "server-filesystem" / "dist" / "index.js"
@@ -58,8 +63,8 @@ needs_selection = pytest.mark.skipif(
     reason="waiting for run-time selection and `agents` in templates (decisions C, D)",
 )
 needs_fold = pytest.mark.skipif(
-    "not (has_runtime_selection() and has_previous() and has_templated_policy())",
-    reason="waiting for run-time selection, `previous` and templated retry/fallback (decisions C, E)",
+    "not (has_runtime_selection() and has_previous() and has_templated_policy() and has_inline_workflow())",
+    reason="waiting for `workflow:`, run-time selection, `previous` and templated retry/fallback (decisions B, C, E)",
 )
 
 

@@ -61,6 +61,16 @@ def has_templated_policy() -> bool:
 
 
 @functools.cache
+def has_inline_workflow() -> bool:
+    """Decision B: a step may carry its callee inline (``workflow:``)."""
+    return _valid(
+        "name: p\ninputs: {a: {type: string}}\nsteps:\n  - step_id: s\n    with: {x: '{{ inputs.a }}'}\n"
+        "    workflow:\n      inputs: {x: {type: string}}\n      steps:\n"
+        "        - {step_id: t, assigned_agent_id: '{{ inputs.x }}', tool_to_call: t}\n"
+    )
+
+
+@functools.cache
 def has_expand() -> bool:
     """Decision B: the ``runner expand`` command."""
     p = subprocess.run([RUNNER, "expand", "--help"], capture_output=True, text=True, timeout=60)
@@ -68,11 +78,12 @@ def has_expand() -> bool:
 
 
 def patterns_validate() -> bool:
-    return has_agents_context() and has_previous() and has_templated_policy()
+    return has_agents_context() and has_previous() and has_templated_policy() and has_inline_workflow()
 
 
 needs_language = pytest.mark.skipif(
-    "not patterns_validate()", reason="waiting for `agents`, `previous` and templated retry/fallback (decisions C-E)"
+    "not patterns_validate()",
+    reason="waiting for `workflow:`, `agents`, `previous` and templated retry/fallback (decisions B-E)",
 )
 needs_expand = pytest.mark.skipif("not has_expand()", reason="waiting for `runner expand` (decision B)")
 
