@@ -62,7 +62,7 @@ class TaskRunner:
         c = self._compiled.get(spec.step_id)
         if c is None:
             cond = spec.condition
-            args = spec.with_ if spec.uses is not None else spec.tool_arguments
+            args = spec.with_ if spec.calls_workflow else spec.tool_arguments
             c = (
                 compile_value(args if args is not None else {}),
                 compile_value(cond) if cond is not None else None,
