@@ -168,3 +168,19 @@ def test_each_pattern_expands_to_yaml_that_validates(name: str, tmp_path: Path) 
     out.rename(moved)
     v = subprocess.run([RUNNER, "validate", str(moved)], capture_output=True, text=True, timeout=60)
     assert v.returncode == 0, v.stdout + v.stderr
+
+
+@needs_language
+@needs_expand
+@pytest.mark.parametrize("example", ["assembly-line", "hierarchical", "hub-and-spoke", "peer-to-peer"])
+def test_each_example_expands_to_a_workflow_that_validates(example: str, tmp_path: Path) -> None:
+    """What the examples' READMEs promise: `runner expand` shows the whole team, as a file
+    `runner validate` accepts (written beside the example, so its agents' paths still hold)."""
+    src = ROOT / "examples" / example / "workflow.yaml"
+    out = tmp_path / "expanded.yaml"
+    p = subprocess.run([RUNNER, "expand", str(src), "--output", str(out)], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    data = yaml.safe_load(out.read_text())
+    assert not _uses_left(data) and [s["step_id"] for s in data["steps"] if "workflow" in s]
+    v = subprocess.run([RUNNER, "validate", str(out)], capture_output=True, text=True, timeout=60)
+    assert v.returncode == 0, v.stdout + v.stderr
