@@ -252,3 +252,21 @@ def test_peer_to_peer_peers_delegate_by_capability_through_runner_serve() -> Non
         ("network", "storage"),
         ("billing", "network"),
     }
+
+
+@needs_selection
+def test_runner_serve_itself_can_coordinate_a_hub_and_spoke() -> None:
+    """The pattern asks only for the task tools: `runner serve`'s own (decompose by the
+    text's structure, assign by capability) coordinate the corpus specialists."""
+    code, out, err = run_cli(
+        "run", REPO / "tests/fixtures/patterns/serve-coordinates.yaml", "--store", "memory://", "--output", "json", "-q"
+    )
+    assert code == 0, out + err
+    outputs = parse_json_stdout(out, err)["outputs"]
+    assert {a["subtask_id"]: a["agent_id"] for a in outputs["assignments"]} == {
+        "subtask-1": "statistician",
+        "subtask-2": "librarian",
+    }
+    corpus = EXAMPLES / "hub-and-spoke" / "corpus"
+    assert outputs["answers"]["subtask-1"]["total"] == sum(_occurrences(corpus, "latency").values())
+    assert "cache" in outputs["answers"]["subtask-2"]["sentence"].lower()
