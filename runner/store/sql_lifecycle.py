@@ -192,5 +192,3 @@ class SqlLifecycle:
                 self._project(Event(type=ev.RUN_CANCEL_REQUESTED, run_id=run_id))
                 return "requested"
             return "already"
-
-
