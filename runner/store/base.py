@@ -118,7 +118,7 @@ class Workers(Protocol):
     def heartbeat_worker(
         self, worker_id: str, stopped: bool = False, leases: Sequence[tuple[str, Lease]] = (), ttl_s: float = 0.0
     ) -> list[str]:
-        """The worker is alive (or stopped); ``leases`` renewed in one statement; returns the runs whose lease was lost."""
+        """The worker is alive (or stopped), ``leases`` renewed in one statement; returns the runs that lost theirs."""
         ...
 
     def list_workers(self, limit: int = 100) -> list[WorkerRecord]: ...

@@ -96,3 +96,5 @@ def take_lease(store: Leases, run_id: str) -> Lease:
             "wait for it to finish or stop it, then resume"
         )
     return claim.lease
+
+

@@ -53,9 +53,10 @@ from runner.store.sql_workers import SqlWorkers
 _LIVE = frozenset({"pending", "in_progress"})  # step statuses that more events will change
 
 
+
+
 class NoRunnerSchema(Exception):
     """A read-only open found no runner schema (nothing ever ran there); ``open_store`` reads it as empty."""
-
 
 class SqlStore(SqlLifecycle, SqlCoordination, SqlWorkers, SqlSlots):
     """Everything but the connection: subclasses supply the dialect hooks below."""
@@ -301,8 +302,7 @@ class SqlStore(SqlLifecycle, SqlCoordination, SqlWorkers, SqlSlots):
                 first = events[0]
                 if self.fence_in_insert:
                     cur.execute(
-                        self._sql["event_insert_fenced"],
-                        (*_event_params(first), first.run_id, fence.owner, fence.epoch),
+                        self._sql["event_insert_fenced"], (*_event_params(first), first.run_id, fence.owner, fence.epoch)
                     )
                     held = changed(cur)
                     logged = True

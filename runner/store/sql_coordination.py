@@ -160,11 +160,7 @@ class SqlCoordination:
             expires = iso_after(ttl_s)
             if own is not None:
                 cur.execute(sql["lock_extend"], (int(exclusive), expires, file_path, agent_id))
-                return {
-                    "granted": True,
-                    "renewed": True,
-                    "lock": {**own, "exclusive": exclusive, "expires_at": expires},
-                }
+                return {"granted": True, "renewed": True, "lock": {**own, "exclusive": exclusive, "expires_at": expires}}
             cur.execute(sql["lock_token_next"], (file_path,))
             cur.execute(sql["lock_token_get"], (file_path,))
             token = int(cur.fetchone()[0])

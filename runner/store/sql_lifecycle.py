@@ -192,3 +192,5 @@ class SqlLifecycle:
                 self._project(Event(type=ev.RUN_CANCEL_REQUESTED, run_id=run_id))
                 return "requested"
             return "already"
+
+
