@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
 
@@ -86,3 +87,36 @@ def test_a_lease_with_a_keeper_is_renewed_by_it_and_one_without_by_its_own_timer
     during, keeper_has_no_timer, alone_has_timer, after = asyncio.run(scenario())
     assert list(during) == ["r1"] and keeper_has_no_timer and alone_has_timer
     assert after == {}  # released: dropped from the keeper
+
+
+def test_a_stored_run_holds_max_concurrency_through_store_slots_and_gives_them_back(tmp_path: Path) -> None:
+    """`runner run` on a shared store (here SQLite) takes the agent's slots in the store too."""
+    from runner.model import AgentSpec, StepSpec, TransportKind, Workflow
+    from runner.store import open_store
+    from runner.testing import FakeAgent, FakePool
+
+    store = open_store(f"sqlite:///{tmp_path}/r.db")
+    running = peak = 0
+    seen: list[list[tuple[int, str]]] = []
+
+    async def work() -> int:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        seen.append(store.agent_slots_held("a"))  # the slots held while this call is in flight
+        await asyncio.sleep(0.01)
+        running -= 1
+        return 1
+
+    spec = AgentSpec(id="a", transport=TransportKind.INPROCESS, module="<fake>", max_concurrency=2)
+    steps = tuple(StepSpec(step_id=f"s{i}", tool_to_call="w", tool_arguments={}) for i in range(6))
+    flow = Workflow(name="slots", steps=steps, agents=(spec,))
+    service = RunService(store, pool=FakePool([FakeAgent("a", {"w": work})]))
+    try:
+        result = asyncio.run(service.run(flow, {}))
+        assert result.status.value == "completed" and peak == 2
+        assert all(1 <= len(held) <= 2 and {r for _, r in held} == {result.run_id} for held in seen)
+        assert max(len(held) for held in seen) == 2
+        assert store.agent_slots_held("a") == []
+    finally:
+        store.close()
