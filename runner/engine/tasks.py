@@ -141,7 +141,7 @@ class TaskRunner:
                     sid,
                     attempt=task.attempt,
                     agent_id=o.agent_id,
-                    data={"index": task.index, "result": res[0]},
+                    data={"index": task.index, "of": len(self._items[sid]), "result": res[0]},
                 )
             sched.complete(task)
             return
@@ -162,7 +162,12 @@ class TaskRunner:
         if task.index is not None:
             msg = f"item {task.index}: {msg}"
             self.emit(
-                ev.ITEM_FAILED, sid, attempt=task.attempt, agent_id=err.agent_id, error=msg, data={"index": task.index}
+                ev.ITEM_FAILED,
+                sid,
+                attempt=task.attempt,
+                agent_id=err.agent_id,
+                error=msg,
+                data={"index": task.index, "of": len(self._items[sid])},
             )
         was_active = sched.is_active(sid)
         at = sched.fail(task, msg, now, retryable=err.retryable, delay=delay)
