@@ -111,14 +111,17 @@ class TaskRunner:
                     StepStatus.SKIPPED: ev.STEP_SKIPPED,
                     StepStatus.CANCELLED: ev.STEP_CANCELLED,
                 }[tr.status]
-                self.emit(
-                    kind,
-                    sid,
-                    attempt=o.attempts or None,
-                    agent_id=o.agent_id,
-                    error=o.error,
-                    data={"reason": tr.reason} if tr.status == StepStatus.SKIPPED else None,
-                )
+                if tr.status is StepStatus.SKIPPED:
+                    data: dict[str, Any] | None = {"reason": tr.reason}
+                else:
+                    # A failed or cancelled step that ran says how long, as a completed one
+                    # does: `runs show` reads it from the stored step row. One that failed
+                    # before its call started took 0 ms, as in the run's result (finish.py).
+                    ms = o.duration_ms
+                    if ms is None and tr.status is StepStatus.FAILED:
+                        ms = 0.0
+                    data = {"duration_ms": ms} if ms is not None else None
+                self.emit(kind, sid, attempt=o.attempts or None, agent_id=o.agent_id, error=o.error, data=data)
                 if tr.status == StepStatus.FAILED and sid in self._items:
                     for t, fut in list(self._running.items()):
                         if t.step_id == sid:
