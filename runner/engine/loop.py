@@ -122,7 +122,9 @@ class Engine(RunControl, TaskRunner, Resumption):
         self._base_attempts: dict[str, int] = {}  # attempts of each step before this session
 
     # -- what step handlers use (``steps.base.StepRun``) --------------------------------------
-    def step_started(self, sid: str, attempt: int | None, agent_id: str | None) -> None:
+    def step_started(
+        self, sid: str, attempt: int | None, agent_id: str | None, data: dict[str, Any] | None = None
+    ) -> None:
         o = self.outcomes[sid]
         if o.started_at is None:
             o.started_at = time.time()
@@ -132,7 +134,7 @@ class Engine(RunControl, TaskRunner, Resumption):
         if agent_id is not None:
             view["agent_id"] = agent_id
         view["status"] = "in_progress"  # StepStatus.IN_PROGRESS, as the view holds it
-        self.emit(ev.STEP_STARTED, sid, attempt=attempt, agent_id=agent_id)
+        self.emit(ev.STEP_STARTED, sid, attempt=attempt, agent_id=agent_id, data=data)
 
     def child(self, wf: Workflow, *, sinks: Sequence[EventSink], base_dir: str | None) -> Engine:
         """An ephemeral engine for a nested run on this run's agents, connections and limits."""
@@ -383,9 +385,12 @@ class Engine(RunControl, TaskRunner, Resumption):
                         sched.fail_step(sid, f"for_each: expected a list, got {type(items).__name__}")
                         continue
                     self._items[sid] = items
-                    self._item_results.setdefault(sid, {})
+                    done = len(self._item_results.setdefault(sid, {}))
                     sched.activate(sid, len(items))
-                    self.step_started(sid, sched.attempts(sid), None)
+                    # How many items there are (and, resumed, how many an earlier session
+                    # finished): the live view shows a fan-out's progress as ``fan 3/10``.
+                    fan = {"of": len(items), "done": done} if done else {"of": len(items)}
+                    self.step_started(sid, sched.attempts(sid), None, fan)
                 else:
                     sched.activate(sid)
             if self._main_status is None and sched.main_done:
