@@ -175,9 +175,10 @@ def _ts(e: dict[str, Any]) -> float:
     return dt.datetime.fromisoformat(e["ts"].replace("Z", "+00:00")).timestamp()
 
 
-def _time_split(lines: list[dict[str, Any]]) -> tuple[float, float, int]:
-    """(run wall seconds, seconds with at least one agent call in flight, agent calls):
-    the rest of the wall time is the runner's own (scheduling, templating, journaling)."""
+def _time_split(lines: list[dict[str, Any]]) -> tuple[float, float, float, int]:
+    """(run wall seconds, seconds with at least one agent call in flight, summed seconds of
+    all agent calls, agent calls): the wall time with no call in flight is the runner's own
+    (preflight and agent start-up, scheduling, templating, journaling)."""
     begun = ("step_started", "item_started")
     ended = ("step_completed", "step_failed", "item_completed", "item_failed")
     open_calls: dict[tuple[Any, ...], list[float]] = {}
@@ -195,7 +196,7 @@ def _time_split(lines: list[dict[str, Any]]) -> tuple[float, float, int]:
             busy += b - max(a, end)
             end = b
     run = [_ts(e) for e in lines if e["type"] in ("run_started", "run_completed", "run_failed")]
-    return max(run) - min(run), busy, len(spans)
+    return max(run) - min(run), busy, sum(b - a for a, b in spans), len(spans)
 
 
 @needs_selection
@@ -214,11 +215,12 @@ def test_hierarchical_reviews_this_repository_with_a_team_per_folder(tmp_path: P
     lines = [json.loads(x) for x in events.read_text().splitlines()]
     reads = [e for e in lines if e["type"] == "item_completed" and e.get("agent_id") == "files"]
     assert len(reads) == files  # one worker call per file
-    wall, busy, calls = _time_split(lines)
+    wall, busy, summed, calls = _time_split(lines)
+    pre = out["preflight_ms"] / 1000
     print(
-        f"\nhierarchical review: {files} files, {len(expected)} teams, {calls} agent calls; "
-        f"run {wall:.2f}s (preflight {out['preflight_ms'] / 1000:.2f}s), agent calls in flight {busy:.2f}s, "
-        f"runner alone {wall - busy:.2f}s ({(wall - busy) / wall:.0%})"
+        f"\nhierarchical review: {files} files, {len(expected)} teams, {calls} agent calls; run {wall:.2f}s "
+        f"(preflight {pre:.2f}s); agent calls: in flight {busy:.2f}s, summed {summed:.2f}s; "
+        f"no call in flight after preflight {wall - pre - busy:.2f}s ({(wall - pre - busy) / wall:.0%} of the run)"
     )
 
 
