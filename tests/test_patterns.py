@@ -11,6 +11,7 @@ once the feature exists).
 from __future__ import annotations
 
 import functools
+import json
 import re
 import subprocess
 import sys
@@ -184,3 +185,27 @@ def test_each_example_expands_to_a_workflow_that_validates(example: str, tmp_pat
     assert not _uses_left(data) and [s["step_id"] for s in data["steps"] if "workflow" in s]
     v = subprocess.run([RUNNER, "validate", str(out)], capture_output=True, text=True, timeout=60)
     assert v.returncode == 0, v.stdout + v.stderr
+
+
+def test_nested_runs_share_the_callers_agent_processes() -> None:
+    """A caller whose own steps need no agent (its one step is a ``uses:``, as in the
+    examples) still hands its children one pool: three nested runs, one agent process —
+    not a process started and stopped per nested run (2-3 s each on a loaded machine)."""
+    p = subprocess.run(
+        [
+            RUNNER,
+            "run",
+            str(ROOT / "tests/fixtures/patterns/pid-caller.yaml"),
+            "--store",
+            "memory://",
+            "-q",
+            "--output",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    pids = json.loads(p.stdout)["outputs"]["pids"]
+    assert len(pids) == 3 and len(set(pids)) == 1, pids

@@ -138,6 +138,10 @@ class Engine(RunControl, TaskRunner, Resumption):
 
     def child(self, wf: Workflow, *, sinks: Sequence[EventSink], base_dir: str | None) -> Engine:
         """An ephemeral engine for a nested run on this run's agents, connections and limits."""
+        if self.agents.pool is None:  # this run's own steps needed no agent: its children share one pool all the same
+            from runner.agents.pool import AgentPool
+
+            self.agents.pool = AgentPool()  # closed with this run (_own_pool), not with each child
         specs, pool = list(self.agents.specs.values()), self.agents.pool
         eng = Engine(wf, sinks=sinks, registry=specs, secrets=self.secrets, pool=pool, base_dir=base_dir)
         eng.agents.limit = self.agents.limit  # a max_concurrency held across processes holds in it too
