@@ -225,9 +225,10 @@ def test_hierarchical_reviews_this_repository_with_a_team_per_folder(tmp_path: P
 
 
 @needs_selection
-def test_peer_to_peer_peers_delegate_by_capability_through_runner_serve() -> None:
+def test_peer_to_peer_peers_delegate_by_capability_through_runner_serve(tmp_path: Path) -> None:
     notes = EXAMPLES / "peer-to-peer" / "notes"
-    out = _run("peer-to-peer")
+    events = tmp_path / "events.jsonl"
+    out = _run("peer-to-peer", events=events)
     answers = {a["agent_id"]: a for a in out["outputs"]["answers"]}
     assert set(answers) == {"storage", "network", "billing"}
 
@@ -254,6 +255,11 @@ def test_peer_to_peer_peers_delegate_by_capability_through_runner_serve() -> Non
         ("network", "storage"),
         ("billing", "network"),
     }
+    # each peer reported its progress on the work delegated to it, one notification per answer
+    progress = [json.loads(x) for x in events.read_text().splitlines() if '"step_progress"' in x]
+    assert sorted(p["message"] for p in progress) == sorted(
+        f"{d['assigned_agent_id']}: {d['subtask_id']} answered" for d in out["outputs"]["delegated"]
+    )
 
 
 @needs_selection

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 
 # A request names its term in quotes: count 'latency', quote "retry".
@@ -157,11 +158,12 @@ def build_server(corpus_dir: str | Path) -> MCPServer:
         return {"agent_id": agent_id, "own": own, "needs": needs}
 
     @server.tool()
-    async def work(agent_id: str, assigned: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    async def work(agent_id: str, assigned: list[dict[str, Any]], ctx: Context) -> list[dict[str, Any]]:
         """Answer the subtasks delegated to this peer (``list_assigned_steps``' entries):
-        one report per subtask, ready for ``report_step_completion``."""
+        one report per subtask, ready for ``report_step_completion``. Progress goes to the
+        caller (the run's live view) after each subtask."""
         reports = []
-        for step in assigned:
+        for n, step in enumerate(assigned, start=1):
             args = step.get("arguments") or step.get("tool_arguments") or {}
             request = args.get("subtask_description") or step.get("description") or ""
             reports.append(
@@ -177,6 +179,7 @@ def build_server(corpus_dir: str | Path) -> MCPServer:
                     },
                 }
             )
+            await ctx.report_progress(n, len(assigned), f"{agent_id}: {step.get('step_id')} answered")
         return reports
 
     @server.tool()
