@@ -278,3 +278,28 @@ def test_runner_serve_itself_can_coordinate_a_hub_and_spoke() -> None:
     corpus = EXAMPLES / "hub-and-spoke" / "corpus"
     assert outputs["answers"]["subtask-1"]["total"] == sum(_occurrences(corpus, "latency").values())
     assert "cache" in outputs["answers"]["subtask-2"]["sentence"].lower()
+
+
+@needs_selection
+def test_a_deeper_tree_nests_hierarchical_once_more() -> None:
+    """Four levels (coordinator -> heads of division -> team leads -> file readers): each
+    division's report counts its sub-folders, the top one adds the divisions up."""
+    require_node()
+    require_peer(FS_JS, "@modelcontextprotocol/server-filesystem")
+    code, out, err = run_cli(
+        "run",
+        REPO / "tests/fixtures/patterns/deep-review.yaml",
+        "--store",
+        "memory://",
+        "--output",
+        "json",
+        "-q",
+        timeout=300,
+    )
+    assert code == 0, out + err
+    result = parse_json_stdout(out, err)
+    by_division = {k: v for k, v in _fs_review_counts(REPO).items() if k != "."}  # root files head no division
+    assert result["outputs"]["report"]["folders"] == by_division
+    for report in result["outputs"]["divisions"]:
+        division = next(k for k, v in by_division.items() if v == report["totals"])
+        assert report["folders"] == _fs_review_counts(REPO / division)

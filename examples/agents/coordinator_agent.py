@@ -12,6 +12,8 @@ its ``coordinator`` input names), on real logic:
   file paths gives one subtask per top-level folder (for a team lead), "Review the folder F
   of ROOT:" followed by ``- path`` items one subtask per file, to be read by an agent with
   the ``read_files`` capability (``arguments`` holds the call: ``{path: ROOT/path}``).
+  "Review the repository at ROOT by divisions" gives one subtask per top-level folder that
+  is itself a repository review rooted there: a level more, for a deeper tree.
 - **assign**: by capability and load (:func:`runner.core.tasks.assign_subtasks`); each
   assignment also carries its subtask's ``description``, ``required_capabilities`` and
   ``arguments``, so the worker step needs nothing else.
@@ -44,7 +46,7 @@ server = MCPServer(
 )
 
 READ_CAPABILITY = "read_files"
-_REPO = re.compile(r"^\s*Review the repository at (\S.*?)\s*$", re.IGNORECASE)
+_REPO = re.compile(r"^\s*Review the repository at (\S.*?)( by divisions)?\s*$", re.IGNORECASE)
 _FOLDER = re.compile(r"^\s*Review the folder (\S+) of (\S.*?):\s*$", re.IGNORECASE)
 _WORD = re.compile(r"[a-z0-9_]+")
 _DEF = re.compile(r"^\s*(?:async\s+)?def\s", re.MULTILINE)
@@ -88,6 +90,27 @@ def _repository_subtasks(root: str, paths: list[str]) -> list[dict[str, Any]]:
     ]
 
 
+def _division_subtasks(root: str, paths: list[str]) -> list[dict[str, Any]]:
+    """One subtask per top-level folder, itself a repository review (rooted there): the
+    task of a head of division, whose own hierarchical run splits it again."""
+    divisions: dict[str, list[str]] = {}
+    base = PurePosixPath(root)
+    for p in paths:
+        rel = PurePosixPath(p).relative_to(base)
+        if len(rel.parts) > 1:  # files at the root belong to no division
+            divisions.setdefault(rel.parts[0], []).append(str(base / rel))
+    return [
+        {
+            "id": f"division-{name}",
+            "description": f"Review the repository at {base / name}\n" + "\n".join(sorted(files)),
+            "required_capabilities": [],
+            "depends_on": [],
+            "priority": "medium",
+        }
+        for name, files in sorted(divisions.items())
+    ]
+
+
 def _folder_subtasks(root: str, items: list[str]) -> list[dict[str, Any]]:
     return [
         {
@@ -110,6 +133,9 @@ async def decompose_task(task: str, available_models: list[dict[str, Any]] | Non
     head = lines[0] if lines else ""
     if m := _REPO.match(head):
         paths = [x.strip() for x in lines[1:] if x.strip() and not x.strip().startswith("#")]
+        if m.group(2):
+            subtasks = _division_subtasks(m.group(1), paths)
+            return {"method": "divisions", "subtasks": subtasks, "count": len(subtasks)}
         subtasks = _repository_subtasks(m.group(1), paths)
         return {"method": "repository", "subtasks": subtasks, "count": len(subtasks)}
     if m := _FOLDER.match(head):
@@ -187,10 +213,11 @@ async def merge_results(results: list[Any]) -> dict[str, Any]:
         totals: dict[str, int] = {}
         leads: dict[str, str] = {}
         for r in results:
-            m = _FOLDER.match(r["task"].splitlines()[0]) if r["task"].strip() else None
-            name = m.group(1) if m else f"team-{len(folders) + 1}"
+            head = r["task"].splitlines()[0] if r["task"].strip() else ""
+            m, repo = _FOLDER.match(head), _REPO.match(head)
+            name = m.group(1) if m else PurePosixPath(repo.group(1)).name if repo else f"team-{len(folders) + 1}"
             counts: dict[str, int] = {}
-            _add(counts, r["result"])
+            _add(counts, r["result"].get("totals", r["result"]))  # a division's result has totals
             folders[name] = counts
             _add(totals, counts)
             if isinstance(r.get("coordinator"), str):
