@@ -136,6 +136,11 @@ def test_coordinator_splits_a_repository_review_per_folder_then_per_file() -> No
     task = "Review the repository at /r\n/r/a/x.py\n/r/b/y.py\n/r/a/sub/z.py\n/r/top.py"
     dec = _run(lambda: _call(server, "decompose_task", {"task": task}))
     assert [s["id"] for s in dec["subtasks"]] == ["team-root", "team-a", "team-b"]
+    divisions = _run(lambda: _call(server, "decompose_task", {"task": task.replace("/r\n", "/r by divisions\n", 1)}))
+    assert [(s["id"], s["description"]) for s in divisions["subtasks"]] == [
+        ("division-a", "Review the repository at /r/a\n/r/a/sub/z.py\n/r/a/x.py"),
+        ("division-b", "Review the repository at /r/b\n/r/b/y.py"),
+    ]
     team_a = dec["subtasks"][1]["description"]
     assert team_a == "Review the folder a of /r:\n- a/sub/z.py\n- a/x.py"
     files = _run(lambda: _call(server, "decompose_task", {"task": team_a}))
