@@ -166,3 +166,30 @@ steps:
     skipped = cases["team/never"].find("skipped")
     assert skipped is not None and "team/bad" in (skipped.get("message") or "")
     assert cases["team/ok"].find("failure") is None and cases["team"].find("failure") is not None
+
+
+def test_live_view_counts_the_workflows_steps_and_names_running_inner_ones() -> None:
+    """uses:nested-ids — the status line is `[n/total]` of the workflow's own steps; inner ones show as running."""
+    import io
+
+    from runner.cli.progress import Progress
+    from runner.model import events as ev
+    from runner.model.events import Event
+
+    out = io.StringIO()
+    view = Progress(out, tty=True, total=2, width=200)
+    for type_, sid in [
+        (ev.STEP_STARTED, "team"),
+        (ev.STEP_STARTED, "team/up"),
+        (ev.STEP_COMPLETED, "team/up"),
+        (ev.STEP_STARTED, "team/lead/plan"),
+        (ev.STEP_FAILED, "team/lead/plan"),
+    ]:
+        view(Event(type=type_, run_id="r", step_id=sid))
+    assert (view.done, view.failed) == (0, 0)  # nothing of the workflow's own two steps has ended
+    assert view.running == {"team"}
+    view(Event(type=ev.STEP_STARTED, run_id="r", step_id="teams[1]/up"))
+    assert "team, teams[1]/up" in out.getvalue().rsplit("\r", 1)[-1]
+    view(Event(type=ev.STEP_COMPLETED, run_id="r", step_id="team"))
+    assert (view.done, view.failed) == (1, 0)
+    assert "[1/2 done, 0 failed]" in out.getvalue().rsplit("\r", 1)[-1]
