@@ -137,6 +137,12 @@ def test_nested_runs_resume_after_sigkill_sqlite(tmp_path: Path) -> None:
     out = json.loads(again.stdout)
     assert out["outputs"] == {"said": ["team!", "x!", "y!", "deep!?"]}
     assert out["steps"]["team"]["attempts"] == 2 and out["steps"]["team/a"]["status"] == "completed"
+    # The nested runs that were kept show their steps as the store has them.
+    assert {k: v["status"] for k, v in out["steps"].items() if k.startswith(("teams", "deep"))} == dict.fromkeys(
+        ["teams", "teams[0]/a", "teams[0]/b", "teams[1]/a", "teams[1]/b", "deep", "deep/plan", "deep/crew",
+         "deep/crew/a", "deep/crew/b"], "completed"
+    )  # fmt: skip
+    assert out["steps"]["deep/crew/b"]["result"]["value"] == "deep!"
     new = Counter(e["key"] for e in _ledger(ledger)) - before
     assert new == Counter({"team-a": 1, "team-b": 1, "last": 1}), new  # the whole nested run, its dependants
     fresh = [e["idempotency_key"] for e in _ledger(ledger) if e["key"] == "team-a"]

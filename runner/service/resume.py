@@ -131,8 +131,13 @@ def _fill(
             if split_call(call)[1] in done:
                 continue
             nested = ResumeState(run_id=nested_run_id(state.run_id, call, state.attempts[sid]), inputs={})
-            _fill(nested, child, _fold(mine), lambda mine=mine: mine, (), False)  # type: ignore[misc]
+            _fill(nested, child, _fold(mine), _given(mine), (), False)
             state.nested[call] = nested
+
+
+def _given(events: Sequence[Event]) -> EventsFn:
+    """A nested run's events, already read: its own nested runs are found in them."""
+    return lambda: events
 
 
 def _calls(events: Sequence[Event], sid: str, *, for_each: bool) -> dict[str, list[Event]]:
