@@ -120,6 +120,8 @@ class Engine(RunControl, TaskRunner, Resumption):
         self._started = time.time()  # reset when the run starts; kept for partial results
         self._preflight_ms = 0.0
         self._base_attempts: dict[str, int] = {}  # attempts of each step before this session
+        self.inner: dict[str, StepOutcome] = {}  # the steps of nested runs (``team/decompose``)
+        self.nested_resume: dict[str, ResumeState] = {}  # nested runs to continue, by call
 
     # -- what step handlers use (``steps.base.StepRun``) --------------------------------------
     def step_started(self, sid: str, attempt: int | None, agent_id: str | None) -> None:
@@ -136,7 +138,7 @@ class Engine(RunControl, TaskRunner, Resumption):
 
     def child(self, wf: Workflow, *, sinks: Sequence[EventSink], base_dir: str | None) -> Engine:
         """An ephemeral engine for a nested run on this run's agents and connections."""
-        return Engine(
+        eng = Engine(
             wf,
             sinks=sinks,
             registry=list(self.agents.specs.values()),
@@ -144,6 +146,8 @@ class Engine(RunControl, TaskRunner, Resumption):
             pool=self.agents.pool,
             base_dir=base_dir,
         )
+        eng.journal.upstream = self.journal.flush  # its events are ours: so are its flushes
+        return eng
 
     # -- public entry -----------------------------------------------------------------------
     async def run(
@@ -429,4 +433,5 @@ class Engine(RunControl, TaskRunner, Resumption):
             preflight_ms=preflight_ms,
             outputs=outputs,
             error=error,
+            inner=self.inner,
         )

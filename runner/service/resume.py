@@ -123,7 +123,7 @@ def _fill(
             state.inner[rec.step_id] = _kept(rec)
     for sid in sorted(state.in_flight):
         spec = known[sid]
-        child = wf.children.get(sid) if spec.uses is not None else None
+        child = wf.children.get(sid) if spec.calls_workflow else None
         if child is None:
             continue
         done = state.items.get(sid, {})

@@ -39,8 +39,9 @@ class UsesStep:
         run = self.ctx
         sid = task.step_id
         child_wf = run.wf.children.get(sid)
+        what = f"uses {spec.uses}" if spec.uses is not None else f"workflow {child_wf.name if child_wf else sid}"
         if child_wf is None:
-            raise ToolFailure(f"uses {spec.uses}: the workflow was not loaded with its callee", retryable=False)
+            raise ToolFailure(f"{what}: the workflow was not loaded with its callee", retryable=False)
         call = call_id(sid, task.index)
         journal = run.journal
         if task.index is None:
@@ -77,7 +78,7 @@ class UsesStep:
                 if o.status == StepStatus.FAILED and s not in res.tolerated
             ]
             why = f"step(s) failed: {', '.join(failed)}" if failed else (res.error or "failed")
-            raise ToolFailure(f"uses {spec.uses}: {res.status}: {why}", retryable=True)
+            raise ToolFailure(f"{what}: {res.status}: {why}", retryable=True)
         return res.outputs, None, None
 
 
