@@ -137,15 +137,10 @@ class Engine(RunControl, TaskRunner, Resumption):
         self.emit(ev.STEP_STARTED, sid, attempt=attempt, agent_id=agent_id)
 
     def child(self, wf: Workflow, *, sinks: Sequence[EventSink], base_dir: str | None) -> Engine:
-        """An ephemeral engine for a nested run on this run's agents and connections."""
-        eng = Engine(
-            wf,
-            sinks=sinks,
-            registry=list(self.agents.specs.values()),
-            secrets=self.secrets,
-            pool=self.agents.pool,
-            base_dir=base_dir,
-        )
+        """An ephemeral engine for a nested run on this run's agents, connections and limits."""
+        specs, pool = list(self.agents.specs.values()), self.agents.pool
+        eng = Engine(wf, sinks=sinks, registry=specs, secrets=self.secrets, pool=pool, base_dir=base_dir)
+        eng.agents.limit = self.agents.limit  # a max_concurrency held across processes holds in it too
         eng.journal.upstream = self.journal.flush  # its events are ours: so are its flushes
         return eng
 
@@ -232,7 +227,7 @@ class Engine(RunControl, TaskRunner, Resumption):
             except asyncio.CancelledError:  # Ctrl-C while agents start: resumable, and says so
                 if self._fatal is not None:  # the lease was lost while agents started
                     raise self._fatal from None
-                self.emit(ev.RUN_INTERRUPTED, error="interrupted by the user")
+                self.emit(ev.RUN_INTERRUPTED, error=self.interrupt_reason)
                 self.flush()
                 raise
             except RunnerError as exc:
@@ -251,7 +246,7 @@ class Engine(RunControl, TaskRunner, Resumption):
                 await self._loop(deadline)
             except asyncio.CancelledError:
                 await self._cancel_running()
-                self.emit(ev.RUN_INTERRUPTED, error="interrupted by the user")
+                self.emit(ev.RUN_INTERRUPTED, error=self.interrupt_reason)
                 self.flush()
                 raise
             status = self._final_status()
