@@ -120,6 +120,8 @@ class Engine(RunControl, TaskRunner, Resumption):
         self._started = time.time()  # reset when the run starts; kept for partial results
         self._preflight_ms = 0.0
         self._base_attempts: dict[str, int] = {}  # attempts of each step before this session
+        self.inner: dict[str, StepOutcome] = {}  # the steps of nested runs (``team/decompose``)
+        self.nested_resume: dict[str, ResumeState] = {}  # nested runs to continue, by call
 
     # -- what step handlers use (``steps.base.StepRun``) --------------------------------------
     def step_started(
@@ -141,6 +143,7 @@ class Engine(RunControl, TaskRunner, Resumption):
         specs, pool = list(self.agents.specs.values()), self.agents.pool
         eng = Engine(wf, sinks=sinks, registry=specs, secrets=self.secrets, pool=pool, base_dir=base_dir)
         eng.agents.limit = self.agents.limit  # a max_concurrency held across processes holds in it too
+        eng.journal.upstream = self.journal.flush  # its events are ours: so are its flushes
         return eng
 
     # -- public entry -----------------------------------------------------------------------
@@ -430,4 +433,5 @@ class Engine(RunControl, TaskRunner, Resumption):
             preflight_ms=preflight_ms,
             outputs=outputs,
             error=error,
+            inner=self.inner,
         )
