@@ -216,9 +216,14 @@ def _sequence(dumper: yaml.SafeDumper, value: list[Any]) -> yaml.SequenceNode:
     return dumper.represent_sequence("tag:yaml.org,2002:seq", value, flow_style=_one_line(value))
 
 
+_ODD_BREAKS = frozenset("\x85\u2028\u2029")  # line breaks to YAML, but not to str.splitlines' readers
+
+
 def _literal_blocks(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    # PyYAML falls back to a quoted scalar when a block cannot hold the value exactly
-    style = "|" if "\n" in value else None
+    # PyYAML falls back to a quoted scalar when a block cannot hold the value exactly; but
+    # it writes NEL raw inside single quotes, where YAML folds it to a space: only double
+    # quotes (which escape it as \N) keep these exactly
+    style = '"' if _ODD_BREAKS.intersection(value) else "|" if "\n" in value else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
