@@ -146,8 +146,8 @@ async def preflight(
         if a.max_concurrency:
             agents.sems[aid] = asyncio.Semaphore(a.max_concurrency)
     for s in wf.all_steps:
-        if not s.tool_to_call:
-            continue
+        if not s.tool_to_call or "tool_to_call" in s.per_task:
+            continue  # a tool named per task is checked when the task is dispatched
         ids = [c for c in agents.candidates[s.step_id][0] if c in connected]
         if ids and not any(s.tool_to_call in connected[c].tools for c in ids):
             problems.append(_missing_tool(wf, s, ids, connected))

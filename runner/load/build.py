@@ -52,9 +52,20 @@ def build_agent(data: Mapping[str, Any], source: str | None = None) -> AgentSpec
     )
 
 
+def _is_template(value: Any) -> bool:
+    return isinstance(value, str) and "{{" in value
+
+
 def _build_step(data: Mapping[str, Any], is_finally: bool) -> StepSpec:
     retry = data.get("retry") or {}
     max_delay = retry.get("max_delay")
+    # Templated `timeout` / `retry.max_attempts` / `retry.delay` keep their defaults here;
+    # ``runner.load.instantiate`` renders them from the inputs before the run starts.
+    raw = {"timeout": data.get("timeout"), "retry.max_attempts": retry.get("max_attempts"), "retry.delay": retry.get("delay")}
+    templates = {k: str(v) for k, v in raw.items() if _is_template(v)}
+    if templates:
+        retry = {k: v for k, v in retry.items() if f"retry.{k}" not in templates}
+        data = {k: v for k, v in data.items() if k != "timeout" or "timeout" not in templates}
     return StepSpec(
         step_id=data["step_id"],
         description=data.get("description"),
@@ -80,6 +91,7 @@ def _build_step(data: Mapping[str, Any], is_finally: bool) -> StepSpec:
         uses=data.get("uses"),
         with_=dict(data.get("with") or {}),
         is_finally=is_finally,
+        templates=templates,
     )
 
 

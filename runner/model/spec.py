@@ -164,6 +164,12 @@ class StepSpec:
     uses: str | None = None
     with_: Mapping[str, Any] = field(default_factory=dict)  # YAML key `with`
     is_finally: bool = False
+    # Templates of fields that are not strings (``timeout``, ``retry.max_attempts``,
+    # ``retry.delay``): the fields hold their defaults until ``instantiate`` renders these.
+    templates: Mapping[str, str] = field(default_factory=dict)
+    # Selection fields and ``tool_to_call`` whose templates read ``item``, ``index``,
+    # ``previous`` or ``steps``: they stay templates and are rendered per task, at dispatch.
+    per_task: tuple[str, ...] = ()
 
     @property
     def is_pull(self) -> bool:
