@@ -31,9 +31,10 @@ from runner.engine.journal import Journal, ProgressFn
 from runner.engine.lease import RunLease, SignalPoller
 from runner.engine.positions import step_error
 from runner.engine.preflight import Agents, preflight, step_kind
-from runner.engine.steps import IDEMPOTENCY_META_KEY, PullStep, StepHandler, ToolStep, UsesStep
+from runner.engine.steps import IDEMPOTENCY_META_KEY, PerTaskStep, PullStep, StepHandler, ToolStep, UsesStep
+from runner.engine.steps.per_task import SELECTION_FAILED
 from runner.errors import RunnerError, StoreError, ToolFailure
-from runner.load.instantiate import instantiate
+from runner.load.instantiate import agents_context, instantiate
 from runner.model import AgentSpec, RunStatus, StepOutcome, StepSpec, StepStatus, Workflow
 from runner.model import events as ev
 from runner.model.events import EventSink
@@ -189,10 +190,12 @@ class Engine(RunControl):
             "run": {"id": self.run_id, "status": "running"},
             "workflow": {"name": wf.name},
             "secrets": self.secrets,
+            "agents": agents_context(self.agents.specs),
         }
-        wf = self.wf = instantiate(wf, {"inputs": values, "workflow": self._ctx["workflow"]})
+        fixed = {"inputs": values, "workflow": self._ctx["workflow"], "agents": self._ctx["agents"]}
+        wf = self.wf = instantiate(wf, fixed)
         self._specs = {s.step_id: s for s in wf.all_steps}
-        self._kinds = {s.step_id: step_kind(s) for s in wf.all_steps}
+        self._kinds = {s.step_id: "per_task" if s.per_task else step_kind(s) for s in wf.all_steps}
         self.journal.run_id = self.run_id
         if resume is not None:
             self._base_attempts = dict(resume.attempts)
@@ -262,7 +265,8 @@ class Engine(RunControl):
                 exc.result = res  # type: ignore[attr-defined]
                 raise
             preflight_ms = self._preflight_ms = (time.perf_counter() - t0) * 1000
-            self._handlers["tool"] = ToolStep(self)
+            tool = self._handlers["tool"] = ToolStep(self)
+            self._handlers["per_task"] = PerTaskStep(self, tool, self.pull)
             # The run timeout counts from the first step: agent start-up has its own bound
             # (the connect timeout), and a slow machine must not eat the steps' time.
             deadline = loop.time() + wf.timeout if wf.timeout else None
@@ -531,7 +535,8 @@ class Engine(RunControl):
                 delay *= 1.0 + random.uniform(0.0, spec.retry.jitter)
         msg = self.masker.mask_text(str(err)) if self.secrets else str(err)
         if task.index is not None:
-            msg = f"item {task.index}: {msg}"
+            if err.extra.get("kind") != SELECTION_FAILED:  # that message names the item already
+                msg = f"item {task.index}: {msg}"
             self.emit(
                 ev.ITEM_FAILED, sid, attempt=task.attempt, agent_id=err.agent_id, error=msg, data={"index": task.index}
             )
@@ -590,10 +595,20 @@ class Engine(RunControl):
         spec = self._specs[sid]
         ctx = self._ctx
         if task.index is not None:
-            ctx = {**ctx, "item": self._items[sid][task.index], "index": task.index}
+            i = task.index
+            prev = self._item_results[sid].get(i - 1) if i else None
+            ctx = {**ctx, "item": self._items[sid][i], "index": i, "previous": prev}
         limit_renders(spec.timeout, None if spec.is_finally else self._deadline)  # renders block the loop
         arguments = self._compile(spec)[0].render(ctx)
         return await self._handlers[self._kinds[sid]].run(task, spec, arguments)
+
+    def task_context(self, task: Task) -> Mapping[str, Any]:
+        """The template context of ``task`` (as ``_dispatch`` builds it), for per-task selection."""
+        if task.index is None:
+            return self._ctx
+        i, sid = task.index, task.step_id
+        prev = self._item_results[sid].get(i - 1) if i else None
+        return {**self._ctx, "item": self._items[sid][i], "index": i, "previous": prev}
 
     # -- results --------------------------------------------------------------------------------
     def partial_result(self, status: RunStatus, error: str) -> RunResult | None:

@@ -53,6 +53,8 @@ def check_value(name: str, value: Any) -> Any:
     if name in _LISTS:
         if isinstance(value, str):
             value = (value,)  # one capability or agent id
+        elif isinstance(value, (list, tuple)) and len(value) == 1 and isinstance(value[0], (list, tuple)):
+            value = value[0]  # `required_capabilities: "{{ item.caps }}"` is held as a one-item tuple
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
             raise ValueError("must be a list of non-empty strings")
         if len(set(value)) != len(value):

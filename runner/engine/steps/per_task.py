@@ -68,7 +68,7 @@ class PerTaskStep:
                 changes[name] = check_value(name, out)
             except ValueError as exc:
                 raise _fail(f"{label}: {rendered_problem(name, out, str(exc))}") from None
-            shown[name] = out
+            shown[name] = changes[name]
         s = dataclasses.replace(spec, per_task=(), **changes)
         specs = run.agents.specs
         known = f"(agents: {', '.join(specs) or 'none'})"
@@ -104,8 +104,10 @@ class PerTaskStep:
             what += f"agent '{up[0]}' does not offer" if len(up) == 1 else f"none of the agents {', '.join(up)} offers"
         else:
             chosen = "" if "assigned_agent_id" not in shown else f" (assigned_agent_id rendered to '{up[0]}')"
-            what = f"agent '{up[0]}'{chosen} has no tool '{tool}'" if len(up) == 1 else (
-                f"none of the agents {', '.join(up)} has a tool '{tool}'"
+            what = (
+                f"agent '{up[0]}'{chosen} has no tool '{tool}'"
+                if len(up) == 1
+                else (f"none of the agents {', '.join(up)} has a tool '{tool}'")
             )
         offers = "; ".join(f"'{c}' offers: {', '.join(sorted(conns[c].tools)) or '(no tools)'}" for c in up)
         raise _fail(f"{label}: {what} ({offers})")
