@@ -62,10 +62,11 @@ def _build_step(data: Mapping[str, Any], is_finally: bool) -> StepSpec:
     # Templated `timeout` / `retry.max_attempts` / `retry.delay` keep their defaults here;
     # ``runner.load.instantiate`` renders them from the inputs before the run starts.
     raw = {"timeout": data.get("timeout"), "retry.max_attempts": retry.get("max_attempts"), "retry.delay": retry.get("delay")}
-    templates = {k: str(v) for k, v in raw.items() if _is_template(v)}
+    templates = tuple((k, str(v)) for k, v in raw.items() if _is_template(v))
     if templates:
-        retry = {k: v for k, v in retry.items() if f"retry.{k}" not in templates}
-        data = {k: v for k, v in data.items() if k != "timeout" or "timeout" not in templates}
+        names = {k for k, _ in templates}
+        retry = {k: v for k, v in retry.items() if f"retry.{k}" not in names}
+        data = {k: v for k, v in data.items() if k != "timeout" or "timeout" not in names}
     return StepSpec(
         step_id=data["step_id"],
         description=data.get("description"),

@@ -98,6 +98,15 @@ def instantiate(wf: Workflow, ctx: Mapping[str, Any]) -> Workflow:
         return WorkflowInvalid(positioned(wf, [problem]))
 
     def render(s: StepSpec) -> StepSpec:
+        if (
+            not s.templates
+            and not s.required_capabilities
+            and not s.fallback_agents
+            and "{" not in (s.assigned_agent_id or "")
+            and "{" not in (s.tool_to_call or "")
+            and "{" not in (s.assigned_role or "")
+        ):
+            return s  # nothing templated: the common case, decided without the template machinery
         changes: dict[str, Any] = {}
         per_task: list[str] = []
         for name in SELECTION:
@@ -110,7 +119,7 @@ def instantiate(wf: Workflow, ctx: Mapping[str, Any]) -> Workflow:
                     continue
                 changes[name] = _render(s, name, val, ctx, fail)
         retry: dict[str, Any] = {}
-        for name, text in s.templates.items():
+        for name, text in s.templates:
             out = _render(s, name, text, ctx, fail)
             if name == "timeout":
                 changes[name] = out

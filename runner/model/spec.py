@@ -166,7 +166,7 @@ class StepSpec:
     is_finally: bool = False
     # Templates of fields that are not strings (``timeout``, ``retry.max_attempts``,
     # ``retry.delay``): the fields hold their defaults until ``instantiate`` renders these.
-    templates: Mapping[str, str] = field(default_factory=dict)
+    templates: tuple[tuple[str, str], ...] = ()  # (field, template) pairs
     # Selection fields and ``tool_to_call`` whose templates read ``item``, ``index``,
     # ``previous`` or ``steps``: they stay templates and are rendered per task, at dispatch.
     per_task: tuple[str, ...] = ()
