@@ -21,11 +21,22 @@ def cli(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from runner.cli import agents_cmd, graph_cmd, run_cmd, runs_cmd, serve_cmd, steps_cmd, validate_cmd, worker_cmd
+    from runner.cli import (
+        agents_cmd,
+        expand_cmd,
+        graph_cmd,
+        run_cmd,
+        runs_cmd,
+        serve_cmd,
+        steps_cmd,
+        validate_cmd,
+        worker_cmd,
+    )
 
     cli.add_command(validate_cmd.validate)
     cli.add_command(run_cmd.run)
     cli.add_command(graph_cmd.graph)
+    cli.add_command(expand_cmd.expand)
     cli.add_command(agents_cmd.agents)
     cli.add_command(runs_cmd.runs)
     cli.add_command(runs_cmd.resume)

@@ -3,8 +3,10 @@
 One ``Engine`` executes one session of one run. It answers the scheduler's decisions
 (``if``, ``for_each``), starts tasks on the handler of their step's kind (``steps/``:
 tool, pull, uses), and feeds outcomes back. Its other jobs live beside it: the event
-journal (``journal.py``), the lease and the run's signals (``lease.py``), and agent
-start-up (``preflight.py``). Every state change is journalled *before* the engine acts
+journal (``journal.py``), the lease and the run's signals (``lease.py``, ``control.py``),
+agent start-up (``preflight.py``), one task's call, errors and outcome (``tasks.py``),
+a session's start and a resumed run's restored state (``resume.py``), and the run's
+verdict and result (``finish.py``). Every state change is journalled *before* the engine acts
 on it, so a crash leaves a store that ``resume`` can continue from.
 
 Speed (SPEC §7): templates are compiled once per step, completions come back through a
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import random
 import time
 import weakref
 from collections import deque
@@ -31,17 +32,17 @@ from runner.engine.journal import Journal, ProgressFn
 from runner.engine.lease import RunLease, SignalPoller
 from runner.engine.positions import step_error
 from runner.engine.preflight import Agents, preflight, step_kind
+from runner.engine.resume import Resumption
 from runner.engine.steps import IDEMPOTENCY_META_KEY, PerTaskStep, PullStep, StepHandler, ToolStep, UsesStep
-from runner.engine.steps.per_task import SELECTION_FAILED
-from runner.errors import RunnerError, StoreError, ToolFailure
+from runner.engine.tasks import TaskRunner
+from runner.errors import RunnerError, ToolFailure
 from runner.load.instantiate import agents_context, instantiate
-from runner.model import AgentSpec, RunStatus, StepOutcome, StepSpec, StepStatus, Workflow
+from runner.model import AgentSpec, RunStatus, StepOutcome, StepSpec, Workflow
 from runner.model import events as ev
 from runner.model.events import EventSink
-from runner.model.ids import new_run_id, workflow_hash
+from runner.model.ids import new_run_id
 from runner.model.outcomes import ResumeState, RunResult, resolve_inputs
-from runner.model.records import WorkflowRecord
-from runner.template import Compiled, Masker, TemplateError, compile_value, limit_renders, render_condition
+from runner.template import Compiled, Masker, TemplateError, limit_renders, render_condition
 
 if TYPE_CHECKING:
     from runner.agents.pool import AgentPool
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
 __all__ = ["IDEMPOTENCY_META_KEY", "Engine"]
 
 
-class Engine(RunControl):
+class Engine(RunControl, TaskRunner, Resumption):
     """Executes one session of one run. Construct, then ``await engine.run(...)``.
 
     With a ``store``, the run must exist there: the service layer creates it (queued or
@@ -198,19 +199,14 @@ class Engine(RunControl):
         self._kinds = {s.step_id: "per_task" if s.per_task else step_kind(s) for s in wf.all_steps}
         self.journal.run_id = self.run_id
         if resume is not None:
-            self._base_attempts = dict(resume.attempts)
-            # A call in flight when the last session died is sent again as the SAME attempt
-            # (same idempotency key): its outcome is unknown and the agent may have done it.
-            for sid in resume.in_flight:
-                if self._base_attempts.get(sid, 0) > 0:
-                    self._base_attempts[sid] -= 1
-            if not resume.fresh:
-                for sid, items in resume.items.items():
-                    self._item_results[sid] = dict(items)
+            self._restore_counts(resume)
         # The plan, built before preflight: its records are the step outcomes from the start.
         self._sched = Scheduler(
-            wf.steps, concurrency=wf.concurrency, finally_steps=wf.finally_steps,
-            completed=(resume.completed if resume else {}).keys(), attempts=self._base_attempts,
+            wf.steps,
+            concurrency=wf.concurrency,
+            finally_steps=wf.finally_steps,
+            completed=(resume.completed if resume else {}).keys(),
+            attempts=self._base_attempts,
             items_done={k: v.keys() for k, v in self._item_results.items()},
         )
         self.outcomes = self._sched.outcomes
@@ -220,27 +216,7 @@ class Engine(RunControl):
                 raise RunnerError("a stored run is created by the service (RunService.start), not by the engine")
             self._hold(self.store)
             self.run_stored = True
-        # Who executes this session (`runner runs show`): the lease holder (a worker's id).
-        owner = {"owner": self.journal.fence.owner} if self.journal.fence is not None else {}
-        if resume is not None and resume.fresh:
-            self.emit(ev.RUN_STARTED, data={"workflow": wf.name, "inputs": self.masker.mask(values), **owner})
-        elif resume is not None:
-            for sid, o in resume.completed.items():
-                if sid in self.outcomes:
-                    self.outcomes[sid].adopt(o)
-                    self._ctx["steps"][sid] = self.outcomes[sid].view
-            for sid in sorted(reset):
-                self.emit(ev.STEP_RESET, sid, data={"reason": "retry --from"})
-            data: dict[str, Any] = {"workflow": wf.name, "reset": sorted(reset), **owner}
-            if self.store is not None and wf.source_text is not None:
-                # The version this session runs (after `--force`, a newer one than the run
-                # started with): later resumes compare the file against it.
-                h = workflow_hash(wf.source_text)
-                self.store.put_workflow(WorkflowRecord(name=wf.name, content_hash=h, source_text=wf.source_text))
-                data["workflow_hash"] = h
-            self.emit(ev.RUN_RESUMED, attempt=resume.attempt + 1 if resume.new_attempt else None, data=data)
-        else:
-            self.emit(ev.RUN_STARTED, data={"workflow": wf.name, "inputs": values})
+        self._announce(resume, reset, values)
         self.flush()
         loop = asyncio.get_running_loop()
         t0 = time.perf_counter()
@@ -437,179 +413,6 @@ class Engine(RunControl):
             return RunStatus.FAILED  # a finally step failed, or the run was aborted during them
         return self._main_status
 
-    def _compile(self, spec: StepSpec) -> tuple[Compiled, Compiled | None, Compiled | None]:
-        c = self._compiled.get(spec.step_id)
-        if c is None:
-            cond = spec.condition
-            args = spec.with_ if spec.uses is not None else spec.tool_arguments
-            c = (
-                compile_value(args if args is not None else {}),
-                compile_value(cond) if cond is not None else None,
-                compile_value(spec.for_each) if spec.for_each is not None else None,
-            )
-            self._compiled[spec.step_id] = c
-        return c
-
-    def _drain(self) -> None:
-        """Turn the scheduler's terminal transitions into outcomes and events."""
-        steps_ctx = self._ctx["steps"]
-        for tr in self._sched.transitions():
-            sid = tr.step_id
-            view = (o := self.outcomes[sid]).view  # the scheduler has set its status
-            if o.finished_at is None or tr.status is not StepStatus.COMPLETED:
-                o.finished_at = time.time()
-            if tr.status is StepStatus.COMPLETED:
-                if sid in self._items:
-                    res = self._item_results.get(sid, {})
-                    view["result"] = [res.get(i) for i in range(len(self._items[sid]))]
-                    view["text"] = None
-                steps_ctx[sid] = view
-                self.emit(
-                    ev.STEP_COMPLETED,
-                    sid,
-                    attempt=view["attempts"] or None,
-                    agent_id=view["agent_id"],
-                    data={"result": view["result"], "text": view["text"], "content": view["content"],
-                          "duration_ms": o.duration_ms},
-                )
-            else:
-                if tr.status is not StepStatus.SKIPPED:
-                    view["error"] = tr.reason
-                if sid in self._items and self._item_results.get(sid):
-                    # A failed fan-out still reports what its finished items produced
-                    # (None where an item failed or never ran), like a failed run does.
-                    res = self._item_results[sid]
-                    view["result"] = [res.get(i) for i in range(len(self._items[sid]))]
-                steps_ctx[sid] = view
-                kind = {
-                    StepStatus.FAILED: ev.STEP_FAILED,
-                    StepStatus.SKIPPED: ev.STEP_SKIPPED,
-                    StepStatus.CANCELLED: ev.STEP_CANCELLED,
-                }[tr.status]
-                self.emit(
-                    kind,
-                    sid,
-                    attempt=o.attempts or None,
-                    agent_id=o.agent_id,
-                    error=o.error,
-                    data={"reason": tr.reason} if tr.status == StepStatus.SKIPPED else None,
-                )
-                if tr.status == StepStatus.FAILED and sid in self._items:
-                    for t, fut in list(self._running.items()):
-                        if t.step_id == sid:
-                            fut.cancel()
-
-    def _settle(self, task: Task, res: Any, err: ToolFailure | None, now: float) -> None:
-        """Feed one finished task back to the scheduler."""
-        sched = self._sched
-        sid = task.step_id
-        o = self.outcomes[sid]
-        if err is None:
-            if task.index is None:
-                view = o.view
-                view["result"], view["text"], view["content"] = res
-                o.finished_at = time.time()
-            else:
-                self._item_results[sid][task.index] = res[0]
-                self.emit(
-                    ev.ITEM_COMPLETED,
-                    sid,
-                    attempt=task.attempt,
-                    agent_id=o.agent_id,
-                    data={"index": task.index, "result": res[0]},
-                )
-            sched.complete(task)
-            return
-        spec = self._specs[sid]
-        if err.extra.get("kind") == "cancelled" and (self._cancelled or self._aborted) and self._main_status is None:
-            # Stopped by the run's cancel (not a failure of the step): the step is cancelled,
-            # with the pending ones, before the scheduler could count it as failed.
-            sched.cancel_pending("run cancelled")
-        delay = 0.0
-        # `retry` counts attempts within this session: attempt numbers go on across sessions
-        # (for unique idempotency keys), but a re-run step gets its whole retry policy again.
-        tries = task.attempt - self._base_attempts.get(sid, 0)
-        if err.retryable and tries < spec.retry.max_attempts:
-            delay = spec.retry.delay_before(task.attempt + 1)
-            if spec.retry.jitter:
-                delay *= 1.0 + random.uniform(0.0, spec.retry.jitter)
-        msg = self.masker.mask_text(str(err)) if self.secrets else str(err)
-        if task.index is not None:
-            if err.extra.get("kind") != SELECTION_FAILED:  # that message names the item already
-                msg = f"item {task.index}: {msg}"
-            self.emit(
-                ev.ITEM_FAILED, sid, attempt=task.attempt, agent_id=err.agent_id, error=msg, data={"index": task.index}
-            )
-        was_active = sched.is_active(sid)
-        at = sched.fail(task, msg, now, retryable=err.retryable, delay=delay)
-        if at is not None:
-            self.emit(
-                ev.STEP_RETRYING,
-                sid,
-                attempt=task.attempt + 1,
-                agent_id=err.agent_id,
-                error=msg,
-                data={"delay_s": round(delay, 3), **({"index": task.index} if task.index is not None else {})},
-            )
-        elif was_active:  # not a late report from a step the run already cancelled
-            o.error = msg
-
-    async def _cancel_running(self, main_only: bool = False) -> None:
-        tasks = [f for t, f in self._running.items() if not (main_only and self._specs[t.step_id].is_finally)]
-        for f in tasks:
-            f.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-    # -- one task -------------------------------------------------------------------------------
-    async def _exec(self, task: Task, inline: bool = False) -> None:
-        try:
-            res = await self._dispatch(task)
-            self._finished.append((task, res, None))
-        except ToolFailure as exc:
-            self._finished.append((task, None, exc))
-        except asyncio.CancelledError:
-            self._finished.append((task, None, ToolFailure("cancelled", retryable=False, extra={"kind": "cancelled"})))
-            if inline:
-                if not self._inline_cancel:
-                    raise  # the run itself is being cancelled (Ctrl-C)
-                self._inline_cancel = False
-                me = asyncio.current_task()
-                if me is not None and hasattr(me, "uncancel"):
-                    me.uncancel()
-        except TemplateError as exc:
-            msg = step_error(self.wf, self._specs[task.step_id], None, exc)  # tool_arguments or with
-            self._finished.append((task, None, ToolFailure(msg, retryable=False)))
-        except StoreError as exc:  # the store failed: the run cannot go on safely
-            self._fatal = exc
-        except RunnerError as exc:  # a nested pattern that is invalid or whose agents are down
-            self._finished.append((task, None, ToolFailure(str(exc), retryable=False)))
-        except Exception as exc:  # a bug in runner or an agent transport: fail the step, not the runner
-            self._finished.append(
-                (task, None, ToolFailure(f"internal error: {type(exc).__name__}: {exc}", retryable=False))
-            )
-        self._wake.set()
-
-    async def _dispatch(self, task: Task) -> tuple[Any, str | None, list[Any] | None]:
-        sid = task.step_id
-        spec = self._specs[sid]
-        ctx = self._ctx
-        if task.index is not None:
-            i = task.index
-            prev = self._item_results[sid].get(i - 1) if i else None
-            ctx = {**ctx, "item": self._items[sid][i], "index": i, "previous": prev}
-        limit_renders(spec.timeout, None if spec.is_finally else self._deadline)  # renders block the loop
-        arguments = self._compile(spec)[0].render(ctx)
-        return await self._handlers[self._kinds[sid]].run(task, spec, arguments)
-
-    def task_context(self, task: Task) -> Mapping[str, Any]:
-        """The template context of ``task`` (as ``_dispatch`` builds it), for per-task selection."""
-        if task.index is None:
-            return self._ctx
-        i, sid = task.index, task.step_id
-        prev = self._item_results[sid].get(i - 1) if i else None
-        return {**self._ctx, "item": self._items[sid][i], "index": i, "previous": prev}
-
     # -- results --------------------------------------------------------------------------------
     def partial_result(self, status: RunStatus, error: str) -> RunResult | None:
         """The result so far of a run that stopped abnormally (Ctrl-C): what had finished."""
@@ -621,5 +424,12 @@ class Engine(RunControl):
         self, started: float, status: RunStatus, outputs: dict[str, Any], preflight_ms: float, error: str | None
     ) -> RunResult:
         return build_result(
-            self.run_id, self.wf, status, self.outcomes, started=started, preflight_ms=preflight_ms, outputs=outputs, error=error
+            self.run_id,
+            self.wf,
+            status,
+            self.outcomes,
+            started=started,
+            preflight_ms=preflight_ms,
+            outputs=outputs,
+            error=error,
         )

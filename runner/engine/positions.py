@@ -27,7 +27,7 @@ def step_error(wf: Workflow, spec: StepSpec, field: str | None, exc: TemplateErr
     (``with`` of a ``uses:`` step, else ``tool_arguments``).
     """
     if field is None:
-        field = "with" if spec.uses is not None else "tool_arguments"
+        field = "with" if spec.calls_workflow else "tool_arguments"
     steps, key = (wf.finally_steps, "finally") if spec.is_finally else (wf.steps, "steps")
     index = next((i for i, s in enumerate(steps) if s is spec or s.step_id == spec.step_id), None)
     where = _locate(wf, (key, index, field, *exc.path)) if index is not None else ""

@@ -43,7 +43,7 @@ class Agents:
 
 def step_kind(spec: StepSpec) -> str:
     """``uses`` (a nested workflow), ``pull`` (waits for a report) or ``tool`` (an MCP call)."""
-    if spec.uses is not None:
+    if spec.calls_workflow:
         return "uses"
     return "pull" if spec.tool_to_call is None else "tool"
 
@@ -107,7 +107,7 @@ async def preflight(
     needed: dict[str, AgentSpec] = {}
     problems: list[Problem] = []
     for s in wf.all_steps:
-        if s.uses is not None:
+        if s.calls_workflow:
             continue
         cands = eligible(s, specs)
         agents.candidates[s.step_id] = cands

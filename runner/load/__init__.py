@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from runner.errors import Problem, WorkflowInvalid
-from runner.load.build import build_agent, build_workflow
+from runner.load.build import build_agent, build_inline, build_workflow
 from runner.load.validation import analyze, analyze_agents
-from runner.load.yaml import SourceMap, gc_paused, json_path, load_yaml, read_text
+from runner.load.yaml import PathT, SourceMap, gc_paused, json_path, load_yaml, read_text
 from runner.model import AgentSpec, Workflow
 from runner.model.ids import workflow_hash
 
@@ -60,28 +60,46 @@ def _identity(source: str) -> str:
     return str(path.resolve()) if path.is_file() else source
 
 
-def _with_children(wf: Workflow, registry: Sequence[AgentSpec], stack: tuple[str, ...]) -> Workflow:
-    """Load every workflow a ``uses:`` step calls, now, so a run never reads a file mid-way.
+def _with_children(
+    wf: Workflow,
+    registry: Sequence[AgentSpec],
+    stack: tuple[str, ...],
+    where: tuple[Workflow, PathT] | None = None,
+) -> Workflow:
+    """Load every workflow a step calls (``uses:`` or ``workflow:``), now, so a run never
+    reads a file mid-way.
 
     The callee is validated on the caller's agents (it runs on them); a chain of calls
     that comes back to a file already on it is a validation error, not an endless run.
+    An inline callee is built from the calling file (it was validated with it) and its own
+    calls are loaded the same way; ``where`` is the file whose text holds ``wf`` and the
+    path of ``wf`` in it, so a problem inside an inline body is positioned in that file.
     """
-    users = [s for s in wf.all_steps if s.uses is not None]
+    users = [
+        (section, i, s)
+        for section, seq in (("steps", wf.steps), ("finally", wf.finally_steps))
+        for i, s in enumerate(seq)
+        if s.calls_workflow
+    ]
     if not users:
         return wf
-    from runner.load.instantiate import positioned
     from runner.load.patterns import resolve_uses
 
+    top, prefix = where or (wf, ())
     agents = [*registry, *(a for a in wf.agents if a.id not in {r.id for r in registry})]
     children: dict[str, Workflow] = {}
-    for s in users:
+    for section, i, s in users:
+        if s.inline is not None:
+            child = build_inline(s, source=wf.source)
+            children[s.step_id] = _with_children(child, agents, stack, (top, (*prefix, section, i, "workflow")))
+            continue
         assert s.uses is not None
         path = resolve_uses(s.uses, wf.source)
         key = str(path.resolve())
         if key in stack:
             chain = " -> ".join(Path(p).name for p in (*stack, key))
             raise WorkflowInvalid(
-                positioned(wf, [Problem(f"step '{s.step_id}': uses: recursion ({chain})", path=f"$.steps[{s.step_id}].uses", file=wf.source or "<string>")])
+                [_problem(top, f"step '{s.step_id}': uses: recursion ({chain})", (*prefix, section, i, "uses"))]
             )
         text, source = _source(path, None)
         data, problems = analyze(text, source, agents)
@@ -90,6 +108,17 @@ def _with_children(wf: Workflow, registry: Sequence[AgentSpec], stack: tuple[str
         child = build_workflow(data, source=source, text=text)
         children[s.step_id] = _with_children(child, agents, (*stack, key))
     return dataclasses.replace(wf, children=children)
+
+
+def _problem(top: Workflow, message: str, path: PathT) -> Problem:
+    """A load-time problem at ``path`` of the file ``top`` was read from, with its line:col."""
+    file = top.source or "<string>"
+    if top.source_text is not None:
+        try:
+            return load_yaml(top.source_text, file)[1].problem(message, path)
+        except WorkflowInvalid:
+            pass
+    return Problem(message, json_path(path), file)
 
 
 def _source(path_or_text: str | Path, file: str | None) -> tuple[str, str]:

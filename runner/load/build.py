@@ -11,7 +11,7 @@ from typing import Any
 
 from runner.model import AgentSpec, RetryPolicy, StepSpec, TransportKind, Workflow, parse_duration
 
-__all__ = ["build_agent", "build_workflow"]
+__all__ = ["build_agent", "build_inline", "build_workflow"]
 
 
 def _tuple(value: Any) -> tuple[Any, ...]:
@@ -93,6 +93,7 @@ def _build_step(data: Mapping[str, Any], is_finally: bool) -> StepSpec:
         with_=dict(data.get("with") or {}),
         is_finally=is_finally,
         templates=templates,
+        inline=data.get("workflow"),
     )
 
 
@@ -122,3 +123,13 @@ def build_workflow(data: Mapping[str, Any], *, source: str | None = None, text: 
         source=source,
         source_text=text,
     )
+
+
+def build_inline(step: StepSpec, *, source: str | None = None) -> Workflow:
+    """The callee a step's ``workflow:`` holds, as a Workflow (its name defaults to the step id).
+
+    It is read from the calling file, so ``source`` is that file: an inline agent's
+    relative ``cwd`` is relative to it, and so is a ``uses: ./path`` inside the body.
+    """
+    assert step.inline is not None
+    return build_workflow({"name": step.step_id, **step.inline}, source=source)

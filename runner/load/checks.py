@@ -39,7 +39,8 @@ _ITEM_ROOTS = frozenset({"item", "index", "previous"})
 _FIXED_ROOTS = frozenset({"inputs", "workflow", "agents"})
 _FIXED_KEYS = frozenset({"timeout", "retry"})
 _AGENT_ROOTS = frozenset({"inputs", "secrets", "workflow", "run"})
-_NOT_TEMPLATED = frozenset({"step_id", "description", "depends_on", "uses"})
+# `workflow:` (an inline callee) has its own inputs and steps: it is checked as a workflow of its own
+_NOT_TEMPLATED = frozenset({"step_id", "description", "depends_on", "uses", "workflow"})
 _AGENT_TEMPLATED = ("command", "args", "env", "cwd", "url", "headers")
 _INPUT_REF = re.compile(r"(?<![\w.])inputs\s*(?:\.\s*([A-Za-z_]\w*)\b(?!\s*\()|\[\s*(['\"])([^'\"]*)\2\s*\])")
 _CODE = re.compile(r"\{\{(.*?)\}\}|\{%(.*?)%\}", re.DOTALL)
@@ -259,16 +260,18 @@ class WorkflowChecks:
             )
         self.ancestors = ancestors(self.deps)
         for path, step in self.steps:
-            if "tool_to_call" in step and "uses" in step:
+            kinds = [k for k in ("tool_to_call", "uses", "workflow") if k in step]
+            if len(kinds) > 1:
                 self.add(
-                    "a step either calls a tool (tool_to_call) or uses a pattern (uses), not both",
-                    (*path, "uses"),
+                    "a step either calls a tool (tool_to_call) or uses a pattern (uses) or runs a workflow "
+                    f"written in place (workflow), one of them: this one has {' and '.join(kinds)}",
+                    (*path, kinds[1]),
                     key=True,
                     rank=RANK_STRUCTURE,
                 )
-            if "with" in step and "uses" not in step:
+            if "with" in step and "uses" not in step and "workflow" not in step:
                 self.add(
-                    "'with' passes inputs to a pattern or workflow, but this step has no 'uses'",
+                    "'with' passes inputs to a pattern or workflow, but this step has no 'uses' nor 'workflow'",
                     (*path, "with"),
                     key=True,
                     rank=RANK_STRUCTURE,
@@ -296,7 +299,11 @@ class WorkflowChecks:
         selectors = ("assigned_agent_id", "assigned_role", "required_capabilities")
         # a step with a selector is judged by it (an unknown role is its own problem; a
         # templated one is a sub-workflow's parameter, filled by the workflow using it)
-        needy = [(path, st) for path, st in self.steps if "uses" not in st and not any(k in st for k in selectors)]
+        needy = [
+            (path, st)
+            for path, st in self.steps
+            if "uses" not in st and "workflow" not in st and not any(k in st for k in selectors)
+        ]
         if not needy:
             return
         path, step = needy[0]
@@ -526,30 +533,59 @@ class WorkflowChecks:
             if isinstance(iface, str):
                 self.add(f"cannot use {uses!r}: {iface}", (*path, "uses"))
                 continue
-            given = step.get("with")
-            given = given if isinstance(given, dict) else {}
-            for k in given:
-                if k not in iface:
+            self._with(path, step, repr(uses), iface)
+        for path, step in self.steps:
+            body = step.get("workflow")
+            if isinstance(body, dict) and "uses" not in step:
+                inputs = body.get("inputs")
+                self._with(path, step, "the inline workflow", inputs if isinstance(inputs, dict) else {})
+
+    def _with(self, path: PathT, step: dict[str, Any], callee: str, iface: dict[str, Any]) -> None:
+        """``with:`` against the callee's inputs, the same for ``uses:`` and ``workflow:``:
+        no unknown key, every input without a default given, literal values valid."""
+        given = step.get("with")
+        given = given if isinstance(given, dict) else {}
+        for k in given:
+            if k not in iface:
+                self.add(
+                    f"{callee} has no input {k!r}{hint(k, iface)}; inputs: " + (", ".join(iface) or "none"),
+                    (*path, "with", k),
+                    key=True,
+                )
+        for name, sch in iface.items():
+            if name not in given and not (isinstance(sch, dict) and "default" in sch):
+                where = (*path, "with") if "with" in step else (*path, "uses" if "uses" in step else "workflow")
+                self.add(f"{callee} needs input {name!r} (it has no default)", where, key=True)
+        if not self.check_inputs:
+            return
+        for k, v in given.items():
+            sch = iface.get(k)
+            if isinstance(sch, dict) and not _templated(v):
+                for msg in _jsonschema_messages(sch, v) or ():
                     self.add(
-                        f"{uses!r} has no input {k!r}{hint(k, iface)}; inputs: " + (", ".join(iface) or "none"),
+                        f"input {k!r} of {callee} does not match its schema: {msg}",
                         (*path, "with", k),
-                        key=True,
+                        rank=RANK_INPUTS,
                     )
-            for name, sch in iface.items():
-                if name not in given and not (isinstance(sch, dict) and "default" in sch):
-                    where = (*path, "with") if "with" in step else (*path, "uses")
-                    self.add(f"{uses!r} needs input {name!r} (it has no default)", where, key=True)
-            if not self.check_inputs:
-                continue
-            for k, v in given.items():
-                sch = iface.get(k)
-                if isinstance(sch, dict) and not _templated(v):
-                    for msg in _jsonschema_messages(sch, v) or ():
-                        self.add(
-                            f"input {k!r} of {uses!r} does not match its schema: {msg}",
-                            (*path, "with", k),
-                            rank=RANK_INPUTS,
-                        )
+
+    def inline_bodies(self) -> Iterator[tuple[PathT, dict[str, Any]]]:
+        """Each step's inline ``workflow:`` mapping, with the step's path."""
+        for path, step in self.steps:
+            body = step.get("workflow")
+            if isinstance(body, dict):
+                yield path, body
+
+    def declared_agents(self) -> list[AgentSpec]:
+        """The agents this document declares, as far as an inline callee's checks need them."""
+        out = []
+        declared = self.data.get("agents")
+        for a in declared if isinstance(declared, list) else ():
+            if isinstance(a, dict) and isinstance(a.get("id"), str):
+                caps = a.get("capabilities")
+                caps = tuple(c for c in caps if isinstance(c, str)) if isinstance(caps, list) else ()
+                role = a.get("role") if isinstance(a.get("role"), str) else None
+                out.append(AgentSpec(id=a["id"], role=role, capabilities=caps))
+        return out
 
     # ------------------------------------------------------------------ inputs
 

@@ -114,7 +114,7 @@ def instantiate(wf: Workflow, ctx: Mapping[str, Any]) -> Workflow:
             if not val or (type(val) is str and "{" not in val):
                 continue  # the common case, checked without the template machinery
             if is_templated(val):
-                if s.uses is None and _per_task(val):
+                if not s.calls_workflow and _per_task(val):
                     per_task.append(name)
                     continue
                 changes[name] = _render(s, name, val, ctx, fail)

@@ -142,8 +142,7 @@ class _FastCompiler:
         hit = self.cache.get(id(node))
         if hit is not None:
             return hit
-        compiled = (self._keyword(k, v, node, base) for k, v in node.items() if k not in _ANNOTATIONS)
-        checks = [c for c in compiled if c is not None]
+        checks: list[_Check] = []
 
         def check(x: Any) -> bool:
             for c in checks:
@@ -151,7 +150,11 @@ class _FastCompiler:
                     return False
             return True
 
+        # Cached before its keywords are compiled: the schemas are recursive (a step's
+        # ``workflow:`` holds steps), and a ``$ref`` back to this node must find it.
         self.cache[id(node)] = check
+        compiled = (self._keyword(k, v, node, base) for k, v in node.items() if k not in _ANNOTATIONS)
+        checks += [c for c in compiled if c is not None]
         return check
 
     def _ref(self, ref: str, base: str) -> _Check:

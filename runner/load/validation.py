@@ -259,6 +259,25 @@ def _check_workflow(
     if check_agents is None:
         check_agents = Path(smap.file).parent.name != "patterns"
     problems = schema_problems("workflow.schema.json", data, smap)
-    problems += _duplicate_agents(data.get("agents"), smap)
-    problems += WorkflowChecks(data, smap, registry, check_inputs, check_agents).run()
-    return sort_problems(problems)
+    return sort_problems(problems + _workflow_checks(data, smap, registry, check_inputs, check_agents))
+
+
+def _workflow_checks(
+    data: dict[str, Any], smap: SourceMap, registry: Sequence[AgentSpec], check_inputs: bool, check_agents: bool
+) -> list[Problem]:
+    """The checks past the schema, of a workflow and of every inline ``workflow:`` in it.
+
+    An inline callee is checked as a workflow of its own (its inputs, its steps, its
+    templates), on the caller's agents as a ``uses:`` callee is; ``smap.sub`` places its
+    problems in the calling file. The schema layer has already walked into it.
+    """
+    problems = _duplicate_agents(data.get("agents"), smap)
+    checks = WorkflowChecks(data, smap, registry, check_inputs, check_agents)
+    problems += checks.run()
+    bodies = list(checks.inline_bodies())
+    if bodies:
+        known = {a.id for a in registry}
+        agents = [*registry, *(a for a in checks.declared_agents() if a.id not in known)]
+        for path, body in bodies:
+            problems += _workflow_checks(body, smap.sub((*path, "workflow")), agents, check_inputs, check_agents)
+    return problems

@@ -257,12 +257,22 @@ class SourceMap:
     validating such a file quadratic: minutes).
     """
 
-    __slots__ = ("_index", "_root", "file")
+    __slots__ = ("_index", "_prefix", "_root", "file")
 
     def __init__(self, file: str, root: Node | None) -> None:
         self.file = file
         self._root = root
         self._index: dict[int, tuple[dict[str, tuple[Node, Node]], list[Node]]] = {}
+        self._prefix: PathT = ()
+
+    def sub(self, prefix: Sequence[str | int]) -> SourceMap:
+        """This map seen from the node at ``prefix``: paths given to it are relative to that
+        node, positions and JSON paths are the whole file's (a step's inline ``workflow:`` is
+        checked as a workflow of its own, its problems placed in the calling file)."""
+        view = SourceMap.__new__(SourceMap)
+        view.file, view._root, view._index = self.file, self._root, self._index
+        view._prefix = (*self._prefix, *prefix)
+        return view
 
     def position(self, path: Sequence[str | int], *, key: bool = False) -> tuple[int, int]:
         """1-based (line, col) of the most specific node along ``path``.
@@ -275,7 +285,7 @@ class SourceMap:
         if node is None:
             return 1, 1
         key_node: Node | None = None
-        for p in path:
+        for p in (*self._prefix, *path):
             child = self._child(node, p)
             if child is None:
                 return _mark(node)
@@ -328,7 +338,7 @@ class SourceMap:
     ) -> Problem:
         """A Problem at ``path``, positioned on its key (``key=True``) or value."""
         line, col = self.position(path, key=key)
-        return Problem(message, json_path(path), self.file, line, col, severity, rank)
+        return Problem(message, json_path((*self._prefix, *path)), self.file, line, col, severity, rank)
 
 
 @contextmanager

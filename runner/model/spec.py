@@ -171,9 +171,19 @@ class StepSpec:
     # ``previous`` or ``steps``: they stay templates and are rendered per task, at dispatch.
     per_task: tuple[str, ...] = ()
 
+    # YAML key `workflow`: a callee written in place, as validated plain data. The built
+    # callee is ``Workflow.children[step_id]``, exactly as for ``uses:``, so the engine
+    # runs both the same way; this keeps what was written (two steps differ if it does).
+    inline: Mapping[str, Any] | None = None
+
+    @property
+    def calls_workflow(self) -> bool:
+        """Whether the step runs a nested workflow (``uses:`` or an inline ``workflow:``)."""
+        return self.uses is not None or self.inline is not None
+
     @property
     def is_pull(self) -> bool:
-        return self.tool_to_call is None and self.uses is None
+        return self.tool_to_call is None and not self.calls_workflow
 
 
 @dataclass(frozen=True)

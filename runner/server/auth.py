@@ -42,11 +42,14 @@ class RunnerTokenVerifier:
 def principal_of(ctx: Any, agents: AgentDirectory, default: Principal | None) -> Principal:
     """The caller of this request. ``default`` is used where the transport has no tokens
     (stdio: the connected client is the operator); over HTTP a verified token is required."""
-    token = get_access_token()
+    # The HTTP request this call came in on is the authority: the SDK's contextvar holds the
+    # token of whichever request started the session's task, which a later request with a
+    # rotated or different token must not inherit. The contextvar is only a fallback.
+    request = getattr(getattr(ctx, "request_context", None), "request", None) if ctx is not None else None
+    user = getattr(request, "scope", {}).get("user") if request is not None else None
+    token = getattr(user, "access_token", None)
     if token is None:
-        request = getattr(getattr(ctx, "request_context", None), "request", None) if ctx is not None else None
-        user = getattr(request, "scope", {}).get("user") if request is not None else None
-        token = getattr(user, "access_token", None)
+        token = get_access_token()
     if token is None:
         if default is not None:
             return default

@@ -44,7 +44,7 @@ class Prepared:
 
 def has_pull_steps(wf: Workflow) -> bool:
     """Whether some step waits for an agent's report (no ``tool_to_call``, no ``uses``)."""
-    return any(s.tool_to_call is None and s.uses is None for s in wf.all_steps)
+    return any(s.is_pull for s in wf.all_steps)
 
 
 def descendants(wf: Workflow, step_id: str) -> set[str]:
@@ -192,7 +192,7 @@ class RunService:
                 "(use the default SQLite store or PostgreSQL)"
             )
         if has_pull_steps(wf):
-            pulls = ", ".join(s.step_id for s in wf.all_steps if s.tool_to_call is None and s.uses is None)
+            pulls = ", ".join(s.step_id for s in wf.all_steps if s.is_pull)
             raise InputInvalid(
                 f"workflow {wf.name} has pull step(s) ({pulls}) that wait for a report from another process, "
                 f"but {self.store.url} cannot be reached by any other process; use the default SQLite store "
@@ -356,10 +356,10 @@ class RunService:
                 if spec is None:
                     ids = ", ".join(s.step_id for s in wf.all_steps)
                     raise Refused(f"run {run.run_id} (workflow {wf.name}) has no step {step_id!r}; its steps: {ids}")
-                if spec.tool_to_call is not None or spec.uses is not None:
+                if not spec.is_pull:
                     raise Refused(
                         f"step '{step_id}' of run {run.run_id} is not a pull step (it calls "
-                        f"{spec.tool_to_call or spec.uses!r}); only pull steps take reports"
+                        f"{spec.tool_to_call or spec.uses or 'an inline workflow'!r}); only pull steps take reports"
                     )
         step = self.store.get_step(run.run_id, step_id)
         status = step.status if step is not None else "pending"

@@ -23,8 +23,7 @@ import yaml
 from runner.core.dag import topo_layers
 from runner.core.selection import eligible
 from runner.errors import BadArgument, NotFound, Problem, Refused, WorkflowInvalid
-from runner.load import load_workflow, load_yaml
-from runner.load.instantiate import positioned
+from runner.load import json_path, load_workflow, load_yaml
 from runner.model import AgentSpec, Workflow
 from runner.model.ids import workflow_hash
 from runner.model.spec import TransportKind
@@ -57,7 +56,7 @@ def first_ready(wf: Workflow, agents: Mapping[str, AgentSpec]) -> list[dict[str,
             {
                 "step_id": s.step_id,
                 "description": s.description,
-                "kind": "uses" if s.uses else "tool" if s.tool_to_call else "pull",
+                "kind": "uses" if s.calls_workflow else "tool" if s.tool_to_call else "pull",
                 "tool_to_call": s.tool_to_call,
                 "assignees": candidates[:n_primary],
                 "fallbacks": candidates[n_primary:],
@@ -121,31 +120,37 @@ def mcp_restrictions(wf: Workflow) -> list[Problem]:
     except Exception:  # noqa: BLE001 - it loaded a moment ago; positions are a nicety
         smap = None
 
-    def at(message: str, path: list[str | int], json_path: str) -> Problem:
-        return smap.problem(message, path) if smap is not None else Problem(message, path=json_path, file=file)
+    def at(message: str, path: list[str | int]) -> Problem:
+        return smap.problem(message, path) if smap is not None else Problem(message, path=json_path(path), file=file)
 
-    problems = []
-    for i, a in enumerate(wf.agents):
-        if a.transport in (TransportKind.STDIO, TransportKind.INPROCESS):
-            problems.append(
-                at(
-                    f"agent '{a.id}': transport '{a.transport.value}' starts a process or loads code on the server; "
-                    "workflows defined over MCP may declare only 'http' and 'pull' agents (stdio and inprocess "
-                    "agents come from the operator's registry)",
-                    ["agents", i, "transport"],
-                    f"$.agents[{i}].transport",
+    problems: list[Problem] = []
+    # an inline `workflow:` body is part of the definition: the same rules, inside it too
+    todo: list[tuple[Workflow, tuple[str | int, ...]]] = [(wf, ())]
+    while todo:
+        w, pre = todo.pop(0)
+        for i, a in enumerate(w.agents):
+            if a.transport in (TransportKind.STDIO, TransportKind.INPROCESS):
+                problems.append(
+                    at(
+                        f"agent '{a.id}': transport '{a.transport.value}' starts a process or loads code on the server; "
+                        "workflows defined over MCP may declare only 'http' and 'pull' agents (stdio and inprocess "
+                        "agents come from the operator's registry)",
+                        [*pre, "agents", i, "transport"],
+                    )
                 )
-            )
-    uses = [
-        Problem(
-            f"step '{s.step_id}': uses: {s.uses!r} names a file; over MCP only a shipped pattern by name may be used",
-            path=f"$.steps[{s.step_id}].uses",
-            file=file,
-        )
-        for s in wf.all_steps
-        if s.uses is not None and ("/" in s.uses or s.uses.endswith((".yaml", ".yml")))
-    ]
-    problems += positioned(wf, uses)
+        for section, seq in (("steps", w.steps), ("finally", w.finally_steps)):
+            for i, s in enumerate(seq):
+                where = [*pre, section, i]
+                if s.uses is not None and ("/" in s.uses or s.uses.endswith((".yaml", ".yml"))):
+                    problems.append(
+                        at(
+                            f"step '{s.step_id}': uses: {s.uses!r} names a file; over MCP only a shipped pattern by "
+                            "name may be used",
+                            [*where, "uses"],
+                        )
+                    )
+                if s.inline is not None and s.step_id in w.children:
+                    todo.append((w.children[s.step_id], (*where, "workflow")))
     m = re.search(r"\bsecrets\s*[.\[]", text)
     if m:
         line = text.count("\n", 0, m.start()) + 1

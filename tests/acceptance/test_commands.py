@@ -134,7 +134,7 @@ def test_run_timeout_is_exit_4(tmp_path: Path, everything_js: Path) -> None:
     # finally runs after a timeout and sees run.status == timed_out (SPEC §8)
     assert steps["report"]["status"] == "completed", steps["report"]
     assert steps["report"]["result"] == "Echo: run ended as timed_out"
-    # the 5 s operation was cut at about 1 s
-    assert data["duration_ms"] - data["preflight_ms"] < 4000, data
+    # the 30 s operation was cut at about 5 s
+    assert data["duration_ms"] - data["preflight_ms"] < 15000, data
     types = [json.loads(x)["type"] for x in (tmp_path / "ev.jsonl").read_text(encoding="utf-8").splitlines()]
     assert types[0] == "run_started" and types[-1] not in ("run_completed", "run_failed"), types
