@@ -491,3 +491,19 @@ def test_previous_survives_resume(tmp_path: Path) -> None:
     calls = [e["key"] for e in _ledger(ledger)]
     assert calls.count("item0") == 1  # item 0 did not run again: its stored result was `previous`
     assert calls.count("item1") == 2 and calls.count("item2") == 1
+
+
+def test_no_agent_at_all_is_still_a_preflight_error(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        """name: none
+steps:
+  - step_id: work
+    for_each: [a]
+    assigned_agent_id: "{{ item }}"
+    tool_to_call: add
+""",
+    )
+    code, out, err = run_cli("run", path, "--store", "memory://")
+    assert code == 2, err
+    assert f"{path}:3:5: step 'work': no agent can run it (no agents declared)" in err
