@@ -507,3 +507,24 @@ steps:
     code, out, err = run_cli("run", path, "--store", "memory://")
     assert code == 2, err
     assert f"{path}:3:5: step 'work': no agent can run it (no agents declared)" in err
+
+
+def test_unknown_fallback_agent_fails_that_item(tmp_path: Path) -> None:
+    path = _one_step(
+        tmp_path,
+        """  - step_id: work
+    for_each: [[text], [text, ghost]]
+    max_parallel: 1
+    assigned_agent_id: math
+    fallback_agents: "{{ item }}"
+    tool_to_call: add
+    tool_arguments: {a: 1, b: 2}
+""",
+    )
+    code, out, err = _run(path)
+    assert code == 1, err
+    assert out["steps"]["work"]["result"] == [3, None]
+    assert out["steps"]["work"]["error"] == (
+        "step 'work' item 1: fallback_agents rendered to ['text', 'ghost']; 'ghost' is not an agent of this run "
+        "(agents: math, text)"
+    )

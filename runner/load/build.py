@@ -61,7 +61,11 @@ def _build_step(data: Mapping[str, Any], is_finally: bool) -> StepSpec:
     max_delay = retry.get("max_delay")
     # Templated `timeout` / `retry.max_attempts` / `retry.delay` keep their defaults here;
     # ``runner.load.instantiate`` renders them from the inputs before the run starts.
-    raw = {"timeout": data.get("timeout"), "retry.max_attempts": retry.get("max_attempts"), "retry.delay": retry.get("delay")}
+    raw = {
+        "timeout": data.get("timeout"),
+        "retry.max_attempts": retry.get("max_attempts"),
+        "retry.delay": retry.get("delay"),
+    }
     templates = tuple((k, str(v)) for k, v in raw.items() if _is_template(v))
     if templates:
         names = {k for k, _ in templates}
