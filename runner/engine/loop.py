@@ -196,7 +196,8 @@ class Engine(RunControl, TaskRunner, Resumption):
         fixed = {"inputs": values, "workflow": self._ctx["workflow"], "agents": self._ctx["agents"]}
         wf = self.wf = instantiate(wf, fixed)
         self._specs = {s.step_id: s for s in wf.all_steps}
-        self._kinds = {s.step_id: "per_task" if s.per_task else step_kind(s) for s in wf.all_steps}
+        per_task = wf.per_task
+        self._kinds = {s.step_id: "per_task" if s.step_id in per_task else step_kind(s) for s in wf.all_steps}
         self.journal.run_id = self.run_id
         if resume is not None:
             self._restore_counts(resume)

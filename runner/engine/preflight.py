@@ -109,12 +109,13 @@ async def preflight(
     for s in wf.all_steps:
         if s.calls_workflow:
             continue
-        cands = eligible(s, specs)
+        dyn = wf.per_task.get(s.step_id, ()) if wf.per_task else ()
+        cands = eligible(s, specs, dyn)
         agents.candidates[s.step_id] = cands
         if not cands[0]:
             problems.append(
                 Problem(
-                    f"step '{s.step_id}': no agent can run it ({describe_need(s)})",
+                    f"step '{s.step_id}': no agent can run it ({describe_need(s, dyn)})",
                     path=f"$.steps[{s.step_id}]",
                     file=wf.source or "<string>",
                 )
@@ -146,7 +147,7 @@ async def preflight(
         if a.max_concurrency:
             agents.sems[aid] = asyncio.Semaphore(a.max_concurrency)
     for s in wf.all_steps:
-        if not s.tool_to_call or "tool_to_call" in s.per_task:
+        if not s.tool_to_call or "tool_to_call" in wf.per_task.get(s.step_id, ()):
             continue  # a tool named per task is checked when the task is dispatched
         ids = [c for c in agents.candidates[s.step_id][0] if c in connected]
         if ids and not any(s.tool_to_call in connected[c].tools for c in ids):

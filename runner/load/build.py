@@ -56,7 +56,8 @@ def _is_template(value: Any) -> bool:
     return isinstance(value, str) and "{{" in value
 
 
-def _build_step(data: Mapping[str, Any], is_finally: bool) -> StepSpec:
+def _build_step(data: Mapping[str, Any], is_finally: bool, fixed: dict[str, tuple[tuple[str, str], ...]]) -> StepSpec:
+    """One step; a templated timeout/retry goes into ``fixed`` (``Workflow.step_templates``)."""
     retry = data.get("retry") or {}
     max_delay = retry.get("max_delay")
     # Templated `timeout` / `retry.max_attempts` / `retry.delay` keep their defaults here;
@@ -68,6 +69,7 @@ def _build_step(data: Mapping[str, Any], is_finally: bool) -> StepSpec:
     }
     templates = tuple((k, str(v)) for k, v in raw.items() if _is_template(v))
     if templates:
+        fixed[data["step_id"]] = templates
         names = {k for k, _ in templates}
         retry = {k: v for k, v in retry.items() if f"retry.{k}" not in names}
         data = {k: v for k, v in data.items() if k != "timeout" or "timeout" not in names}
@@ -96,7 +98,6 @@ def _build_step(data: Mapping[str, Any], is_finally: bool) -> StepSpec:
         uses=data.get("uses"),
         with_=dict(data.get("with") or {}),
         is_finally=is_finally,
-        templates=templates,
         inline=data.get("workflow"),
     )
 
@@ -112,6 +113,7 @@ def _condition(value: Any) -> str | None:
 
 def build_workflow(data: Mapping[str, Any], *, source: str | None = None, text: str | None = None) -> Workflow:
     """The frozen Workflow from a mapping that passed validation."""
+    fixed: dict[str, tuple[tuple[str, str], ...]] = {}  # templated timeout/retry, by step
     return Workflow(
         name=data["name"],
         description=data.get("description"),
@@ -120,12 +122,13 @@ def build_workflow(data: Mapping[str, Any], *, source: str | None = None, text: 
         concurrency=data.get("concurrency", 16),
         timeout=_duration(data.get("timeout")),
         runs_on=tuple(data.get("runs_on") or ()),
-        steps=tuple(_build_step(s, False) for s in data["steps"]),
-        finally_steps=tuple(_build_step(s, True) for s in data.get("finally") or ()),
+        steps=tuple(_build_step(s, False, fixed) for s in data["steps"]),
+        finally_steps=tuple(_build_step(s, True, fixed) for s in data.get("finally") or ()),
         outputs=dict(data.get("outputs") or {}),
         agent_modifiable=data.get("agent_modifiable", False),
         source=source,
         source_text=text,
+        step_templates=fixed,
     )
 
 

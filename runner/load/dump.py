@@ -133,7 +133,7 @@ class _Dumper:
             _put(out, "uses", s.uses)
         _put(out, "with", s.with_)
         retry = self.retry(s.retry)
-        templated = dict(s.templates)  # templated timeout/retry: the fields hold defaults until a run
+        templated = dict(wf.step_templates.get(s.step_id, ()))  # the fields hold defaults until a run
         for key in ("max_attempts", "delay"):
             if f"retry.{key}" in templated:
                 retry[key] = templated[f"retry.{key}"]

@@ -6,7 +6,7 @@ both are rendered once, before preflight, so every agent is still connected and 
 front. The same holds for ``tool_to_call``, ``timeout``, ``retry.max_attempts`` and
 ``retry.delay``. Selection fields and ``tool_to_call`` whose templates read ``item``,
 ``index``, ``previous`` or ``steps`` cannot be known before the run: they stay templates
-(listed in ``StepSpec.per_task``) and the engine renders them per task, at dispatch, with
+(listed in ``Workflow.per_task``) and the engine renders them per task, at dispatch, with
 :func:`check_value` — the rules a literal value meets. Shared by the engine and
 ``validate --deep``.
 """
@@ -97,9 +97,12 @@ def instantiate(wf: Workflow, ctx: Mapping[str, Any]) -> Workflow:
         problem = Problem(f"step '{s.step_id}': {message}", path=f"$.steps[{s.step_id}].{name}", file=file)
         return WorkflowInvalid(positioned(wf, [problem]))
 
+    per_task_of: dict[str, tuple[str, ...]] = {}
+
     def render(s: StepSpec) -> StepSpec:
+        fixed = wf.step_templates.get(s.step_id) if wf.step_templates else None
         if (
-            not s.templates
+            not fixed
             and not s.required_capabilities
             and not s.fallback_agents
             and "{" not in (s.assigned_agent_id or "")
@@ -119,7 +122,7 @@ def instantiate(wf: Workflow, ctx: Mapping[str, Any]) -> Workflow:
                     continue
                 changes[name] = _render(s, name, val, ctx, fail)
         retry: dict[str, Any] = {}
-        for name, text in s.templates:
+        for name, text in fixed or ():
             out = _render(s, name, text, ctx, fail)
             if name == "timeout":
                 changes[name] = out
@@ -128,14 +131,14 @@ def instantiate(wf: Workflow, ctx: Mapping[str, Any]) -> Workflow:
         if retry:
             changes["retry"] = dataclasses.replace(s.retry, **retry)
         if per_task:
-            changes["per_task"] = tuple(per_task)
+            per_task_of[s.step_id] = tuple(per_task)
         return dataclasses.replace(s, **changes) if changes else s
 
     steps = tuple(render(s) for s in wf.steps)
     fin = tuple(render(s) for s in wf.finally_steps)
-    if steps == wf.steps and fin == wf.finally_steps:
+    if steps == wf.steps and fin == wf.finally_steps and not per_task_of:
         return wf
-    return dataclasses.replace(wf, steps=steps, finally_steps=fin)
+    return dataclasses.replace(wf, steps=steps, finally_steps=fin, per_task=per_task_of)
 
 
 def _render(s: StepSpec, name: str, val: Any, ctx: Mapping[str, Any], fail: Any) -> Any:
@@ -189,10 +192,10 @@ def positioned(wf: Workflow, problems: list[Problem]) -> list[Problem]:
     return out
 
 
-def describe_need(s: StepSpec) -> str:
-    """What a step asks of its agent, for "no agent can run it" messages."""
+def describe_need(s: StepSpec, dyn: tuple[str, ...] = ()) -> str:
+    """What a step asks of its agent, for "no agent can run it" messages (``dyn``: its
+    fields chosen per task, which ask nothing yet)."""
     parts = []
-    dyn = s.per_task
     if s.assigned_agent_id and "assigned_agent_id" not in dyn:
         parts.append(f"agent '{s.assigned_agent_id}'")
     if s.assigned_role and "assigned_role" not in dyn:

@@ -164,13 +164,6 @@ class StepSpec:
     uses: str | None = None
     with_: Mapping[str, Any] = field(default_factory=dict)  # YAML key `with`
     is_finally: bool = False
-    # Templates of fields that are not strings (``timeout``, ``retry.max_attempts``,
-    # ``retry.delay``): the fields hold their defaults until ``instantiate`` renders these.
-    templates: tuple[tuple[str, str], ...] = ()  # (field, template) pairs
-    # Selection fields and ``tool_to_call`` whose templates read ``item``, ``index``,
-    # ``previous`` or ``steps``: they stay templates and are rendered per task, at dispatch.
-    per_task: tuple[str, ...] = ()
-
     # YAML key `workflow`: a callee written in place, as validated plain data. The built
     # callee is ``Workflow.children[step_id]``, exactly as for ``uses:``, so the engine
     # runs both the same way; this keeps what was written (two steps differ if it does).
@@ -206,6 +199,13 @@ class Workflow:
     warnings: tuple[Any, ...] = ()  # validation Problems of severity "warning" (they never block a run)
     # step_id -> the workflow its `uses:` calls, loaded with this one (the engine reads no files)
     children: Mapping[str, Workflow] = field(default_factory=dict)
+    # step_id -> (field, template) pairs of a templated ``timeout``, ``retry.max_attempts`` or
+    # ``retry.delay``: the step's fields hold their defaults until ``instantiate`` renders them.
+    # Kept here, not on StepSpec: a field more on every step is paid by every step built.
+    step_templates: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    # step_id -> the selection fields / ``tool_to_call`` whose templates read ``item``, ``index``,
+    # ``previous`` or ``steps``: set by ``instantiate``; the engine renders them per task.
+    per_task: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def step(self, step_id: str) -> StepSpec:
         for s in self.steps:

@@ -2,7 +2,7 @@
 
 A step whose ``assigned_agent_id``, ``assigned_role``, ``required_capabilities``,
 ``fallback_agents`` or ``tool_to_call`` reads ``item``, ``index``, ``previous`` or
-``steps`` (``StepSpec.per_task``) cannot be fixed before the run: preflight connects every
+``steps`` (``Workflow.per_task``) cannot be fixed before the run: preflight connects every
 agent that could be chosen, and this handler renders the fields for each task, holds the
 values to the rules of a literal one, picks the candidates and passes the task to the
 tool or pull handler. A value that names no agent of the run, a need nobody meets, or a
@@ -49,7 +49,8 @@ class PerTaskStep:
     def _templates(self, spec: StepSpec) -> dict[str, Compiled]:
         c = self._compiled.get(spec.step_id)
         if c is None:
-            c = self._compiled[spec.step_id] = {n: compile_value(getattr(spec, n)) for n in spec.per_task}
+            names = self.ctx.wf.per_task[spec.step_id]
+            c = self._compiled[spec.step_id] = {n: compile_value(getattr(spec, n)) for n in names}
         return c
 
     def choose(self, task: Task, spec: StepSpec) -> tuple[StepSpec, tuple[list[str], int]]:
@@ -69,7 +70,7 @@ class PerTaskStep:
             except ValueError as exc:
                 raise _fail(f"{label}: {rendered_problem(name, out, str(exc))}") from None
             shown[name] = changes[name]
-        s = dataclasses.replace(spec, per_task=(), **changes)
+        s = dataclasses.replace(spec, **changes)
         specs = run.agents.specs
         known = f"(agents: {', '.join(specs) or 'none'})"
         if "assigned_agent_id" in shown and s.assigned_agent_id not in specs:
