@@ -528,3 +528,61 @@ def test_unknown_fallback_agent_fails_that_item(tmp_path: Path) -> None:
         "step 'work' item 1: fallback_agents rendered to ['text', 'ghost']; 'ghost' is not an agent of this run "
         "(agents: math, text)"
     )
+
+
+def test_pull_step_assigned_per_item(tmp_path: Path) -> None:
+    """A pull step's agent chosen per item: each item waits for its own agent's report."""
+    path = _write(
+        tmp_path,
+        """name: reviews
+agents:
+  - {id: alice, transport: pull}
+  - {id: bob, transport: pull}
+steps:
+  - step_id: review
+    for_each: [alice, bob]
+    assigned_agent_id: "{{ item }}"
+    tool_arguments: {doc: "part {{ index }}"}
+    timeout: 60s
+outputs:
+  verdicts: "{{ steps.review.result }}"
+""",
+    )
+    store = f"sqlite:///{tmp_path}/runner.db"
+    env = {k: v for k, v in os.environ.items() if k != "RUNNER_STORE"}
+    proc = subprocess.Popen(
+        [str(RUNNER), "run", str(path), "--store", store, "--output", "json", "-q"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        waiting: list[dict[str, Any]] = []
+        while len(waiting) < 2:  # bounded: until both items wait for their agent
+            assert time.monotonic() < deadline, "the pull items were never assigned"
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.1)
+            code, out, err = run_cli("steps", "list", "--store", store, "--output", "json", cwd=tmp_path)
+            waiting = json.loads(out) if code == 0 and out.strip() else []
+        assert sorted((w["index"], w["agent_id"]) for w in waiting) == [(0, "alice"), (1, "bob")]
+        run_id = waiting[0]["run_id"]
+        code, out, err = run_cli(
+            "steps", "complete", run_id, "review", "--agent", "bob", "--index", "0", "--store", store, cwd=tmp_path
+        )
+        assert code != 0 and "alice" in err, (code, err)  # item 0 belongs to alice
+        for index, agent in ((0, "alice"), (1, "bob")):
+            code, out, err = run_cli(
+                "steps", "complete", run_id, "review", "--agent", agent, "--index", str(index),
+                "--result", json.dumps(f"ok from {agent}"), "--store", store, cwd=tmp_path,
+            )  # fmt: skip
+            assert code == 0, err
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert proc.returncode == 0, err
+    assert json.loads(out)["outputs"] == {"verdicts": ["ok from alice", "ok from bob"]}

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from runner.engine.journal import Journal
 from runner.engine.lease import RunLease, SignalPoller
+from runner.engine.preflight import PULL_KINDS
 from runner.errors import LeaseLost, RunnerError
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ class RunControl:
         """Take the run's lease (or keep the one handed in), renew it, and watch the run's signals."""
         self._lease = RunLease(store, self.run_id, self._given_lease, self._stop_with)
         self.journal.fence = self._lease.claim()
-        if store.shared or "pull" in self._kinds.values():
+        if store.shared or not PULL_KINDS.isdisjoint(self._kinds.values()):
             self._signals = SignalPoller(
                 store,
                 self.run_id,

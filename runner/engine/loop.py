@@ -197,7 +197,7 @@ class Engine(RunControl, TaskRunner, Resumption):
         wf = self.wf = instantiate(wf, fixed)
         self._specs = {s.step_id: s for s in wf.all_steps}
         per_task = wf.per_task
-        self._kinds = {s.step_id: "per_task" if s.step_id in per_task else step_kind(s) for s in wf.all_steps}
+        self._kinds = {s.step_id: step_kind(s, s.step_id in per_task) for s in wf.all_steps}
         self.journal.run_id = self.run_id
         if resume is not None:
             self._restore_counts(resume)
@@ -243,7 +243,7 @@ class Engine(RunControl, TaskRunner, Resumption):
                 raise
             preflight_ms = self._preflight_ms = (time.perf_counter() - t0) * 1000
             tool = self._handlers["tool"] = ToolStep(self)
-            self._handlers["per_task"] = PerTaskStep(self, tool, self.pull)
+            self._handlers["tool_per_task"] = self._handlers["pull_per_task"] = PerTaskStep(self, tool, self.pull)
             # The run timeout counts from the first step: agent start-up has its own bound
             # (the connect timeout), and a slow machine must not eat the steps' time.
             deadline = loop.time() + wf.timeout if wf.timeout else None

@@ -41,11 +41,17 @@ class Agents:
     load: dict[str, int] = field(default_factory=dict)
 
 
-def step_kind(spec: StepSpec) -> str:
-    """``uses`` (a nested workflow), ``pull`` (waits for a report) or ``tool`` (an MCP call)."""
+PULL_KINDS = frozenset({"pull", "pull_per_task"})
+"""Kinds of steps that wait for an agent's report (the run then watches its signals)."""
+
+
+def step_kind(spec: StepSpec, per_task: bool = False) -> str:
+    """``uses`` (a nested workflow), ``pull`` (waits for a report) or ``tool`` (an MCP call);
+    ``pull_per_task`` / ``tool_per_task`` when its agent or tool is chosen per task."""
     if spec.calls_workflow:
         return "uses"
-    return "pull" if spec.tool_to_call is None else "tool"
+    kind = "pull" if spec.tool_to_call is None else "tool"
+    return kind + "_per_task" if per_task else kind
 
 
 _SECRET_REF = re.compile(r"\bsecrets\s*(?:\.\s*([A-Za-z_]\w*)|\[\s*['\"]([^'\"]+)['\"]\s*\])")
@@ -166,7 +172,9 @@ def _missing_tool(wf: Workflow, s: StepSpec, ids: list[str], connected: Mapping[
         detail = f"none of the agents {', '.join(ids)} has a tool '{s.tool_to_call}'; " + "; ".join(
             f"'{c}' offers: {tools(c)}" for c in ids
         )
-    return Problem(f"step '{s.step_id}': {detail}", path=f"$.steps[{s.step_id}].tool_to_call", file=wf.source or "<string>")
+    return Problem(
+        f"step '{s.step_id}': {detail}", path=f"$.steps[{s.step_id}].tool_to_call", file=wf.source or "<string>"
+    )
 
 
 def _fail_closed(

@@ -1,5 +1,5 @@
 """One handler per step kind: ``tool`` (an MCP call), ``pull`` (an agent's report), ``uses``,
-``per_task`` (a tool or pull step whose agent or tool is rendered per task).
+``tool_per_task`` / ``pull_per_task`` (one whose agent or tool is rendered per task).
 
 A handler gets the task, its step and the rendered arguments and returns what the step
 produced — ``(result, text, content)`` — or raises ``ToolFailure``. A new step kind is
