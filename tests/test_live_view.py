@@ -2,12 +2,14 @@
 
 ``runner run`` writes its progress to stderr; here stderr is a real pseudo-terminal, so
 the TTY view (colours, the status line redrawn in place) is what is checked: the step
-count is known from the first status line, a ``for_each`` step shows its finished items,
-and a long error is cut to the terminal's width (``runs show`` keeps the full text).
+count is known from the first status line, a ``for_each`` step shows its finished items
+out of its item count (``fan 3/5``: the engine puts ``of`` on the fan-out's events), and a
+long error is cut to the terminal's width (``runs show`` keeps the full text).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pty
@@ -15,6 +17,9 @@ import re
 import subprocess
 from pathlib import Path
 
+from runner.cli.progress import Progress
+from runner.model import events as ev
+from runner.model.events import Event
 from tests.conftest import REPO, RUNNER, run_cli
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -50,8 +55,9 @@ def _run_on_a_tty(tmp_path: Path, columns: int) -> tuple[int, list[str]]:
     master, slave = pty.openpty()
     env = {k: v for k, v in os.environ.items() if k != "RUNNER_STORE"}
     env.update(COLUMNS=str(columns), LINES="24")
+    events = tmp_path / "events.jsonl"
     proc = subprocess.Popen(
-        [str(RUNNER), "run", "--store", f"sqlite:///{tmp_path}/s.db", str(wf)],
+        [str(RUNNER), "run", "--store", f"sqlite:///{tmp_path}/s.db", "--events", str(events), str(wf)],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=slave, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     os.close(slave)
@@ -78,7 +84,15 @@ def test_live_view_total_fan_and_width(tmp_path: Path) -> None:
     status = [s for s in lines if s.lstrip().startswith("[")]
     assert status and status[0].lstrip().startswith("[0/3 done, 0 failed]"), status
     assert not any("/?" in s for s in status), status
-    assert any(re.search(r"fan fan [1-5] done", s) for s in status), status
+    fans = [m.group(1) for s in status if (m := re.search(r"fan fan (\S+)", s))]
+    assert fans and all(re.fullmatch(r"[0-5]/5", f) for f in fans), status  # never "3 done": the total is known
+    assert "5/5" in fans or "4/5" in fans, status  # it counts up as items finish
+    assert fans == sorted(fans), status
+    evs = [json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines()]
+    started = [e for e in evs if e["type"] == "step_started" and e["step_id"] == "fan"]
+    assert started and started[0]["of"] == 5, started
+    assert all(e["of"] == 5 for e in evs if e["type"] == "item_completed"), evs
+    assert not any("of" in e for e in evs if e["type"] == "step_started" and e["step_id"] != "fan"), evs
     assert all(len(s) <= 39 for s in lines), [s for s in lines if len(s) > 39]
     fail = [s for s in lines if " bad " in s and "✗" in s]
     assert fail and fail[0].endswith("…"), lines
@@ -87,3 +101,29 @@ def test_live_view_total_fan_and_width(tmp_path: Path) -> None:
     run_id = json.loads(out)[0]["run_id"]
     code, out, err = run_cli("runs", "show", run_id, "--store", store, "--output", "json")
     assert "division by zero" in json.loads(out)["steps"]["bad"]["error"], out
+
+
+def test_live_view_fan_without_a_total() -> None:
+    """cli:live-fan: events that do not say how many items (an older runner's) show ``fan N done``."""
+    out = io.StringIO()
+    view = Progress(out, tty=True, total=1, width=80)
+    view(Event(type=ev.STEP_STARTED, run_id="r", step_id="fan"))
+    for i in range(3):
+        view(Event(type=ev.ITEM_COMPLETED, run_id="r", step_id="fan", data={"index": i}))
+    assert "fan fan 3 done" in _ANSI.sub("", out.getvalue()), out.getvalue()
+
+
+def test_live_view_resumed_fan_counts_earlier_items() -> None:
+    """cli:live-fan: a resumed fan-out's step_started says how many items an earlier session finished."""
+    out = io.StringIO()
+    view = Progress(out, tty=True, total=1, width=80)
+    view(Event(type=ev.STEP_STARTED, run_id="r", step_id="fan", data={"of": 10, "done": 6}))
+    screen = _ANSI.sub("", out.getvalue())
+    assert "fan fan 6/10" in screen, screen
+    view(Event(type=ev.ITEM_COMPLETED, run_id="r", step_id="fan", data={"index": 7, "of": 10}))
+    screen = _ANSI.sub("", out.getvalue())
+    assert "fan fan 7/10" in screen, screen
+    view(Event(type=ev.STEP_COMPLETED, run_id="r", step_id="fan"))
+    view(Event(type=ev.STEP_STARTED, run_id="r", step_id="fan2"))
+    view(Event(type=ev.ITEM_COMPLETED, run_id="r", step_id="fan2", data={"index": 0}))
+    assert "fan2 fan 1 done" in _ANSI.sub("", out.getvalue())  # the first fan-out's total is forgotten

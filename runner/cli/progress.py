@@ -4,7 +4,8 @@ Non-TTY (CI logs): one compact line per step event. TTY: the same lines in colou
 the terminal's width (the full text is in ``runs show``), plus a status line redrawn in
 place at the bottom: ``[2/7 done, 0 failed]`` from the start (the workflow's step count is
 known before anything runs) and, for a running ``for_each`` step, how many of its items
-have finished (``fan 3 done``).
+have finished out of how many it has (``fan 3/10``; ``fan 3 done`` if the engine did not
+say how many, as an older run's events do not).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class Progress:
         self.total = total
         self.width = width  # None: the terminal's, asked at each line (it may be resized)
         self.items_done: dict[str, int] = {}
+        self.items_of: dict[str, int] = {}  # a running fan-out's item count ("of" on its events)
         self.done = 0
         self.failed = 0
         self.running: set[str] = set()
@@ -85,11 +87,15 @@ class Progress:
         self.out.flush()
 
     def _status(self) -> None:
-        shown = [f"{s} fan {self.items_done[s]} done" if s in self.items_done else s for s in sorted(self.running)[:4]]
+        shown = [self._fan(s) if s in self.items_done else s for s in sorted(self.running)[:4]]
         run = ", ".join(shown) + (" …" if len(self.running) > 4 else "")
         text = self._fit(f"  [{self.done}/{self.total or '?'} done, {self.failed} failed] {run}".rstrip())
         self.out.write(f"\x1b[2m{text}\x1b[0m")
         self._status_shown = True
+
+    def _fan(self, sid: str) -> str:
+        of = self.items_of.get(sid)
+        return f"{sid} fan {self.items_done[sid]}/{of}" if of is not None else f"{sid} fan {self.items_done[sid]} done"
 
     def _redraw(self) -> None:
         if self._status_shown:
@@ -130,6 +136,8 @@ class Progress:
         if t == ev.ITEM_STARTED or t == ev.ITEM_COMPLETED:
             if t == ev.ITEM_COMPLETED and e.step_id:
                 self.items_done[e.step_id] = self.items_done.get(e.step_id, 0) + 1
+                if isinstance(e.data.get("of"), int):
+                    self.items_of[e.step_id] = e.data["of"]
                 if self.tty and not self.verbose:
                     self._redraw()
             if self.verbose:
@@ -142,9 +150,13 @@ class Progress:
             return
         if t == ev.STEP_STARTED:
             self.running.add(e.step_id or "")
+            if isinstance(e.data.get("of"), int) and e.step_id:  # a fan-out: its items count from here
+                self.items_of[e.step_id] = e.data["of"]
+                self.items_done[e.step_id] = e.data.get("done", 0)
         elif t in (ev.STEP_COMPLETED, ev.STEP_FAILED, ev.STEP_SKIPPED, ev.STEP_CANCELLED):
             self.running.discard(e.step_id or "")
             self.items_done.pop(e.step_id or "", None)
+            self.items_of.pop(e.step_id or "", None)
             self.done += 1
             if t == ev.STEP_FAILED:
                 self.failed += 1

@@ -120,9 +120,10 @@ def list_runs(app: App, workflow: str | None, status: str | None, since: str | N
     click.echo(f"{'RUN ID':<26} {'WORKFLOW':<24} {'STATUS':<11} {'STARTED':<27} DURATION")
     for r in rows:
         d = duration_ms(r.started_at, r.finished_at)
+        why = f"  ({r.error})" if r.status == "interrupted" and r.error else ""  # e.g. handed back by worker W
         click.echo(
             f"{r.run_id:<26} {r.workflow_name[:24]:<24} {r.status:<11} {r.started_at or '-':<27} "
-            f"{'-' if d is None else f'{d / 1000:.2f}s'}"
+            f"{'-' if d is None else f'{d / 1000:.2f}s'}{why}"
         )
     return 0
 

@@ -214,7 +214,9 @@ def _apply_step(s: StepRecord, e: Event) -> Change:
         )
     if t in (ev.STEP_SKIPPED, ev.STEP_CANCELLED):
         status = "skipped" if t == ev.STEP_SKIPPED else "cancelled"
-        return Change(step=_evolve(s, status=status, error=e.error, finished_at=e.ts))
+        # A step cancelled while it ran carries its duration_ms, as a failed one does.
+        ms = d["duration_ms"] if "duration_ms" in d else s.duration_ms
+        return Change(step=_evolve(s, status=status, error=e.error, finished_at=e.ts, duration_ms=ms))
     if t == ev.STEP_RESET:
         # `retry --from`: pending again; attempts are history and stay counted.
         return Change(

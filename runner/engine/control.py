@@ -10,14 +10,17 @@ when one comes, including when it is awaiting a lone step in line.
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import TYPE_CHECKING, Any
 
 from runner.engine.journal import Journal
-from runner.engine.lease import RunLease, SignalPoller
+from runner.engine.lease import LeaseKeeper, RunLease, SignalPoller
 from runner.engine.preflight import PULL_KINDS
+from runner.engine.slots import AgentSlots
 from runner.errors import LeaseLost, RunnerError
 
 if TYPE_CHECKING:
+    from runner.engine.preflight import Agents
     from runner.engine.steps import PullStep
     from runner.store.base import Lease, Store
 
@@ -28,6 +31,7 @@ class RunControl:
     run_id: str
     journal: Journal
     pull: PullStep
+    agents: Agents
     _kinds: dict[str, str]
     _given_lease: Lease | None
     _cancel_after: str | None
@@ -42,10 +46,21 @@ class RunControl:
     _preflight_task: asyncio.Future[None] | None
     _wake: asyncio.Event
 
+    # Set by whoever builds the engine, before ``run`` (``RunService.engine``): a worker's
+    # heartbeat that renews this run's lease with its others, the process's agent slots,
+    # and what an interruption records (a worker handing its runs back says so).
+    keeper: LeaseKeeper | None = None
+    slots: AgentSlots | None = None
+    interrupt_reason: str = "interrupted by the user"
+
     def _hold(self, store: Store) -> None:
         """Take the run's lease (or keep the one handed in), renew it, and watch the run's signals."""
-        self._lease = RunLease(store, self.run_id, self._given_lease, self._stop_with)
-        self.journal.fence = self._lease.claim()
+        self._lease = RunLease(store, self.run_id, self._given_lease, self._stop_with, keeper=self.keeper)
+        lease = self.journal.fence = self._lease.claim()
+        if store.shared and any(a.max_concurrency for a in self.agents.specs.values()):
+            # max_concurrency holds across every process of the store: slots held by this lease.
+            slots = self.slots if self.slots is not None else AgentSlots(store)
+            self.agents.limit = functools.partial(slots.limit, run_id=self.run_id, lease=lease)
         if store.shared or not PULL_KINDS.isdisjoint(self._kinds.values()):
             self._signals = SignalPoller(
                 store,

@@ -2,6 +2,7 @@
 
 ``RunLease`` claims the run (unless the caller already did, before reading its state),
 renews the claim every third of its lifetime from a loop timer — agent start-up included —
+(in a worker, the worker's heartbeat renews all its runs' leases at once: ``LeaseKeeper``)
 and releases it at the end; a renewal that finds the lease taken over stops the run.
 ``SignalPoller`` reads what other processes wrote into the run's log (reports on pull
 steps, cancel requests) with a cheap indexed query: a short poll, never an object in
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from runner.errors import LeaseLost, RunnerError, StoreError
 from runner.model import events as ev
@@ -26,23 +27,52 @@ POLL_IDLE_S = 0.5  # a cancel request is seen within about this long
 POLL_WAITING_S = 0.2  # while a pull step waits for its report
 
 
-class RunLease:
-    """Claim, renew and release one run's lease; ``on_fatal`` hears when it is lost."""
+class LeaseKeeper(Protocol):
+    """Renews the leases of many runs together (a worker's heartbeat: one statement for all).
 
-    def __init__(self, store: Store, run_id: str, lease: Lease | None, on_fatal: Callable[[RunnerError], None]) -> None:
+    ``keep``: renew ``lease`` until ``drop``; call ``on_lost`` (once) if it was taken over.
+    """
+
+    def keep(self, run_id: str, lease: Lease, on_lost: Callable[[], None]) -> None: ...
+    def drop(self, run_id: str) -> None: ...
+
+
+class RunLease:
+    """Claim, renew and release one run's lease; ``on_fatal`` hears when it is lost.
+
+    With a ``keeper`` the lease is renewed by it (batched with the other runs of the
+    process) instead of by a timer of its own.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        run_id: str,
+        lease: Lease | None,
+        on_fatal: Callable[[RunnerError], None],
+        keeper: LeaseKeeper | None = None,
+    ) -> None:
         self.store = store
         self.run_id = run_id
         self.lease = lease
         self.ttl = lease_ttl()
         self.on_fatal = on_fatal
+        self.keeper = keeper
         self._timer: asyncio.TimerHandle | None = None
 
     def claim(self) -> Lease:
         """Take the lease (``RunBusy`` if a live runner holds it) and start renewing it."""
         if self.lease is None:
             self.lease = take_lease(self.store, self.run_id)
-        self._timer = asyncio.get_running_loop().call_later(self.ttl / 3, self._renew)
+        if self.keeper is not None:
+            self.keeper.keep(self.run_id, self.lease, self._lost_to_keeper)
+        else:
+            self._timer = asyncio.get_running_loop().call_later(self.ttl / 3, self._renew)
         return self.lease
+
+    def _lost_to_keeper(self) -> None:
+        if self.lease is not None:
+            self.on_fatal(self.lost())
 
     def lost(self) -> LeaseLost:
         """Forget a lease another process took over (never release it) and say so."""
@@ -66,6 +96,8 @@ class RunLease:
         self._timer = asyncio.get_running_loop().call_later(self.ttl / 3, self._renew)
 
     def stop(self) -> None:
+        if self.keeper is not None:
+            self.keeper.drop(self.run_id)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

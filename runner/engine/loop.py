@@ -122,7 +122,9 @@ class Engine(RunControl, TaskRunner, Resumption):
         self._base_attempts: dict[str, int] = {}  # attempts of each step before this session
 
     # -- what step handlers use (``steps.base.StepRun``) --------------------------------------
-    def step_started(self, sid: str, attempt: int | None, agent_id: str | None) -> None:
+    def step_started(
+        self, sid: str, attempt: int | None, agent_id: str | None, data: dict[str, Any] | None = None
+    ) -> None:
         o = self.outcomes[sid]
         if o.started_at is None:
             o.started_at = time.time()
@@ -132,18 +134,14 @@ class Engine(RunControl, TaskRunner, Resumption):
         if agent_id is not None:
             view["agent_id"] = agent_id
         view["status"] = "in_progress"  # StepStatus.IN_PROGRESS, as the view holds it
-        self.emit(ev.STEP_STARTED, sid, attempt=attempt, agent_id=agent_id)
+        self.emit(ev.STEP_STARTED, sid, attempt=attempt, agent_id=agent_id, data=data)
 
     def child(self, wf: Workflow, *, sinks: Sequence[EventSink], base_dir: str | None) -> Engine:
-        """An ephemeral engine for a nested run on this run's agents and connections."""
-        return Engine(
-            wf,
-            sinks=sinks,
-            registry=list(self.agents.specs.values()),
-            secrets=self.secrets,
-            pool=self.agents.pool,
-            base_dir=base_dir,
-        )
+        """An ephemeral engine for a nested run on this run's agents, connections and limits."""
+        specs, pool = list(self.agents.specs.values()), self.agents.pool
+        eng = Engine(wf, sinks=sinks, registry=specs, secrets=self.secrets, pool=pool, base_dir=base_dir)
+        eng.agents.limit = self.agents.limit  # a max_concurrency held across processes holds in it too
+        return eng
 
     # -- public entry -----------------------------------------------------------------------
     async def run(
@@ -231,7 +229,7 @@ class Engine(RunControl, TaskRunner, Resumption):
             except asyncio.CancelledError:  # Ctrl-C while agents start: resumable, and says so
                 if self._fatal is not None:  # the lease was lost while agents started
                     raise self._fatal from None
-                self.emit(ev.RUN_INTERRUPTED, error="interrupted by the user")
+                self.emit(ev.RUN_INTERRUPTED, error=self.interrupt_reason)
                 self.flush()
                 raise
             except RunnerError as exc:
@@ -251,7 +249,7 @@ class Engine(RunControl, TaskRunner, Resumption):
                 await self._loop(deadline)
             except asyncio.CancelledError:
                 await self._cancel_running()
-                self.emit(ev.RUN_INTERRUPTED, error="interrupted by the user")
+                self.emit(ev.RUN_INTERRUPTED, error=self.interrupt_reason)
                 self.flush()
                 raise
             status = self._final_status()
@@ -391,9 +389,12 @@ class Engine(RunControl, TaskRunner, Resumption):
                         sched.fail_step(sid, f"for_each: expected a list, got {type(items).__name__}")
                         continue
                     self._items[sid] = items
-                    self._item_results.setdefault(sid, {})
+                    done = len(self._item_results.setdefault(sid, {}))
                     sched.activate(sid, len(items))
-                    self.step_started(sid, sched.attempts(sid), None)
+                    # How many items there are (and, resumed, how many an earlier session
+                    # finished): the live view shows a fan-out's progress as ``fan 3/10``.
+                    fan = {"of": len(items), "done": done} if done else {"of": len(items)}
+                    self.step_started(sid, sched.attempts(sid), None, fan)
                 else:
                     sched.activate(sid)
             if self._main_status is None and sched.main_done:

@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +37,10 @@ class Agents:
     pool: AgentPool | None = None
     candidates: dict[str, tuple[list[str], int]] = field(default_factory=dict)  # step -> (ids, n_primary)
     conns: dict[str, Any] = field(default_factory=dict)
-    sems: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    sems: dict[str, AbstractAsyncContextManager[Any]] = field(default_factory=dict)  # max_concurrency limits
+    # How a ``max_concurrency`` is held: in this engine (default), or across the processes
+    # of the store (``AgentSlots``, set by the engine when its run is stored).
+    limit: Callable[[str, int], AbstractAsyncContextManager[Any]] = field(default=lambda _aid, n: asyncio.Semaphore(n))
     unavailable: set[str] = field(default_factory=set)
     load: dict[str, int] = field(default_factory=dict)
 
@@ -151,7 +155,7 @@ async def preflight(
     connected = agents.conns = agents.pool.connected() if agents.pool is not None else {}
     for aid, a in needed.items():
         if a.max_concurrency:
-            agents.sems[aid] = asyncio.Semaphore(a.max_concurrency)
+            agents.sems[aid] = agents.limit(aid, a.max_concurrency)
     for s in wf.all_steps:
         if not s.tool_to_call or "tool_to_call" in wf.per_task.get(s.step_id, ()):
             continue  # a tool named per task is checked when the task is dispatched

@@ -112,14 +112,17 @@ class TaskRunner:
                     StepStatus.SKIPPED: ev.STEP_SKIPPED,
                     StepStatus.CANCELLED: ev.STEP_CANCELLED,
                 }[tr.status]
-                self.emit(
-                    kind,
-                    sid,
-                    attempt=o.attempts or None,
-                    agent_id=o.agent_id,
-                    error=o.error,
-                    data={"reason": tr.reason} if tr.status == StepStatus.SKIPPED else None,
-                )
+                if tr.status is StepStatus.SKIPPED:
+                    data: dict[str, Any] | None = {"reason": tr.reason}
+                else:
+                    # A failed or cancelled step that ran says how long, as a completed one
+                    # does: `runs show` reads it from the stored step row. One that failed
+                    # before its call started took 0 ms, as in the run's result (finish.py).
+                    ms = o.duration_ms
+                    if ms is None and tr.status is StepStatus.FAILED:
+                        ms = 0.0
+                    data = {"duration_ms": ms} if ms is not None else None
+                self.emit(kind, sid, attempt=o.attempts or None, agent_id=o.agent_id, error=o.error, data=data)
                 if tr.status == StepStatus.FAILED and sid in self._items:
                     for t, fut in list(self._running.items()):
                         if t.step_id == sid:
@@ -142,7 +145,7 @@ class TaskRunner:
                     sid,
                     attempt=task.attempt,
                     agent_id=o.agent_id,
-                    data={"index": task.index, "result": res[0]},
+                    data={"index": task.index, "of": len(self._items[sid]), "result": res[0]},
                 )
             sched.complete(task)
             return
@@ -164,7 +167,12 @@ class TaskRunner:
             if err.extra.get("kind") != SELECTION_FAILED:  # that message names the item already
                 msg = f"item {task.index}: {msg}"
             self.emit(
-                ev.ITEM_FAILED, sid, attempt=task.attempt, agent_id=err.agent_id, error=msg, data={"index": task.index}
+                ev.ITEM_FAILED,
+                sid,
+                attempt=task.attempt,
+                agent_id=err.agent_id,
+                error=msg,
+                data={"index": task.index, "of": len(self._items[sid])},
             )
         was_active = sched.is_active(sid)
         at = sched.fail(task, msg, now, retryable=err.retryable, delay=delay)

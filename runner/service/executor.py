@@ -9,9 +9,13 @@ then prepared and driven through :class:`RunService` like any other. It claims a
 when a run ends, when PostgreSQL notifies that a run was queued or released, and every
 ``poll_s`` seconds whatever happens (a lost notification delays a run, never loses it).
 
-One heartbeat per process (the workers table), not one per run. Stopping hands back
-what it holds: the runs in flight are interrupted (resumable, their leases released), so
-another worker takes them over at once.
+One heartbeat per process, not one per run: a single transaction marks the worker alive
+and renews the lease of every run it holds in one statement (fenced per run by owner and
+epoch; a run whose lease was taken over hears that it lost it). The agent slots of
+``max_concurrency`` are held by those leases, so the heartbeat keeps them too. Stopping
+hands back what it holds: the runs in flight are interrupted (resumable, their leases
+released, the event saying which worker handed them back), so another worker takes them
+over at once.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from runner.engine.slots import AgentSlots
 from runner.errors import RunBusy, RunnerError
 from runner.model import Workflow
 from runner.model import events as ev
@@ -77,6 +82,12 @@ class RunExecutor:
         self._beat_task: asyncio.Task[None] | None = None
         self._notes: Any = None
         self._registered = False
+        # The leases the heartbeat renews (run id -> lease, and whom to tell it was lost),
+        # the engines of the runs in flight, and the process's agent slots.
+        self._kept: dict[str, tuple[Lease, Callable[[], None]]] = {}
+        self._engines: dict[str, Any] = {}
+        self.slots: AgentSlots | None = AgentSlots(store) if store.shared else None
+        self.renewals = 0  # heartbeats that renewed leases (one statement each)
 
     def _note(self, text: str) -> None:
         log.info("%s", text)
@@ -101,7 +112,9 @@ class RunExecutor:
             if prepared.finished:
                 service.release(run_id=run_id, lease=prepared.lease)
                 return
-            result = await service.execute(prepared, sinks=self.sinks)
+            keeper = self if self._beat_task is not None else None  # else each run renews its own
+            eng = self._engines[run_id] = service.engine(prepared, sinks=self.sinks, keeper=keeper, slots=self.slots)
+            result = await service.execute(prepared, sinks=self.sinks, engine=eng)
             self._note(f"run {run_id} {result.status}")
         except RunnerError as exc:  # a failed run is stored as failed; note why for the logs
             self.errors[run_id] = str(exc)
@@ -114,6 +127,7 @@ class RunExecutor:
             log.exception("run %s crashed", run_id)
             self._fail_crashed(run_id, exc)
         finally:
+            self._engines.pop(run_id, None)
             if self._wake is not None:
                 self._wake.set()  # room for another run
 
@@ -181,13 +195,35 @@ class RunExecutor:
             except TimeoutError:
                 pass
 
+    # -- LeaseKeeper: the heartbeat renews the leases of the runs in flight ------------------
+    def keep(self, run_id: str, lease: Lease, on_lost: Callable[[], None]) -> None:
+        self._kept[run_id] = (lease, on_lost)
+
+    def drop(self, run_id: str) -> None:
+        self._kept.pop(run_id, None)
+
+    def beat(self) -> list[str]:
+        """One heartbeat: alive, and every kept lease renewed; tells each run whose lease was lost."""
+        kept = dict(self._kept)
+        lost = self.store.heartbeat_worker(
+            self.worker_id, leases=[(run_id, entry[0]) for run_id, entry in kept.items()], ttl_s=lease_ttl()
+        )
+        if kept:
+            self.renewals += 1
+        for run_id in lost:
+            entry = self._kept.get(run_id)
+            if entry is not None and entry is kept[run_id]:  # still that session of the run
+                del self._kept[run_id]
+                entry[1]()
+        return lost
+
     async def _heartbeat(self) -> None:
         interval = lease_ttl() / 3
         while True:
             await asyncio.sleep(interval)
             try:
-                self.store.heartbeat_worker(self.worker_id)
-            except Exception as exc:  # noqa: BLE001 - shown stale in `runner workers list`, nothing worse
+                self.beat()
+            except Exception as exc:  # noqa: BLE001 - a lease not renewed expires; its run's writes are then refused
                 log.warning("worker heartbeat failed: %s", exc)
 
     def start(self) -> None:
@@ -210,7 +246,7 @@ class RunExecutor:
         listen = getattr(self.store, "run_notifications", None)
         if listen is not None:
             self._notes = listen()
-            self._notes.start(self._wake.set)
+            self._notes.start(self._wake.set, on_slot=self.slots.wake if self.slots is not None else None)
         self._loop_task = loop.create_task(self._poll(), name="claim runs")
         self._beat_task = loop.create_task(self._heartbeat(), name="worker heartbeat")
 
@@ -232,6 +268,9 @@ class RunExecutor:
             await self._notes.close()
             self._notes = None
         tasks = list(self.tasks.values())
+        reason = f"handed back by worker {self.worker_id} (stopping)"
+        for eng in self._engines.values():
+            eng.interrupt_reason = reason  # what `runs show` says, not "interrupted by the user"
         for t in tasks:
             t.cancel()
         if tasks:

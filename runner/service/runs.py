@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from runner.engine import Engine
+from runner.engine.lease import LeaseKeeper
+from runner.engine.slots import AgentSlots
 from runner.errors import BadArgument, InputInvalid, NotFound, Refused
 from runner.load import load_workflow
 from runner.model import AgentSpec, StepOutcome, StepStatus, Workflow
@@ -260,9 +262,15 @@ class RunService:
         *,
         sinks: Sequence[EventSink] = (),
         on_progress: Callable[[str, float, float | None, str | None], None] | None = None,
+        keeper: LeaseKeeper | None = None,
+        slots: AgentSlots | None = None,
     ) -> Any:
-        """The engine that executes ``prepared`` (the CLI keeps it to report partial results)."""
-        return Engine(
+        """The engine that executes ``prepared`` (the CLI keeps it to report partial results).
+
+        A worker passes its heartbeat (``keeper``: it renews this run's lease with its
+        others) and its process-wide agent ``slots``.
+        """
+        eng = Engine(
             prepared.workflow,
             store=self.store,
             sinks=sinks,
@@ -273,6 +281,8 @@ class RunService:
             pool=self.pool,
             base_dir=self.base_dir,
         )
+        eng.keeper, eng.slots = keeper, slots
+        return eng
 
     async def execute(self, prepared: Prepared, *, sinks: Sequence[EventSink] = (), engine: Any = None) -> RunResult:
         """Drive a prepared run to its end (the lease is released when it ends)."""

@@ -103,7 +103,7 @@ class Leases(Protocol):
 
 
 class Workers(Protocol):
-    """Scale out: ``runner worker`` processes claim runs and keep one heartbeat each.
+    """Scale out: ``runner worker`` processes claim runs and keep one heartbeat each, and agent slots.
 
     ``claim_next_run`` claims, in one short transaction, the oldest run the worker may
     execute: a queued run, or a run in the workers' care whose lease expired or was handed
@@ -115,8 +115,22 @@ class Workers(Protocol):
         self, owner: str, labels: Sequence[str], ttl_s: float, exclude: Sequence[str] = ()
     ) -> Claimed | None: ...
     def register_worker(self, worker: WorkerRecord) -> None: ...
-    def heartbeat_worker(self, worker_id: str, stopped: bool = False) -> None: ...
+    def heartbeat_worker(
+        self, worker_id: str, stopped: bool = False, leases: Sequence[tuple[str, Lease]] = (), ttl_s: float = 0.0
+    ) -> list[str]:
+        """The worker is alive (or stopped), ``leases`` renewed in one statement; returns the runs that lost theirs."""
+        ...
+
     def list_workers(self, limit: int = 100) -> list[WorkerRecord]: ...
+
+    # Agent slots: an agent's ``max_concurrency`` across processes. A slot is held by a
+    # run's lease (owner and epoch) and is free again once that lease is gone or expired.
+    def take_agent_slot(self, agent_id: str, limit: int, run_id: str, lease: Lease) -> int | None:
+        """A free slot among ``limit`` for this run's lease, taken in one short transaction; None: all taken."""
+        ...
+
+    def release_agent_slot(self, agent_id: str, slot: int, run_id: str, lease: Lease) -> None: ...
+    def agent_slots_held(self, agent_id: str) -> list[tuple[int, str]]: ...
 
 
 class Registry(Protocol):

@@ -73,6 +73,7 @@ class MemoryStore(MemoryWorkers):
         self._unprojected: list[Event] = []  # logged, not yet applied to runs and steps
         self._known_runs: set[str] = set()  # runs created, or started by a logged event
         self._workers: dict[str, WorkerRecord] = {}
+        self._slots: dict[tuple[str, int], tuple[str, Lease]] = {}
 
     def schema_version(self) -> int:
         return SCHEMA_VERSION
@@ -552,4 +553,3 @@ class MemoryStore(MemoryWorkers):
                 and (after is None or e["ts"] > after)
             ]
             return copy.deepcopy(found[:limit])
-

@@ -25,6 +25,7 @@ class MemoryWorkers:
     _leases: dict[str, tuple[str, str]]
     _epochs: dict[str, int]
     _workers: dict[str, WorkerRecord]
+    _slots: dict[tuple[str, int], tuple[str, Lease]]  # (agent, slot) -> the run and lease holding it
 
     def _catch_up(self) -> None:
         raise NotImplementedError
@@ -62,15 +63,62 @@ class MemoryWorkers:
             stored.labels = sorted(set(stored.labels))
             self._workers[worker.worker_id] = stored
 
-    def heartbeat_worker(self, worker_id: str, stopped: bool = False) -> None:
+    def heartbeat_worker(
+        self, worker_id: str, stopped: bool = False, leases: Sequence[tuple[str, Lease]] = (), ttl_s: float = 0.0
+    ) -> list[str]:
         now = now_iso()
+        lost: list[str] = []
         with self._lock:
+            until = iso_after(ttl_s)
+            for run_id, lease in leases:
+                held = self._leases.get(run_id)
+                if held is None or held[0] != lease.owner or self._epochs.get(run_id, 0) != lease.epoch:
+                    lost.append(run_id)
+                else:
+                    self._leases[run_id] = (lease.owner, until)
             w = self._workers.get(worker_id)
             if w is None or (w.stopped_at is not None and not stopped):
-                return
+                return lost
             w.heartbeat_at = now
             if stopped:
                 w.stopped_at = now
+        return lost
+
+    def _slot_free(self, key: tuple[str, int], now: str) -> bool:
+        held = self._slots.get(key)
+        if held is None:
+            return True
+        run_id, lease = held
+        lease_now = self._leases.get(run_id)
+        return not (
+            lease_now is not None
+            and lease_now[0] == lease.owner
+            and (lease_now[1] or "") >= now
+            and self._epochs.get(run_id, 0) == lease.epoch
+        )
+
+    def take_agent_slot(self, agent_id: str, limit: int, run_id: str, lease: Lease) -> int | None:
+        now = now_iso()
+        with self._lock:
+            for slot in range(limit):
+                if self._slot_free((agent_id, slot), now):
+                    self._slots[(agent_id, slot)] = (run_id, lease)
+                    return slot
+        return None
+
+    def release_agent_slot(self, agent_id: str, slot: int, run_id: str, lease: Lease) -> None:
+        with self._lock:
+            if self._slots.get((agent_id, slot)) == (run_id, lease):
+                del self._slots[(agent_id, slot)]
+
+    def agent_slots_held(self, agent_id: str) -> list[tuple[int, str]]:
+        now = now_iso()
+        with self._lock:
+            return sorted(
+                (slot, held[0])
+                for (aid, slot), held in self._slots.items()
+                if aid == agent_id and not self._slot_free((aid, slot), now)
+            )
 
     def list_workers(self, limit: int = 100) -> list[WorkerRecord]:
         now = now_iso()

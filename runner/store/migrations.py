@@ -223,13 +223,33 @@ MIGRATIONS: list[str] = [
     INSERT INTO lock_tokens (file_path, last_token) SELECT file_path, 1 FROM locks;
     DROP TABLE locks
     """,
+    # 7: reserved for a change developed in parallel (replace this entry with it on merge;
+    # an empty script only records the version).
+    "",
+    # 8: an agent's `max_concurrency` across every process sharing the store: one row per
+    # slot, held by a run's lease (holder = its owner, at its epoch). A slot whose run no
+    # longer holds that lease (ended, handed back, its worker dead past the lease) is free,
+    # so a killed worker never leaks slots and nothing has to renew them.
+    # IF NOT EXISTS: harmless whichever migration 7 a database went through.
+    """
+    CREATE TABLE IF NOT EXISTS agent_slots (
+        agent_id TEXT NOT NULL,
+        slot INTEGER NOT NULL,
+        holder TEXT,
+        run_id TEXT,
+        epoch INTEGER,
+        taken_at TEXT,
+        PRIMARY KEY (agent_id, slot)
+    )
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # Every table the migrations create (a SQLite file holding anything else is not a runner store).
 RUNNER_TABLES = frozenset(
-    {"schema_version"} | {m.group(1) for script in MIGRATIONS for m in re.finditer(r"CREATE TABLE (\w+)", script)}
+    {"schema_version"}
+    | {m.group(1) for script in MIGRATIONS for m in re.finditer(r"CREATE TABLE (?:IF NOT EXISTS )?(\w+)", script)}
 )
 
 

@@ -16,10 +16,15 @@ from collections.abc import Callable
 log = logging.getLogger("runner.worker")
 
 RUNS_CHANNEL = "runner_runs"  # NOTIFY'd by the store when a run is queued or a lease released
+SLOTS_CHANNEL = "runner_slots"  # NOTIFY'd when an agent slot (max_concurrency) is given back
 
 
 class RunNotifications:
-    """``LISTEN runner_runs`` on its own connection; ``on_notify`` is called for each notification."""
+    """``LISTEN runner_runs`` on its own connection; ``on_notify`` is called for each notification.
+
+    With ``on_slot``, also ``LISTEN runner_slots``: a call waiting for an agent slot wakes
+    when another process gives one back (its polling backoff stays the fallback).
+    """
 
     def __init__(self, dsn: str, shown_url: str) -> None:
         self._dsn = dsn
@@ -28,12 +33,14 @@ class RunNotifications:
         self.received = 0
         self.listening = False
 
-    def start(self, on_notify: Callable[[], None]) -> None:
+    def start(self, on_notify: Callable[[], None], on_slot: Callable[[], None] | None = None) -> None:
         """Listen in the background, reconnecting with backoff when the connection drops."""
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._listen(on_notify), name="listen runner_runs")
+            self._task = asyncio.get_running_loop().create_task(
+                self._listen(on_notify, on_slot), name="listen runner_runs"
+            )
 
-    async def _listen(self, on_notify: Callable[[], None]) -> None:
+    async def _listen(self, on_notify: Callable[[], None], on_slot: Callable[[], None] | None) -> None:
         import psycopg  # the postgres extra
 
         delay = 0.5
@@ -42,12 +49,18 @@ class RunNotifications:
                 conn = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True, connect_timeout=5)
                 try:
                     await conn.execute(f"LISTEN {RUNS_CHANNEL}")
+                    if on_slot is not None:
+                        await conn.execute(f"LISTEN {SLOTS_CHANNEL}")
                     self.listening = True
                     delay = 0.5
                     on_notify()  # whatever was queued while not listening: look once now
-                    async for _note in conn.notifies():
+                    async for note in conn.notifies():
                         self.received += 1
-                        on_notify()
+                        if note.channel == SLOTS_CHANNEL:
+                            if on_slot is not None:
+                                on_slot()
+                        else:
+                            on_notify()
                 finally:
                     self.listening = False
                     await conn.close()

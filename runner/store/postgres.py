@@ -17,7 +17,7 @@ from typing import Any
 from runner.errors import StoreError, StoreUnavailable
 from runner.model.events import Event
 from runner.store.base import Lease
-from runner.store.pg_notify import RUNS_CHANNEL, RunNotifications
+from runner.store.pg_notify import RUNS_CHANNEL, SLOTS_CHANNEL, RunNotifications
 from runner.store.sql import SqlStore
 from runner.store.sql_rows import one_line
 
@@ -115,6 +115,9 @@ class PostgresStore(SqlStore):
         # Delivered at commit, once per transaction however often it is called.
         self._cur.execute(f"NOTIFY {RUNS_CHANNEL}")
 
+    def _notify_slots(self) -> None:
+        self._cur.execute(f"NOTIFY {SLOTS_CHANNEL}")
+
     def run_notifications(self) -> RunNotifications:
-        """A listener that wakes idle workers when a run is queued or handed back."""
+        """A listener that wakes idle workers when a run is queued or handed back (and slot waiters)."""
         return RunNotifications(self._dsn, self.url)

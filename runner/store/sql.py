@@ -47,6 +47,7 @@ from runner.store.sql_rows import (
     to_json,
     wf_row,
 )
+from runner.store.sql_slots import SqlSlots
 from runner.store.sql_workers import SqlWorkers
 
 _LIVE = frozenset({"pending", "in_progress"})  # step statuses that more events will change
@@ -57,7 +58,7 @@ _LIVE = frozenset({"pending", "in_progress"})  # step statuses that more events 
 class NoRunnerSchema(Exception):
     """A read-only open found no runner schema (nothing ever ran there); ``open_store`` reads it as empty."""
 
-class SqlStore(SqlLifecycle, SqlCoordination, SqlWorkers):
+class SqlStore(SqlLifecycle, SqlCoordination, SqlWorkers, SqlSlots):
     """Everything but the connection: subclasses supply the dialect hooks below."""
 
     shared = True  # other processes (and, on PostgreSQL, machines) reach the same rows
@@ -91,6 +92,8 @@ class SqlStore(SqlLifecycle, SqlCoordination, SqlWorkers):
         }
         self._sql.update(self._lifecycle_sql())
         self._sql.update(self._workers_sql())
+        self._sql.update(self._slots_sql())
+        self._slot_rows: dict[str, int] = {}
         self._closed = False
         # Rows of steps still in flight that this store wrote itself, so a step event
         # need not read its row back (a chain step saves two SELECTs, ~30 µs on SQLite).

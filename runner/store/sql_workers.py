@@ -32,6 +32,13 @@ _CLAIM_NEXT = (
     "ORDER BY created_at, n LIMIT 1{skip_locked}"
 )
 
+# Every lease a worker holds, renewed by one statement, each fenced by its owner and epoch
+# (``run_id IN`` lets the unique index find the rows; the row values are the fence).
+_RENEW = (
+    "UPDATE runs SET lease_until = ? WHERE run_id IN ({ids}) "
+    "AND (run_id, owner, epoch) IN (VALUES {rows}) RETURNING run_id"
+)
+
 WORKERS_SQL: dict[str, str] = {
     "run_take": "UPDATE runs SET owner = ?, lease_until = ?, epoch = ?, worker = ? WHERE run_id = ?",
     "worker_put": f"INSERT INTO workers ({_WORKER_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL) "
@@ -124,14 +131,37 @@ class SqlWorkers:
                 ),
             )
 
-    def heartbeat_worker(self, worker_id: str, stopped: bool = False) -> None:
-        """One cheap write per worker (not per run): it is alive, or it stopped now."""
+    def heartbeat_worker(
+        self,
+        worker_id: str,
+        stopped: bool = False,
+        leases: Sequence[tuple[str, Lease]] = (),
+        ttl_s: float = 0.0,
+    ) -> list[str]:
+        """One cheap transaction per worker (not per run): it is alive, or it stopped now.
+
+        ``leases`` (run id, lease) are renewed for ``ttl_s`` by one statement, each only
+        while its run is still held by that owner at that epoch; the ids of the runs whose
+        lease was not renewed (taken over, or released) are returned: those are lost.
+        """
         now = now_iso()
+        renewed: set[str] = set()
         with self._tx() as cur:
             if stopped:
                 cur.execute(self._sql["worker_stop"], (now, now, worker_id))
             else:
                 cur.execute(self._sql["worker_beat"], (now, worker_id))
+            if leases:
+                rows = ", ".join(["(?, ?, ?)"] * len(leases))
+                ids = ", ".join(["?"] * len(leases))
+                stmt = self._adapt(_RENEW.format(ids=ids, rows=rows))
+                params: list[Any] = [iso_after(ttl_s)]
+                params += [run_id for run_id, _ in leases]
+                for run_id, lease in leases:
+                    params += [run_id, lease.owner, lease.epoch]
+                cur.execute(stmt, params)
+                renewed = {str(r[0]) for r in cur.fetchall()}
+        return [run_id for run_id, _ in leases if run_id not in renewed]
 
     def list_workers(self, limit: int = 100) -> list[WorkerRecord]:
         """Workers, newest first, each with the number of runs whose lease it holds now."""

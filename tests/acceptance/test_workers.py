@@ -232,6 +232,13 @@ def test_sigterm_hands_runs_back_at_once_and_labels_decide_who_claims(pg: str, t
         assert time.monotonic() - began < 20
         assert "handed back" in a.stderr()
     assert set(statuses(pg).values()) == {"interrupted"}
+    # What happened, said in the event, `runs show` and `runs list` (not "interrupted by the user").
+    said = f"handed back by worker {_worker_id(pg, a.pid)} (stopping)"
+    first = next(iter(slow))
+    assert [e.error for e in events_of(pg, first) if e.type == ev.RUN_INTERRUPTED] == [said]
+    assert cli_json("runs", "show", first, "--store", pg, cwd=tmp_path)["error"] == said
+    rc, listed_text, _ = cli("runs", "list", "--store", pg, cwd=tmp_path)
+    assert rc == 0 and listed_text.count(f"({said})") == 2, listed_text
     gpu = queue(pg, 2, prefix="gpu", path=CHAIN_GPU)
     plain = queue(pg, 2, prefix="plain")
     # A worker without the label: takes the handed-back runs and the plain ones, never the gpu ones.
@@ -256,6 +263,14 @@ def test_sigterm_hands_runs_back_at_once_and_labels_decide_who_claims(pg: str, t
     assert [
         h.get("owner", "").split(":")[1] for h in shown["history"] if h["type"] in ("run_started", "run_resumed")
     ] == [str(a.pid), str(b.pid)]
+
+
+def _worker_id(store: str, pid: int) -> str:
+    s = open_store(store)
+    try:
+        return next(w.worker_id for w in s.list_workers() if w.pid == pid)
+    finally:
+        s.close()
 
 
 def _two_in(tmp_path: Path, prefix: str) -> bool:
