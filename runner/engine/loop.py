@@ -33,10 +33,10 @@ from runner.engine.lease import RunLease, SignalPoller
 from runner.engine.positions import step_error
 from runner.engine.preflight import Agents, preflight, step_kind
 from runner.engine.resume import Resumption
-from runner.engine.steps import IDEMPOTENCY_META_KEY, PullStep, StepHandler, ToolStep, UsesStep
+from runner.engine.steps import IDEMPOTENCY_META_KEY, PerTaskStep, PullStep, StepHandler, ToolStep, UsesStep
 from runner.engine.tasks import TaskRunner
 from runner.errors import RunnerError, ToolFailure
-from runner.load.instantiate import instantiate
+from runner.load.instantiate import agents_context, instantiate
 from runner.model import AgentSpec, RunStatus, StepOutcome, StepSpec, Workflow
 from runner.model import events as ev
 from runner.model.events import EventSink
@@ -192,10 +192,13 @@ class Engine(RunControl, TaskRunner, Resumption):
             "run": {"id": self.run_id, "status": "running"},
             "workflow": {"name": wf.name},
             "secrets": self.secrets,
+            "agents": agents_context(self.agents.specs),
         }
-        wf = self.wf = instantiate(wf, {"inputs": values, "workflow": self._ctx["workflow"]})
+        fixed = {"inputs": values, "workflow": self._ctx["workflow"], "agents": self._ctx["agents"]}
+        wf = self.wf = instantiate(wf, fixed)
         self._specs = {s.step_id: s for s in wf.all_steps}
-        self._kinds = {s.step_id: step_kind(s) for s in wf.all_steps}
+        per_task = wf.per_task
+        self._kinds = {s.step_id: step_kind(s, s.step_id in per_task) for s in wf.all_steps}
         self.journal.run_id = self.run_id
         if resume is not None:
             self._restore_counts(resume)
@@ -240,7 +243,8 @@ class Engine(RunControl, TaskRunner, Resumption):
                 exc.result = res  # type: ignore[attr-defined]
                 raise
             preflight_ms = self._preflight_ms = (time.perf_counter() - t0) * 1000
-            self._handlers["tool"] = ToolStep(self)
+            tool = self._handlers["tool"] = ToolStep(self)
+            self._handlers["tool_per_task"] = self._handlers["pull_per_task"] = PerTaskStep(self, tool, self.pull)
             # The run timeout counts from the first step: agent start-up has its own bound
             # (the connect timeout), and a slow machine must not eat the steps' time.
             deadline = loop.time() + wf.timeout if wf.timeout else None

@@ -133,9 +133,13 @@ class _Dumper:
             _put(out, "uses", s.uses)
         _put(out, "with", s.with_)
         retry = self.retry(s.retry)
+        templated = dict(wf.step_templates.get(s.step_id, ()))  # the fields hold defaults until a run
+        for key in ("max_attempts", "delay"):
+            if f"retry.{key}" in templated:
+                retry[key] = templated[f"retry.{key}"]
         if retry:
             out["retry"] = retry
-        _put(out, "timeout", None if s.timeout is None else _duration(s.timeout))
+        _put(out, "timeout", templated.get("timeout", None if s.timeout is None else _duration(s.timeout)))
         _put(out, "continue_on_error", s.continue_on_error, False)
         if inline:  # last: the body is long, the step's own keys read first
             if child is None:  # a model built without its callees: what was written
