@@ -259,7 +259,7 @@ def test_long_step_lists_keep_real_indices() -> None:
     bad = text.replace("{step_id: s47, tool_to_call: t}", "{step_id: s47, tool_to_call: t, retry: {max_attempts: 0}}")
     [p] = validate_text(bad)
     assert p.path == "$.steps[47].retry.max_attempts" and p.line == 51
-    assert p.message == "0 is less than the minimum of 1"
+    assert p.message == '0 is less than the minimum of 1 (or a template: "{{ ... }}")'
     top = text.replace("name: long", "name: long\nconcurrency: 0")
     assert [p.path for p in validate_text(top)] == ["$.concurrency"]
 

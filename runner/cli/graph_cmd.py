@@ -97,7 +97,11 @@ def to_mermaid(wf: Workflow, *, expand: bool = False) -> str:
     lines = ["flowchart TD"]
 
     def text(label: str) -> str:
-        return label.replace('"', "#quot;").replace("\n", "<br/>")
+        # Mermaid reads #name; as an entity and renders labels as HTML: '#' first, so the
+        # codes put in here are the only ones; then what would be markup or end the string
+        for ch, code in (("#", "#35;"), ("&", "#38;"), ("<", "#60;"), (">", "#62;"), ('"', "#quot;")):
+            label = label.replace(ch, code)
+        return label.replace("\n", "<br/>")
 
     def draw(items: list[_Node | _Group], indent: str) -> None:
         for it in items:

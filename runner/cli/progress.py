@@ -5,7 +5,9 @@ the terminal's width (the full text is in ``runs show``), plus a status line red
 place at the bottom: ``[2/7 done, 0 failed]`` from the start (the workflow's step count is
 known before anything runs) and, for a running ``for_each`` step, how many of its items
 have finished out of how many it has (``fan 3/10``; ``fan 3 done`` if the engine did not
-say how many, as an older run's events do not).
+say how many, as an older run's events do not). The steps of a nested run (``uses:``) show
+as ``team/decompose`` (``teams[2]/decompose`` for a ``for_each`` item); the status line
+counts the workflow's own steps and names the inner ones running.
 """
 
 from __future__ import annotations
@@ -126,7 +128,10 @@ class Progress:
             return
         if t == ev.STEP_ASSIGNED:
             who = f" to {e.agent_id}" if e.agent_id else ""
-            self._line(f"{self._elapsed()} wait  {e.step_id} (assigned{who}; `runner steps complete {e.run_id} {e.step_id} --agent {e.agent_id or 'A'}`)", "2")
+            self._line(
+                f"{self._elapsed()} wait  {e.step_id} (assigned{who}; `runner steps complete {e.run_id} {e.step_id} --agent {e.agent_id or 'A'}`)",
+                "2",
+            )
             return
         if t == ev.STEP_PROGRESS:
             p, total, m = e.data.get("progress"), e.data.get("total"), e.data.get("message")
@@ -157,9 +162,10 @@ class Progress:
             self.running.discard(e.step_id or "")
             self.items_done.pop(e.step_id or "", None)
             self.items_of.pop(e.step_id or "", None)
-            self.done += 1
-            if t == ev.STEP_FAILED:
-                self.failed += 1
+            if "/" not in (e.step_id or ""):  # the count is of the workflow's own steps; a nested
+                self.done += 1  # run's (`team/decompose`) are lines under their `uses:` step
+                if t == ev.STEP_FAILED:
+                    self.failed += 1
         mark = sym[0] if self.tty else sym[1]
         parts = [self._elapsed(), f"{mark:<5}" if not self.tty else mark, e.step_id or ""]
         if e.agent_id and t == ev.STEP_STARTED:
@@ -247,7 +253,9 @@ def write_junit(
             )
         elif s["status"] in _NOT_RUN:
             why = s.get("error") or reasons.get(sid) or s["status"]
-            out.append(f"      <skipped message={quoteattr(f'skipped: {why}' if why != s['status'] == 'skipped' else why)}/>")
+            out.append(
+                f"      <skipped message={quoteattr(f'skipped: {why}' if why != s['status'] == 'skipped' else why)}/>"
+            )
         else:
             body = json.dumps(s.get("result"), default=str)
             if len(body) > 4000:

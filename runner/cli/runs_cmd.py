@@ -59,6 +59,14 @@ def _since(value: str | None) -> str | None:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _ordered(steps: list[Any]) -> list[Any]:
+    """Step rows with the steps of each nested run (``team/decompose``) under the step that ran it."""
+    from runner.model.nesting import grouped
+
+    by_id = {s.step_id: s for s in steps}
+    return [by_id[sid] for sid in grouped(by_id)]
+
+
 def _history(events: list[Any]) -> list[dict[str, Any]]:
     """Every session and every step outcome of a run, oldest first (resume and retry keep both)."""
     from runner.model import events as ev
@@ -80,7 +88,6 @@ def _history(events: list[Any]) -> list[dict[str, Any]]:
     return out
 
 
-
 @click.group()
 def runs() -> None:
     """Run history from the store."""
@@ -90,9 +97,7 @@ def runs() -> None:
 @click.option("--workflow", help="Only runs of this workflow name.")
 @click.option(
     "--status",
-    type=click.Choice(
-        ["queued", "pending", "running", "completed", "failed", "timed_out", "cancelled", "interrupted"]
-    ),
+    type=click.Choice(["queued", "pending", "running", "completed", "failed", "timed_out", "cancelled", "interrupted"]),
     help="Only runs with this status.",
 )
 @click.option(
@@ -140,7 +145,7 @@ def show_run(app: App, run_id: str, output: str) -> int:
     store = open_store(app.store, read_only=True)
     try:
         run = _find_run(store, run_id)
-        steps = store.get_steps(run.run_id)
+        steps = _ordered(store.get_steps(run.run_id))
         history = _history(store.get_events(run.run_id))
     finally:
         store.close()
@@ -167,14 +172,16 @@ def show_run(app: App, run_id: str, output: str) -> int:
     click.echo(f"started {run.started_at or '-'}  finished {run.finished_at or '-'}")
     if run.error:
         click.echo(f"error: {run.error}")
-    click.echo(f"{'STEP':<24} {'STATUS':<11} {'ATT':>3} {'AGENT':<16} {'MS':>9}  RESULT / ERROR")
+    # Nested steps (`team/lead/decompose`) widen the column, up to a point.
+    w = min(max([24, *(len(s.step_id) for s in steps)]), 48)
+    click.echo(f"{'STEP':<{w}} {'STATUS':<11} {'ATT':>3} {'AGENT':<16} {'MS':>9}  RESULT / ERROR")
     for s in steps:
         detail = s.error if s.error else json.dumps(s.result, default=str)
         if detail and len(detail) > 60:
             detail = detail[:57] + "..."
         ms = "-" if s.duration_ms is None else f"{s.duration_ms:.1f}"
         click.echo(
-            f"{s.step_id[:24]:<24} {s.status:<11} {s.attempts:>3} {(s.agent_id or '-')[:16]:<16} "
+            f"{s.step_id[:w]:<{w}} {s.status:<11} {s.attempts:>3} {(s.agent_id or '-')[:16]:<16} "
             f"{ms:>9}  {detail or ''}"
         )
     if run.outputs:
@@ -239,7 +246,7 @@ def _rerun(
 
 def _stored_result(store: Any, run: Any) -> dict[str, Any]:
     """A finished run as ``--output json`` shows it (SPEC §4 shape), read from the store."""
-    steps = store.get_steps(run.run_id)
+    steps = _ordered(store.get_steps(run.run_id))
     return {
         "run_id": run.run_id,
         "workflow": run.workflow_name,

@@ -23,11 +23,16 @@ def matches(agent: AgentSpec, step: StepSpec) -> bool:
     return True
 
 
-def eligible(step: StepSpec, agents: Mapping[str, AgentSpec]) -> tuple[list[str], int]:
+def eligible(step: StepSpec, agents: Mapping[str, AgentSpec], per_task: tuple[str, ...] = ()) -> tuple[list[str], int]:
     """Agent ids that may run ``step``: primary choices first, then fallbacks (deduplicated).
 
-    Returns ``(ids, n_primary)``.
+    Returns ``(ids, n_primary)``. A step whose selection is chosen per task
+    (``per_task``: the fields rendered per task, ``Workflow.per_task``) may run on any agent its fixed fields allow: a templated agent id
+    or fallback list could name any of them, a templated role or capability list does
+    not narrow the choice until the task renders it.
     """
+    if per_task:
+        return _any_of(step, agents, per_task)
     if step.assigned_agent_id is not None:
         primary = [step.assigned_agent_id] if step.assigned_agent_id in agents else []
     elif step.assigned_role is None and not step.required_capabilities:
@@ -39,6 +44,20 @@ def eligible(step: StepSpec, agents: Mapping[str, AgentSpec]) -> tuple[list[str]
         if fb in agents and fb not in out:
             out.append(fb)
     return out, len(primary)
+
+
+def _any_of(step: StepSpec, agents: Mapping[str, AgentSpec], dyn: tuple[str, ...]) -> tuple[list[str], int]:
+    """Candidates of a step selected per task: every agent its fixed fields do not rule out."""
+    if "assigned_agent_id" in dyn or "fallback_agents" in dyn:
+        return list(agents), len(agents)
+    fixed = StepSpec(
+        step_id=step.step_id,
+        assigned_role=None if "assigned_role" in dyn else step.assigned_role,
+        required_capabilities=() if "required_capabilities" in dyn else step.required_capabilities,
+        assigned_agent_id=step.assigned_agent_id,
+        fallback_agents=step.fallback_agents,
+    )
+    return eligible(fixed, agents)
 
 
 def order(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from runner.engine.journal import Journal
 from runner.engine.lease import LeaseKeeper, RunLease, SignalPoller
+from runner.engine.preflight import PULL_KINDS
 from runner.engine.slots import AgentSlots
 from runner.errors import LeaseLost, RunnerError
 
@@ -60,7 +61,7 @@ class RunControl:
             # max_concurrency holds across every process of the store: slots held by this lease.
             slots = self.slots if self.slots is not None else AgentSlots(store)
             self.agents.limit = functools.partial(slots.limit, run_id=self.run_id, lease=lease)
-        if store.shared or "pull" in self._kinds.values():
+        if store.shared or not PULL_KINDS.isdisjoint(self._kinds.values()):
             self._signals = SignalPoller(
                 store,
                 self.run_id,

@@ -105,6 +105,17 @@ async def deep_check(wf: Workflow, smap: SourceMap, registry: Sequence[AgentSpec
         for s in wf.all_steps:
             if s.tool_to_call is None:
                 continue
+            if is_templated(s.tool_to_call):
+                problems.append(
+                    smap.problem(
+                        f"--deep: tool_to_call {s.tool_to_call!r} is a template: the tool is chosen when the "
+                        "run renders it and cannot be checked now",
+                        [*paths[s.step_id], "tool_to_call"],
+                        rank=RANK_DEEP,
+                        severity="warning",
+                    )
+                )
+                continue
             ids = [a for a in eligible(s, agents)[0] if a in conns]
             if not ids:
                 continue

@@ -13,6 +13,7 @@ from typing import Any
 from runner.engine.positions import output_error
 from runner.model import RunStatus, StepOutcome, StepStatus, Workflow
 from runner.model import events as ev
+from runner.model.nesting import SEP, grouped, spec_finder
 from runner.model.outcomes import RunResult
 from runner.template import Masker, TemplateError, compile_value
 
@@ -98,19 +99,28 @@ def conclude(
 
 
 def skip_reasons(wf: Workflow, outcomes: Mapping[str, StepOutcome]) -> dict[str, str]:
-    """Why each skipped step was skipped: the first dependency that did not complete, else its ``if``."""
+    """Why each skipped step was skipped: the first dependency that did not complete, else its ``if``.
+
+    ``outcomes`` may hold the steps of nested runs (``team/decompose``): their
+    dependencies are their siblings in the same nested run.
+    """
     out: dict[str, str] = {}
-    for spec in wf.all_steps:
-        o = outcomes.get(spec.step_id)
-        if o is None or o.status != StepStatus.SKIPPED:
+    find = spec_finder(wf)
+    for sid, o in outcomes.items():
+        if o.status != StepStatus.SKIPPED:
             continue
-        blocked = [d for d in spec.depends_on if d in outcomes and outcomes[d].status != StepStatus.COMPLETED]
+        spec = find(sid)
+        if spec is None:
+            continue
+        call, sep, _ = sid.rpartition(SEP)
+        deps = [call + sep + d for d in spec.depends_on]
+        blocked = [d for d in deps if d in outcomes and outcomes[d].status != StepStatus.COMPLETED]
         if blocked:
-            out[spec.step_id] = f"dependency {blocked[0]!r} {outcomes[blocked[0]].status}"
+            out[sid] = f"dependency {blocked[0]!r} {outcomes[blocked[0]].status}"
         elif spec.condition is not None:
-            out[spec.step_id] = f"its if: was false ({spec.condition[:200]})"
+            out[sid] = f"its if: was false ({spec.condition[:200]})"
         else:
-            out[spec.step_id] = "the run ended before it could start"
+            out[sid] = "the run ended before it could start"
     return out
 
 
@@ -124,24 +134,31 @@ def build_result(
     preflight_ms: float,
     outputs: dict[str, Any] | None = None,
     error: str | None = None,
+    inner: Mapping[str, StepOutcome] | None = None,
 ) -> RunResult:
     """The ``RunResult`` of a session (``--output json``), finished now.
 
     A step that failed before its call started (a template that could not render, an
     agent that was not there) has no start of its own: its duration is 0 ms, not missing,
-    so every failed step has a ``duration_ms``.
+    so every failed step has a ``duration_ms``. ``inner``: the steps of nested runs
+    (``team/decompose``), shown after the step that called them.
     """
-    for o in outcomes.values():
+    steps = dict(outcomes)
+    if inner:  # the steps of nested runs, each right after the step that called it
+        both = {**outcomes, **inner}
+        steps = {sid: both[sid] for sid in grouped(both)}
+    for o in steps.values():
         if o.started_at is None and o.finished_at is not None and o.status == StepStatus.FAILED:
             o.started_at = o.finished_at
+    find = spec_finder(wf)
     return RunResult(
-        tolerated=frozenset(s.step_id for s in wf.all_steps if s.continue_on_error),
-        skip_reasons=skip_reasons(wf, outcomes),
+        tolerated=frozenset(sid for sid in steps if (spec := find(sid)) is not None and spec.continue_on_error),
+        skip_reasons=skip_reasons(wf, steps),
         run_id=run_id,
         workflow=wf.name,
         status=status,
         outputs=outputs if outputs is not None else {},
-        steps=dict(outcomes),
+        steps=steps,
         started_at=started,
         finished_at=time.time(),
         preflight_ms=preflight_ms,

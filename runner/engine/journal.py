@@ -60,6 +60,9 @@ class Journal:
         self.on_lost: Callable[[], None] | None = None
         self.broken: str | None = None  # why an event could not be stored as emitted
         self.on_broken: Callable[[str], None] | None = None
+        # A nested run's journal keeps nothing: its events go to the caller's (``forward``),
+        # and its flushes are the caller's, so an inner call is preceded by its events too.
+        self.upstream: Callable[[], None] | None = None
 
     def emit(self, type_: str, step_id: str | None = None, **kw: Any) -> None:
         """Record a state change: to every live sink now, to the store at the next flush."""
@@ -79,14 +82,15 @@ class Journal:
     def forward(self, e: Event) -> None:
         """An event of a nested run, renamed into this run: kept and shown like our own."""
         if self.store is not None and e.type != ev.STEP_PROGRESS:
-            self.pending.append(e)
-            if e.type == ev.STEP_STARTED:
-                self.flush()
+            self.pending.append(e)  # made durable by the nested run's next flush (``upstream``)
         for sink in self.sinks:
             sink(e)
 
     def flush(self) -> None:
         """Make every kept event durable, in one store transaction fenced by the lease."""
+        if self.upstream is not None:
+            self.upstream()
+            return
         if self.lost:
             self.pending.clear()
             return

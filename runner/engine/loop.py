@@ -33,10 +33,10 @@ from runner.engine.lease import RunLease, SignalPoller
 from runner.engine.positions import step_error
 from runner.engine.preflight import Agents, preflight, step_kind
 from runner.engine.resume import Resumption
-from runner.engine.steps import IDEMPOTENCY_META_KEY, PullStep, StepHandler, ToolStep, UsesStep
+from runner.engine.steps import IDEMPOTENCY_META_KEY, PerTaskStep, PullStep, StepHandler, ToolStep, UsesStep
 from runner.engine.tasks import TaskRunner
 from runner.errors import RunnerError, ToolFailure
-from runner.load.instantiate import instantiate
+from runner.load.instantiate import agents_context, instantiate
 from runner.model import AgentSpec, RunStatus, StepOutcome, StepSpec, Workflow
 from runner.model import events as ev
 from runner.model.events import EventSink
@@ -120,6 +120,8 @@ class Engine(RunControl, TaskRunner, Resumption):
         self._started = time.time()  # reset when the run starts; kept for partial results
         self._preflight_ms = 0.0
         self._base_attempts: dict[str, int] = {}  # attempts of each step before this session
+        self.inner: dict[str, StepOutcome] = {}  # the steps of nested runs (``team/decompose``)
+        self.nested_resume: dict[str, ResumeState] = {}  # nested runs to continue, by call
 
     # -- what step handlers use (``steps.base.StepRun``) --------------------------------------
     def step_started(
@@ -145,6 +147,7 @@ class Engine(RunControl, TaskRunner, Resumption):
         specs, pool = list(self.agents.specs.values()), self.agents.pool
         eng = Engine(wf, sinks=sinks, registry=specs, secrets=self.secrets, pool=pool, base_dir=base_dir)
         eng.agents.limit = self.agents.limit  # a max_concurrency held across processes holds in it too
+        eng.journal.upstream = self.journal.flush  # its events are ours: so are its flushes
         return eng
 
     # -- public entry -----------------------------------------------------------------------
@@ -193,10 +196,13 @@ class Engine(RunControl, TaskRunner, Resumption):
             "run": {"id": self.run_id, "status": "running"},
             "workflow": {"name": wf.name},
             "secrets": self.secrets,
+            "agents": agents_context(self.agents.specs),
         }
-        wf = self.wf = instantiate(wf, {"inputs": values, "workflow": self._ctx["workflow"]})
+        fixed = {"inputs": values, "workflow": self._ctx["workflow"], "agents": self._ctx["agents"]}
+        wf = self.wf = instantiate(wf, fixed)
         self._specs = {s.step_id: s for s in wf.all_steps}
-        self._kinds = {s.step_id: step_kind(s) for s in wf.all_steps}
+        per_task = wf.per_task
+        self._kinds = {s.step_id: step_kind(s, s.step_id in per_task) for s in wf.all_steps}
         self.journal.run_id = self.run_id
         if resume is not None:
             self._restore_counts(resume)
@@ -241,7 +247,8 @@ class Engine(RunControl, TaskRunner, Resumption):
                 exc.result = res  # type: ignore[attr-defined]
                 raise
             preflight_ms = self._preflight_ms = (time.perf_counter() - t0) * 1000
-            self._handlers["tool"] = ToolStep(self)
+            tool = self._handlers["tool"] = ToolStep(self)
+            self._handlers["tool_per_task"] = self._handlers["pull_per_task"] = PerTaskStep(self, tool, self.pull)
             # The run timeout counts from the first step: agent start-up has its own bound
             # (the connect timeout), and a slow machine must not eat the steps' time.
             deadline = loop.time() + wf.timeout if wf.timeout else None
@@ -434,4 +441,5 @@ class Engine(RunControl, TaskRunner, Resumption):
             preflight_ms=preflight_ms,
             outputs=outputs,
             error=error,
+            inner=self.inner,
         )

@@ -45,11 +45,17 @@ class Agents:
     load: dict[str, int] = field(default_factory=dict)
 
 
-def step_kind(spec: StepSpec) -> str:
-    """``uses`` (a nested workflow), ``pull`` (waits for a report) or ``tool`` (an MCP call)."""
+PULL_KINDS = frozenset({"pull", "pull_per_task"})
+"""Kinds of steps that wait for an agent's report (the run then watches its signals)."""
+
+
+def step_kind(spec: StepSpec, per_task: bool = False) -> str:
+    """``uses`` (a nested workflow), ``pull`` (waits for a report) or ``tool`` (an MCP call);
+    ``pull_per_task`` / ``tool_per_task`` when its agent or tool is chosen per task."""
     if spec.calls_workflow:
         return "uses"
-    return "pull" if spec.tool_to_call is None else "tool"
+    kind = "pull" if spec.tool_to_call is None else "tool"
+    return kind + "_per_task" if per_task else kind
 
 
 _SECRET_REF = re.compile(r"\bsecrets\s*(?:\.\s*([A-Za-z_]\w*)|\[\s*['\"]([^'\"]+)['\"]\s*\])")
@@ -113,12 +119,13 @@ async def preflight(
     for s in wf.all_steps:
         if s.calls_workflow:
             continue
-        cands = eligible(s, specs)
+        dyn = wf.per_task.get(s.step_id, ()) if wf.per_task else ()
+        cands = eligible(s, specs, dyn)
         agents.candidates[s.step_id] = cands
         if not cands[0]:
             problems.append(
                 Problem(
-                    f"step '{s.step_id}': no agent can run it ({describe_need(s)})",
+                    f"step '{s.step_id}': no agent can run it ({describe_need(s, dyn)})",
                     path=f"$.steps[{s.step_id}]",
                     file=wf.source or "<string>",
                 )
@@ -150,8 +157,8 @@ async def preflight(
         if a.max_concurrency:
             agents.sems[aid] = agents.limit(aid, a.max_concurrency)
     for s in wf.all_steps:
-        if not s.tool_to_call:
-            continue
+        if not s.tool_to_call or "tool_to_call" in wf.per_task.get(s.step_id, ()):
+            continue  # a tool named per task is checked when the task is dispatched
         ids = [c for c in agents.candidates[s.step_id][0] if c in connected]
         if ids and not any(s.tool_to_call in connected[c].tools for c in ids):
             problems.append(_missing_tool(wf, s, ids, connected))
@@ -169,7 +176,9 @@ def _missing_tool(wf: Workflow, s: StepSpec, ids: list[str], connected: Mapping[
         detail = f"none of the agents {', '.join(ids)} has a tool '{s.tool_to_call}'; " + "; ".join(
             f"'{c}' offers: {tools(c)}" for c in ids
         )
-    return Problem(f"step '{s.step_id}': {detail}", path=f"$.steps[{s.step_id}].tool_to_call", file=wf.source or "<string>")
+    return Problem(
+        f"step '{s.step_id}': {detail}", path=f"$.steps[{s.step_id}].tool_to_call", file=wf.source or "<string>"
+    )
 
 
 def _fail_closed(

@@ -38,6 +38,8 @@ class Resumption:
     _ctx: dict[str, Any]
     _item_results: dict[str, dict[int, Any]]
     _base_attempts: dict[str, int]
+    inner: dict[str, StepOutcome]
+    nested_resume: dict[str, ResumeState]
 
     def _restore_counts(self, resume: ResumeState) -> None:
         """Attempts and finished items from earlier sessions (read by the scheduler, built next)."""
@@ -48,6 +50,8 @@ class Resumption:
             if self._base_attempts.get(sid, 0) > 0:
                 self._base_attempts[sid] -= 1
         if not resume.fresh:
+            # Nested runs: the steps of kept calls (for the result), the calls to continue.
+            self.inner, self.nested_resume = dict(resume.inner), dict(resume.nested)
             for sid, items in resume.items.items():
                 self._item_results[sid] = dict(items)
 

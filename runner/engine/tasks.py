@@ -23,6 +23,7 @@ from typing import Any
 from runner.core.scheduler import Scheduler, Task
 from runner.engine.positions import step_error
 from runner.engine.steps import StepHandler
+from runner.engine.steps.per_task import SELECTION_FAILED
 from runner.errors import RunnerError, StoreError, ToolFailure
 from runner.model import RunStatus, StepOutcome, StepSpec, StepStatus, Workflow
 from runner.model import events as ev
@@ -163,7 +164,8 @@ class TaskRunner:
                 delay *= 1.0 + random.uniform(0.0, spec.retry.jitter)
         msg = self.masker.mask_text(str(err)) if self.secrets else str(err)
         if task.index is not None:
-            msg = f"item {task.index}: {msg}"
+            if err.extra.get("kind") != SELECTION_FAILED:  # that message names the item already
+                msg = f"item {task.index}: {msg}"
             self.emit(
                 ev.ITEM_FAILED,
                 sid,
@@ -227,7 +229,18 @@ class TaskRunner:
         spec = self._specs[sid]
         ctx = self._ctx
         if task.index is not None:
-            ctx = {**ctx, "item": self._items[sid][task.index], "index": task.index}
+            i = task.index
+            prev = self._item_results[sid].get(i - 1) if i else None
+            ctx = {**ctx, "item": self._items[sid][i], "index": i, "previous": prev}
         limit_renders(spec.timeout, None if spec.is_finally else self._deadline)  # renders block the loop
         arguments = self._compile(spec)[0].render(ctx)
         return await self._handlers[self._kinds[sid]].run(task, spec, arguments)
+
+    def task_context(self, task: Task) -> Mapping[str, Any]:
+        """The template context of ``task`` as ``_dispatch`` builds it (for per-task selection:
+        ``item``, ``index`` and ``previous``, the result of the item before, for an item)."""
+        if task.index is None:
+            return self._ctx
+        i, sid = task.index, task.step_id
+        prev = self._item_results[sid].get(i - 1) if i else None
+        return {**self._ctx, "item": self._items[sid][i], "index": i, "previous": prev}

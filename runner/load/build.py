@@ -52,9 +52,27 @@ def build_agent(data: Mapping[str, Any], source: str | None = None) -> AgentSpec
     )
 
 
-def _build_step(data: Mapping[str, Any], is_finally: bool) -> StepSpec:
+def _is_template(value: Any) -> bool:
+    return isinstance(value, str) and "{{" in value
+
+
+def _build_step(data: Mapping[str, Any], is_finally: bool, fixed: dict[str, tuple[tuple[str, str], ...]]) -> StepSpec:
+    """One step; a templated timeout/retry goes into ``fixed`` (``Workflow.step_templates``)."""
     retry = data.get("retry") or {}
     max_delay = retry.get("max_delay")
+    # Templated `timeout` / `retry.max_attempts` / `retry.delay` keep their defaults here;
+    # ``runner.load.instantiate`` renders them from the inputs before the run starts.
+    raw = {
+        "timeout": data.get("timeout"),
+        "retry.max_attempts": retry.get("max_attempts"),
+        "retry.delay": retry.get("delay"),
+    }
+    templates = tuple((k, str(v)) for k, v in raw.items() if _is_template(v))
+    if templates:
+        fixed[data["step_id"]] = templates
+        names = {k for k, _ in templates}
+        retry = {k: v for k, v in retry.items() if f"retry.{k}" not in names}
+        data = {k: v for k, v in data.items() if k != "timeout" or "timeout" not in names}
     return StepSpec(
         step_id=data["step_id"],
         description=data.get("description"),
@@ -95,6 +113,7 @@ def _condition(value: Any) -> str | None:
 
 def build_workflow(data: Mapping[str, Any], *, source: str | None = None, text: str | None = None) -> Workflow:
     """The frozen Workflow from a mapping that passed validation."""
+    fixed: dict[str, tuple[tuple[str, str], ...]] = {}  # templated timeout/retry, by step
     return Workflow(
         name=data["name"],
         description=data.get("description"),
@@ -103,12 +122,13 @@ def build_workflow(data: Mapping[str, Any], *, source: str | None = None, text: 
         concurrency=data.get("concurrency", 16),
         timeout=_duration(data.get("timeout")),
         runs_on=tuple(data.get("runs_on") or ()),
-        steps=tuple(_build_step(s, False) for s in data["steps"]),
-        finally_steps=tuple(_build_step(s, True) for s in data.get("finally") or ()),
+        steps=tuple(_build_step(s, False, fixed) for s in data["steps"]),
+        finally_steps=tuple(_build_step(s, True, fixed) for s in data.get("finally") or ()),
         outputs=dict(data.get("outputs") or {}),
         agent_modifiable=data.get("agent_modifiable", False),
         source=source,
         source_text=text,
+        step_templates=fixed,
     )
 
 

@@ -32,8 +32,12 @@ __all__ = ["WorkflowChecks", "known_patterns", "resolve_uses"]
 RANK_NO_AGENTS = RANK_REFERENCE + 5
 
 
-_ROOTS = frozenset({"inputs", "steps", "run", "workflow", "secrets"})
-_ALL_ROOTS = ("inputs", "steps", "item", "index", "run", "workflow", "secrets")
+_ROOTS = frozenset({"inputs", "steps", "run", "workflow", "secrets", "agents"})
+_ALL_ROOTS = ("inputs", "steps", "item", "index", "previous", "agents", "run", "workflow", "secrets")
+_ITEM_ROOTS = frozenset({"item", "index", "previous"})
+# `timeout` and `retry` are fixed before the run starts (rendered with the selection).
+_FIXED_ROOTS = frozenset({"inputs", "workflow", "agents"})
+_FIXED_KEYS = frozenset({"timeout", "retry"})
 _AGENT_ROOTS = frozenset({"inputs", "secrets", "workflow", "run"})
 # `workflow:` (an inline callee) has its own inputs and steps: it is checked as a workflow of its own
 _NOT_TEMPLATED = frozenset({"step_id", "description", "depends_on", "uses", "workflow"})
@@ -405,9 +409,14 @@ class WorkflowChecks:
             for key, value in step.items():
                 if key in _NOT_TEMPLATED:
                     continue
-                allowed = _ROOTS | {"item", "index"} if fan and key != "for_each" else _ROOTS
+                if key in _FIXED_KEYS:
+                    allowed = _FIXED_ROOTS
+                else:
+                    allowed = _ROOTS | _ITEM_ROOTS if fan and key != "for_each" else _ROOTS
                 for spath, text in _strings(value, (*path, key)):
                     self._template(text, spath, allowed, sid, path[0] == "finally")
+                    if "previous" in allowed and step.get("max_parallel") != 1:
+                        self._previous(text, spath)
         outputs = self.data.get("outputs")
         if isinstance(outputs, dict):
             for spath, text in _strings(outputs, ("outputs",)):
@@ -440,7 +449,10 @@ class WorkflowChecks:
         if bad:
             return
         for root in sorted(t.referenced_roots(text) - allowed):
-            if root in ("item", "index") and not agent:
+            if allowed is _FIXED_ROOTS and root in _ALL_ROOTS:
+                field = ".".join(str(p) for p in path[2:4])
+                msg = f"{field} is fixed before the run starts: it may use inputs, workflow and agents, not {root!r}"
+            elif root in _ITEM_ROOTS and not agent:
                 where = "in for_each itself" if path[2:3] == ("for_each",) else "outside for_each"
                 msg = f"{root!r} is only defined in a step with for_each (used {where})"
             elif root == "steps" and agent:
@@ -467,6 +479,16 @@ class WorkflowChecks:
                         f"; declared: {', '.join(self.inputs)}" if self.inputs else "; the workflow declares no inputs"
                     )
                     self.add(f"template references undeclared input {name!r}{hint(name, self.inputs)}{declared}", path)
+
+    def _previous(self, text: str, path: PathT) -> None:
+        """``previous`` is the result of the item before, which has finished only when
+        items run one at a time."""
+        if "previous" in self._t().referenced_roots(text):
+            self.add(
+                "'previous' (the result of the item before) needs max_parallel: 1 on this step: "
+                "items running in parallel have no item before them that has finished",
+                path,
+            )
 
     def _step_ref(self, ref: str, path: PathT, owner: str | None, after_dag: bool) -> None:
         if ref not in self.ids:

@@ -133,9 +133,13 @@ class _Dumper:
             _put(out, "uses", s.uses)
         _put(out, "with", s.with_)
         retry = self.retry(s.retry)
+        templated = dict(wf.step_templates.get(s.step_id, ()))  # the fields hold defaults until a run
+        for key in ("max_attempts", "delay"):
+            if f"retry.{key}" in templated:
+                retry[key] = templated[f"retry.{key}"]
         if retry:
             out["retry"] = retry
-        _put(out, "timeout", None if s.timeout is None else _duration(s.timeout))
+        _put(out, "timeout", templated.get("timeout", None if s.timeout is None else _duration(s.timeout)))
         _put(out, "continue_on_error", s.continue_on_error, False)
         if inline:  # last: the body is long, the step's own keys read first
             if child is None:  # a model built without its callees: what was written
@@ -216,9 +220,14 @@ def _sequence(dumper: yaml.SafeDumper, value: list[Any]) -> yaml.SequenceNode:
     return dumper.represent_sequence("tag:yaml.org,2002:seq", value, flow_style=_one_line(value))
 
 
+_ODD_BREAKS = frozenset("\x85\u2028\u2029")  # line breaks to YAML, but not to str.splitlines' readers
+
+
 def _literal_blocks(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    # PyYAML falls back to a quoted scalar when a block cannot hold the value exactly
-    style = "|" if "\n" in value else None
+    # PyYAML falls back to a quoted scalar when a block cannot hold the value exactly; but
+    # it writes NEL raw inside single quotes, where YAML folds it to a space: only double
+    # quotes (which escape it as \N) keep these exactly
+    style = '"' if _ODD_BREAKS.intersection(value) else "|" if "\n" in value else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 

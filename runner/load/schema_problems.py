@@ -9,6 +9,7 @@ transport 'stdio' needs 'command'") and positioned on the YAML node at fault.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from typing import Any
@@ -184,6 +185,17 @@ def _explain(e: Any, smap: SourceMap, root: Any, remap: Callable[[PathT], PathT]
                 rank=RANK_SCHEMA,
             )
         ]
+    if v == "anyOf" and e.context and {"$ref": "#/$defs/template"} in e.validator_value:
+        # A field that may also be a template: explain the literal form, then say so.
+        alt = e.validator_value.index({"$ref": "#/$defs/template"})
+        literal = [c for c in e.context if c.relative_schema_path and c.relative_schema_path[0] != alt]
+        if literal:
+            from jsonschema.exceptions import best_match
+
+            # One failing literal branch is explained as itself (its own anyOf, a
+            # duration, keeps its message); best_match would dive into its parts.
+            out = _explain(literal[0] if len(literal) == 1 else best_match(literal), smap, root, remap)
+            return [dataclasses.replace(p, message=f"{p.message} (or a template: \"{{{{ ... }}}}\")") for p in out]
     if v in ("anyOf", "oneOf") and e.schema.get("title") == "duration":
         msg = f"invalid duration {_preview(inst)}: use e.g. 500ms, 30s, 10m, 1h or a number of seconds"
         return [smap.problem(msg, path, rank=RANK_SCHEMA)]

@@ -82,6 +82,12 @@ class ResumeState:
     # The end of the run's last session: a cancel request made before it was already
     # answered (or came too late), so it must not cancel this new session.
     cancel_after: str | None = None
+    # Nested runs (``uses:``) that were in flight, by call (``team``, ``teams[2]``): each
+    # continues from its own state, read back from this run's event log.
+    nested: dict[str, ResumeState] = field(default_factory=dict)
+    # The steps of nested runs that are not run again (their ``uses:`` step or item is kept),
+    # by nested id (``team/decompose``), for the run's result to show them.
+    inner: dict[str, StepOutcome] = field(default_factory=dict)
 
 
 def resolve_inputs(wf: Workflow, given: Mapping[str, Any]) -> dict[str, Any]:

@@ -199,6 +199,13 @@ class Workflow:
     warnings: tuple[Any, ...] = ()  # validation Problems of severity "warning" (they never block a run)
     # step_id -> the workflow its `uses:` calls, loaded with this one (the engine reads no files)
     children: Mapping[str, Workflow] = field(default_factory=dict)
+    # step_id -> (field, template) pairs of a templated ``timeout``, ``retry.max_attempts`` or
+    # ``retry.delay``: the step's fields hold their defaults until ``instantiate`` renders them.
+    # Kept here, not on StepSpec: a field more on every step is paid by every step built.
+    step_templates: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    # step_id -> the selection fields / ``tool_to_call`` whose templates read ``item``, ``index``,
+    # ``previous`` or ``steps``: set by ``instantiate``; the engine renders them per task.
+    per_task: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def step(self, step_id: str) -> StepSpec:
         for s in self.steps:

@@ -19,15 +19,16 @@ from runner.engine.lease import LeaseKeeper
 from runner.engine.slots import AgentSlots
 from runner.errors import BadArgument, InputInvalid, NotFound, Refused
 from runner.load import load_workflow
-from runner.model import AgentSpec, StepOutcome, StepStatus, Workflow
+from runner.model import AgentSpec, Workflow
 from runner.model import events as ev
-from runner.model.clock import iso_to_epoch
 from runner.model.data import NotData, as_data
 from runner.model.events import Event, EventSink
 from runner.model.ids import new_run_id, workflow_hash
+from runner.model.nesting import outer_call, outer_step
 from runner.model.outcomes import ResumeState, RunResult, resolve_inputs
 from runner.service.registry import AgentDirectory
-from runner.store.base import Assignment, Lease, RunRecord, StepRecord, Store, WorkflowRecord
+from runner.service.resume import resume_state
+from runner.store.base import Assignment, Lease, RunRecord, Store, WorkflowRecord
 from runner.store.leases import take_lease
 from runner.template import Masker
 
@@ -63,65 +64,6 @@ def descendants(wf: Workflow, step_id: str) -> set[str]:
                 out.add(c)
                 stack.append(c)
     return out
-
-
-def _kept_times(rec: StepRecord) -> tuple[float | None, float | None]:
-    """A kept step's start and end as epoch seconds, so ``--output json`` shows the duration ``runs show`` does."""
-    end = iso_to_epoch(rec.finished_at)
-    if end is not None and rec.duration_ms is not None:
-        return end - rec.duration_ms / 1000.0, end
-    return iso_to_epoch(rec.started_at), end
-
-
-def resume_state(store: Store, run_id: str, wf: Workflow, reset: Sequence[str] = (), new_attempt: bool = False) -> ResumeState:
-    """Read a run's progress back from the store.
-
-    Steps in ``reset`` start again; every other completed step keeps its stored result and
-    is not re-run. A step whose call was in flight when the last session ended (started,
-    no outcome recorded) is marked ``in_flight``: it is sent again with the same key.
-    """
-    run = store.get_run(run_id)
-    if run is None:
-        raise NotFound.run(run_id, store.url)
-    state = ResumeState(run_id=run_id, inputs=dict(run.inputs), attempt=run.attempt, new_attempt=new_attempt)
-    known = {s.step_id: s for s in wf.all_steps}
-    records = store.get_steps(run_id)
-    failed_items: set[str] = set()
-    if any(r.status == StepStatus.IN_PROGRESS.value and known.get(r.step_id) and known[r.step_id].for_each for r in records):
-        # A fan-out's attempt number is shared by its items: it can be sent again as the
-        # same attempt only if no item of it had a failure recorded (a retried item's
-        # next attempt must keep its new key).
-        failed_items = {e.step_id for e in store.get_events(run_id) if e.type == ev.ITEM_FAILED and e.step_id}
-    for rec in records:
-        if rec.step_id not in known:
-            continue
-        state.attempts[rec.step_id] = rec.attempts
-        if rec.step_id in reset:
-            continue
-        spec = known[rec.step_id]
-        if rec.status == StepStatus.COMPLETED.value and not spec.is_finally:
-            started, finished = _kept_times(rec)
-            state.completed[rec.step_id] = StepOutcome(
-                status=StepStatus.COMPLETED,
-                result=rec.result,
-                text=rec.text,
-                content=rec.content,
-                attempts=rec.attempts,
-                agent_id=rec.agent_id,
-                started_at=started,
-                finished_at=finished,
-            )
-        elif rec.items:
-            state.items[rec.step_id] = {int(k): v for k, v in rec.items.items()}
-        if (
-            rec.status == StepStatus.IN_PROGRESS.value
-            and rec.error is None
-            and rec.attempts > 0
-            and rec.step_id not in failed_items
-            and not new_attempt
-        ):
-            state.in_flight.add(rec.step_id)
-    return state
 
 
 class RunService:
@@ -180,7 +122,9 @@ class RunService:
         )
         if queued:
             self.store.append(
-                Event(type=ev.RUN_QUEUED, run_id=run_id, data={"workflow": wf.name, "workflow_hash": h, "inputs": masked})
+                Event(
+                    type=ev.RUN_QUEUED, run_id=run_id, data={"workflow": wf.name, "workflow_hash": h, "inputs": masked}
+                )
             )
             return run_id, None
         return run_id, take_lease(self.store, run_id)
@@ -236,6 +180,12 @@ class RunService:
                         f"(steps: {', '.join(s.step_id for s in wf.steps)})"
                     )
                 reset = descendants(wf, from_step)
+                # A reset `uses:` step runs its whole nested run again: its steps' rows are reset too.
+                reset |= {
+                    r.step_id
+                    for r in self.store.get_steps(run.run_id)
+                    if outer_call(r.step_id) and outer_step(r.step_id) in reset
+                }
             fresh = run.status in ("queued", "pending")
             if fresh:
                 state = ResumeState(run_id=run.run_id, inputs=dict(inputs if inputs is not None else run.inputs))
@@ -290,9 +240,7 @@ class RunService:
         result: RunResult = await eng.run(None, resume=prepared.state, reset=prepared.reset)
         return result
 
-    async def run(
-        self, wf: Workflow, inputs: Mapping[str, Any], *, sinks: Sequence[EventSink] = ()
-    ) -> RunResult:
+    async def run(self, wf: Workflow, inputs: Mapping[str, Any], *, sinks: Sequence[EventSink] = ()) -> RunResult:
         """Create and execute a run in this process: ``start`` + ``prepare`` + ``execute``."""
         run_id, lease = self.start(wf, inputs)
         prepared = self.prepare(run_id, lease=lease, inputs=resolve_inputs(wf, inputs), workflow=wf)

@@ -10,7 +10,7 @@ from runner.engine.journal import Journal
 from runner.engine.preflight import Agents
 from runner.model import StepOutcome, StepSpec, Workflow
 from runner.model.events import EventSink
-from runner.model.outcomes import RunResult
+from runner.model.outcomes import ResumeState, RunResult
 from runner.template import Masker
 
 if TYPE_CHECKING:
@@ -22,7 +22,10 @@ Produced = tuple[Any, str | None, list[Any] | None]  # result, text, content
 class ChildRun(Protocol):
     """A nested run (``uses:``), as the uses handler drives it."""
 
-    async def run(self, inputs: Any, *, run_id: str | None = None) -> RunResult: ...
+    outcomes: Mapping[str, StepOutcome]
+    inner: dict[str, StepOutcome]
+
+    async def run(self, inputs: Any, *, run_id: str | None = None, resume: ResumeState | None = None) -> RunResult: ...
 
 
 class StepRun(Protocol):
@@ -36,8 +39,14 @@ class StepRun(Protocol):
     agents: Agents
     outcomes: Mapping[str, StepOutcome]
     store: Store | None
+    inner: dict[str, StepOutcome]  # the steps of this run's nested runs, by nested id (team/decompose)
+    nested_resume: dict[str, ResumeState]  # nested runs to continue, by call (team, teams[2])
 
     def step_started(self, sid: str, attempt: int | None, agent_id: str | None) -> None: ...
+
+    def task_context(self, task: Task) -> Mapping[str, Any]:
+        """The template context of one task (``item``, ``index``, ``previous`` for an item)."""
+        ...
 
     def poll_signals(self) -> None: ...
 

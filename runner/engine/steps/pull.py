@@ -36,11 +36,13 @@ class PullStep:
         self.waiting: dict[Key, tuple[asyncio.Future[None], str | None, Any, int]] = {}
         self.reports: dict[Key, tuple[int, dict[str, Any], str | None]] = {}
 
-    async def run(self, task: Task, spec: StepSpec, arguments: Any) -> Produced:
+    async def run(
+        self, task: Task, spec: StepSpec, arguments: Any, chosen: tuple[list[str], int] | None = None
+    ) -> Produced:
         run = self.ctx
         sid = task.step_id
         agents = run.agents
-        ids, n_primary = agents.candidates.get(sid, ([], 0))
+        ids, n_primary = agents.candidates.get(sid, ([], 0)) if chosen is None else chosen
         cands = order(ids, n_primary, agents.load, agents.unavailable)
         aid = cands[0] if cands else None
         if task.index is None:

@@ -69,7 +69,11 @@ class ToolStep:
             data={"circuit": str(conn.circuit), "failures": b.failures, "cooldown_s": b.cooldown},
         )
 
-    async def run(self, task: Task, spec: StepSpec, arguments: Any) -> Produced:
+    async def run(
+        self, task: Task, spec: StepSpec, arguments: Any, chosen: tuple[list[str], int] | None = None
+    ) -> Produced:
+        """Call ``spec.tool_to_call`` on the best candidate; ``chosen`` overrides the step's
+        preflight candidates (a selection rendered for this task: ``per_task.py``)."""
         sid = task.step_id
         tool = spec.tool_to_call
         assert tool is not None
@@ -78,7 +82,7 @@ class ToolStep:
                 f"tool_arguments must render to a mapping, got {type(arguments).__name__}", retryable=False
             )
         run = self.ctx
-        ids, n_primary = self._candidates[sid]
+        ids, n_primary = self._candidates[sid] if chosen is None else chosen
         unavailable = self._unavailable
         tripped = self._pool.open_circuits() if self._pool is not None else ()
         if len(ids) > 1 or unavailable or tripped:

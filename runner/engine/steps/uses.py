@@ -1,9 +1,16 @@
 """A ``uses:`` step: the called workflow (resolved at load time) as a nested run.
 
 The callee sees only its own ``inputs`` (the rendered ``with``) and its own steps, on the
-caller's agents; its step events reach the caller's journal as ``<step>.<inner step>``,
-and its ``outputs`` are the step's result. The nested run's id carries the attempt, so
-its steps' idempotency keys change when the ``uses:`` step is retried.
+caller's agents; its ``outputs`` are the step's result (in a ``for_each``, each item is
+a nested run of its own and the step's result is the list of their outputs). Its step
+events reach the caller's journal renamed ``<step>/<inner>`` (``<step>[<index>]/<inner>``
+for an item, recursively for a callee that calls another), and its flushes are the
+caller's, so the caller's store records every inner step before its call: that log is
+what a resumed run continues a nested run from (``service.resume``).
+
+The nested run's id names the call, the item and the attempt (``RUN/teams[2]@1``), so the
+idempotency keys of its calls differ between items and change when the ``uses:`` step is
+retried — and stay the same when an interrupted run is resumed.
 """
 
 from __future__ import annotations
@@ -13,10 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from runner.core.scheduler import Task
-from runner.engine.steps.base import Produced, StepRun
+from runner.engine.steps.base import ChildRun, Produced, StepRun
 from runner.errors import ToolFailure
-from runner.model import RunStatus, StepSpec
+from runner.model import RunStatus, StepSpec, StepStatus
+from runner.model import events as ev
 from runner.model.events import Event
+from runner.model.nesting import call_id, inner_id, nested_run_id
+from runner.model.outcomes import resolve_inputs
 
 
 class UsesStep:
@@ -29,21 +39,52 @@ class UsesStep:
         run = self.ctx
         sid = task.step_id
         child_wf = run.wf.children.get(sid)
+        what = f"uses {spec.uses}" if spec.uses is not None else f"workflow {child_wf.name if child_wf else sid}"
         if child_wf is None:
-            raise ToolFailure(f"uses {spec.uses}: the workflow was not loaded with its callee", retryable=False)
+            raise ToolFailure(f"{what}: the workflow was not loaded with its callee", retryable=False)
+        call = call_id(sid, task.index)
+        journal = run.journal
         if task.index is None:
             run.step_started(sid, task.attempt, None)
-        journal = run.journal
+        else:
+            view = run.outcomes[sid].view
+            if task.attempt > view["attempts"]:
+                view["attempts"] = task.attempt
+            # Where this item's nested run begins in the log (a resume continues it from there).
+            journal.emit(ev.ITEM_STARTED, sid, attempt=task.attempt, data={"index": task.index})
         journal.flush()
+        run_id = nested_run_id(run.run_id, call, task.attempt)
+        resume = run.nested_resume.pop(call, None)
+        if resume is not None and resume.run_id != run_id:
+            resume = None  # the state of another attempt's nested run: this one starts afresh
+        if resume is not None:
+            resume.inputs = resolve_inputs(child_wf, arguments if isinstance(arguments, dict) else {})
 
         def forward(e: Event) -> None:
             if e.step_id is None or e.type.startswith("run_"):
                 return
-            journal.forward(dataclasses.replace(e, run_id=run.run_id, step_id=f"{sid}.{e.step_id}"))
+            journal.forward(dataclasses.replace(e, run_id=run.run_id, step_id=inner_id(call, e.step_id)))
 
         base_dir = str(Path(child_wf.source).resolve().parent) if child_wf.source else None
         child = run.child(child_wf, sinks=[forward], base_dir=base_dir)
-        res = await child.run(arguments, run_id=f"{run.run_id}/{sid}@{task.attempt}")
+        try:
+            res = await child.run(arguments, run_id=run_id, resume=resume)
+        finally:
+            _collect(run, call, child)
         if res.status != RunStatus.COMPLETED:
-            raise ToolFailure(f"uses {spec.uses}: {res.status}: {res.error or 'failed'}", retryable=True)
+            failed = [
+                inner_id(call, s)
+                for s, o in res.steps.items()
+                if o.status == StepStatus.FAILED and s not in res.tolerated
+            ]
+            why = f"step(s) failed: {', '.join(failed)}" if failed else (res.error or "failed")
+            raise ToolFailure(f"{what}: {res.status}: {why}", retryable=True)
         return res.outputs, None, None
+
+
+def _collect(run: StepRun, call: str, child: ChildRun) -> None:
+    """The nested run's steps (and theirs), under the caller's ids, for the caller's result."""
+    for s, o in child.outcomes.items():
+        run.inner[inner_id(call, s)] = o
+    for s, o in child.inner.items():
+        run.inner[inner_id(call, s)] = o
