@@ -3,15 +3,12 @@
 examples/agents/, the third-party filesystem server), offline.
 
 Every number checked here is recomputed by the test from the files the agents read (the
-corpus, the notes, the documents, this repository), so only real work passes. A test whose
-pattern needs a language feature that has not landed yet is skipped by a probe of that
-feature (see tests/test_patterns.py).
+corpus, the notes, the documents, this repository), so only real work passes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 import os
 import re
@@ -29,43 +26,9 @@ from tests.conftest import (
     require_peer,
     run_cli,
 )
-from tests.test_patterns import (  # noqa: F401 (used in the skipif strings)
-    has_agents_context,
-    has_inline_workflow,
-    has_previous,
-    has_templated_policy,
-)
 
 EXAMPLES = REPO / "examples"
 FS_JS = NPM_MODULES / "server-filesystem" / "dist" / "index.js"
-
-
-@functools.cache
-def has_runtime_selection() -> bool:
-    """Decision C: ``assigned_agent_id`` and ``tool_to_call`` rendered per item at dispatch."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as d:
-        wf = Path(d) / "probe.yaml"
-        wf.write_text(
-            "name: probe\nagents:\n  - {id: t, transport: inprocess, module: 'examples.agents.text_agent:server'}\n"
-            "steps:\n  - {step_id: s, for_each: [[t, upper]], assigned_agent_id: '{{ item[0] }}',"
-            " tool_to_call: '{{ item[1] }}', tool_arguments: {text: a}}\noutputs: {r: '{{ steps.s.result }}'}\n"
-        )
-        code, out, _ = run_cli(
-            "run", wf, "--store", "memory://", "--output", "json", "-q", env={"PYTHONPATH": str(REPO)}
-        )
-        return code == 0 and json.loads(out)["outputs"]["r"] == ["A"]
-
-
-needs_selection = pytest.mark.skipif(
-    "not (has_runtime_selection() and has_agents_context())",
-    reason="waiting for run-time selection and `agents` in templates (decisions C, D)",
-)
-needs_fold = pytest.mark.skipif(
-    "not (has_runtime_selection() and has_previous() and has_templated_policy() and has_inline_workflow())",
-    reason="waiting for `workflow:`, run-time selection, `previous` and templated retry/fallback (decisions B, C, E)",
-)
 
 
 def _run(example: str, *extra: str, events: Path | None = None, timeout: float = 120.0) -> dict[str, Any]:
@@ -93,7 +56,6 @@ def _occurrences(folder: Path, term: str) -> dict[str, int]:
     return {k: v for k, v in found.items() if v}
 
 
-@needs_selection
 def test_hub_and_spoke_answers_questions_from_the_corpus() -> None:
     corpus = EXAMPLES / "hub-and-spoke" / "corpus"
     out = _run("hub-and-spoke")
@@ -114,7 +76,6 @@ def test_hub_and_spoke_answers_questions_from_the_corpus() -> None:
     assert answers["subtask-4"]["total"] == sum(_occurrences(corpus, "database").values())
 
 
-@needs_fold
 @pytest.mark.parametrize(
     ("document", "label", "extractor"),
     [("docs/incident.md", "incident", "pipeline"), ("docs/release.html", "release", "html-extractor")],
@@ -199,7 +160,6 @@ def _time_split(lines: list[dict[str, Any]]) -> tuple[float, float, float, int]:
     return max(run) - min(run), busy, sum(b - a for a, b in spans), len(spans)
 
 
-@needs_selection
 def test_hierarchical_reviews_this_repository_with_a_team_per_folder(tmp_path: Path) -> None:
     require_node()
     require_peer(FS_JS, "@modelcontextprotocol/server-filesystem")
@@ -224,7 +184,6 @@ def test_hierarchical_reviews_this_repository_with_a_team_per_folder(tmp_path: P
     )
 
 
-@needs_selection
 def test_peer_to_peer_peers_delegate_by_capability_through_runner_serve(tmp_path: Path) -> None:
     notes = EXAMPLES / "peer-to-peer" / "notes"
     events = tmp_path / "events.jsonl"
@@ -262,7 +221,6 @@ def test_peer_to_peer_peers_delegate_by_capability_through_runner_serve(tmp_path
     )
 
 
-@needs_selection
 def test_runner_serve_itself_can_coordinate_a_hub_and_spoke() -> None:
     """The pattern asks only for the task tools: `runner serve`'s own (decompose by the
     text's structure, assign by capability) coordinate the corpus specialists."""
@@ -280,7 +238,6 @@ def test_runner_serve_itself_can_coordinate_a_hub_and_spoke() -> None:
     assert "cache" in outputs["answers"]["subtask-2"]["sentence"].lower()
 
 
-@needs_selection
 def test_a_deeper_tree_nests_hierarchical_once_more() -> None:
     """Four levels (coordinator -> heads of division -> team leads -> file readers): each
     division's report counts its sub-folders, the top one adds the divisions up."""

@@ -2,15 +2,11 @@
 
 Each pattern documents itself at the top of its file, validates, resolves by name through
 ``uses:`` (the wheel's ``runner/patterns``), and expands (``runner expand``) to workflow
-YAML that validates. The language features the patterns are written with landed in
-separate changes; a test that needs one is skipped, by a probe of that feature, until it is
-there (the probe fails when the feature is missing, so the mark cannot hide a regression
-once the feature exists).
+YAML that validates.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 import subprocess
@@ -21,72 +17,11 @@ import pytest
 import yaml
 
 from runner.load.patterns import list_patterns, resolve_uses
-from runner.load.validation import validate_text
 
 ROOT = Path(__file__).resolve().parents[1]
 PATTERNS = ROOT / "patterns"
 NAMES = ["assembly-line", "hierarchical", "hub-and-spoke", "peer-to-peer"]
 RUNNER = str(Path(sys.executable).parent / "runner")
-
-
-def _valid(text: str) -> bool:
-    return not [p for p in validate_text(text) if p.severity == "error"]
-
-
-@functools.cache
-def has_agents_context() -> bool:
-    """Decision D: ``agents`` is a name templates may use."""
-    return _valid(
-        "name: p\ninputs: {a: {type: string}}\nsteps:\n  - {step_id: s, assigned_agent_id: '{{ inputs.a }}', "
-        "tool_to_call: t, tool_arguments: {m: '{{ agents }}'}}\n"
-    )
-
-
-@functools.cache
-def has_previous() -> bool:
-    """Decision E: ``previous`` in a sequential for_each."""
-    return _valid(
-        "name: p\ninputs: {a: {type: string}}\nsteps:\n  - {step_id: s, for_each: [1, 2], max_parallel: 1, "
-        "assigned_agent_id: '{{ inputs.a }}', tool_to_call: t, tool_arguments: {x: '{{ previous }}'}}\n"
-    )
-
-
-@functools.cache
-def has_templated_policy() -> bool:
-    """Decision C: retry and fallback_agents may be templates."""
-    return _valid(
-        "name: p\ninputs: {a: {type: string}, n: {type: integer, default: 2}}\nsteps:\n"
-        "  - {step_id: s, for_each: [1], assigned_agent_id: '{{ inputs.a }}', tool_to_call: t,\n"
-        "     fallback_agents: '{{ [inputs.a] }}', retry: {max_attempts: '{{ inputs.n }}', delay: '{{ inputs.a }}'}}\n"
-    )
-
-
-@functools.cache
-def has_inline_workflow() -> bool:
-    """Decision B: a step may carry its callee inline (``workflow:``)."""
-    return _valid(
-        "name: p\ninputs: {a: {type: string}}\nsteps:\n  - step_id: s\n    with: {x: '{{ inputs.a }}'}\n"
-        "    workflow:\n      inputs: {x: {type: string}}\n      steps:\n"
-        "        - {step_id: t, assigned_agent_id: '{{ inputs.x }}', tool_to_call: t}\n"
-    )
-
-
-@functools.cache
-def has_expand() -> bool:
-    """Decision B: the ``runner expand`` command."""
-    p = subprocess.run([RUNNER, "expand", "--help"], capture_output=True, text=True, timeout=60)
-    return p.returncode == 0
-
-
-def patterns_validate() -> bool:
-    return has_agents_context() and has_previous() and has_templated_policy() and has_inline_workflow()
-
-
-needs_language = pytest.mark.skipif(
-    "not patterns_validate()",
-    reason="waiting for `workflow:`, `agents`, `previous` and templated retry/fallback (decisions B-E)",
-)
-needs_expand = pytest.mark.skipif("not has_expand()", reason="waiting for `runner expand` (decision B)")
 
 
 def _uses_left(data: object) -> list[str]:
@@ -141,15 +76,12 @@ def test_hierarchical_nests_hub_and_spoke_rather_than_copying_it() -> None:
     assert set(team["with"]) <= set(yaml.safe_load((PATTERNS / "hub-and-spoke.yaml").read_text())["inputs"])
 
 
-@needs_language
 @pytest.mark.parametrize("name", NAMES)
 def test_each_pattern_validates(name: str) -> None:
     p = subprocess.run([RUNNER, "validate", str(PATTERNS / f"{name}.yaml")], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stdout + p.stderr
 
 
-@needs_language
-@needs_expand
 @pytest.mark.parametrize("name", NAMES)
 def test_each_pattern_expands_to_yaml_that_validates(name: str, tmp_path: Path) -> None:
     p = subprocess.run([RUNNER, "expand", str(PATTERNS / f"{name}.yaml")], capture_output=True, text=True, timeout=60)
@@ -171,8 +103,6 @@ def test_each_pattern_expands_to_yaml_that_validates(name: str, tmp_path: Path) 
     assert v.returncode == 0, v.stdout + v.stderr
 
 
-@needs_language
-@needs_expand
 @pytest.mark.parametrize("example", ["assembly-line", "hierarchical", "hub-and-spoke", "peer-to-peer"])
 def test_each_example_expands_to_a_workflow_that_validates(example: str, tmp_path: Path) -> None:
     """What the examples' READMEs promise: `runner expand` shows the whole team, as a file
