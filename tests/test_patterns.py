@@ -139,3 +139,17 @@ def test_nested_runs_share_the_callers_agent_processes() -> None:
     assert p.returncode == 0, p.stdout + p.stderr
     pids = json.loads(p.stdout)["outputs"]["pids"]
     assert len(pids) == 3 and len(set(pids)) == 1, pids
+
+
+@pytest.mark.parametrize("example", ["assembly-line", "hierarchical", "hub-and-spoke", "peer-to-peer"])
+def test_each_example_readme_shows_its_expanded_graph(example: str) -> None:
+    """The Mermaid picture in the README is what `runner graph --expand` draws today."""
+    p = subprocess.run(
+        [RUNNER, "graph", "--expand", str(ROOT / "examples" / example / "workflow.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 0, p.stderr
+    readme = (ROOT / "examples" / example / "README.md").read_text()
+    assert f"```mermaid\n{p.stdout.strip()}\n```" in readme
