@@ -153,3 +153,31 @@ def test_each_example_readme_shows_its_expanded_graph(example: str) -> None:
     assert p.returncode == 0, p.stderr
     readme = (ROOT / "examples" / example / "README.md").read_text()
     assert f"```mermaid\n{p.stdout.strip()}\n```" in readme
+
+
+def test_preflight_starts_the_agents_only_callees_use(tmp_path: Path) -> None:
+    """SPEC §2: before the first step, the run connects to every agent it can use — those
+    its nested runs use too, in parallel, rather than one nested preflight after another.
+    An agent that cannot start is reported before the first step, and the run goes on."""
+    events = tmp_path / "events.jsonl"
+    p = subprocess.run(
+        [
+            RUNNER,
+            "run",
+            str(ROOT / "tests/fixtures/patterns/eager-caller.yaml"),
+            "--store",
+            "memory://",
+            "-q",
+            "--output",
+            "json",
+            "--events",
+            str(events),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert isinstance(json.loads(p.stdout)["outputs"]["pid"], int)
+    kinds = [(e["type"], e.get("agent_id")) for e in map(json.loads, events.read_text().splitlines())]
+    assert kinds.index(("agent_unavailable", "ghost")) < kinds.index(("step_started", None))

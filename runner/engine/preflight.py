@@ -134,6 +134,11 @@ async def preflight(
             needed[aid] = specs[aid]
     if problems:
         raise WorkflowInvalid(positioned(wf, problems))
+    if wf.children:
+        # Nested runs use this workflow's agents: start them now, in parallel, rather than
+        # one nested preflight after another (SPEC §2: every agent the workflow can use).
+        for a in wf.agents:
+            needed.setdefault(a.id, specs[a.id])
     remote = [a for a in needed.values() if a.transport != TransportKind.PULL]
     if remote:
         if agents.pool is None:
