@@ -32,12 +32,11 @@ def _not_json(value: Any) -> Any:
 # one is not safe across threads; a cycle ends in RecursionError instead, refused alike.
 # Same output as ``_encode`` (compact separators, ASCII, NaN refused); absent where the
 # interpreter has no C accelerator, and then ``_encode`` does it.
-_c_encode = (
+_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)  # not in typeshed
+_c_encode: Any = (
     None
-    if json.encoder.c_make_encoder is None
-    else json.encoder.c_make_encoder(
-        None, _not_json, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, False
-    )
+    if _make_encoder is None
+    else _make_encoder(None, _not_json, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, False)
 )
 
 

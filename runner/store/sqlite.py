@@ -104,7 +104,9 @@ class SQLiteStore(SqlStore):
             try:
                 os.makedirs(parent, exist_ok=True)
             except OSError as exc:
-                raise StoreUnavailable(f"cannot open store {self.url}: cannot create {parent}: {exc.strerror}") from None
+                raise StoreUnavailable(
+                    f"cannot open store {self.url}: cannot create {parent}: {exc.strerror}"
+                ) from None
             if os.path.isdir(self.path):
                 raise StoreUnavailable(f"cannot open store {self.url}: {self.path} is a directory")
         conn: sqlite3.Connection | None = None
@@ -138,7 +140,9 @@ class SQLiteStore(SqlStore):
             if names and (foreign or "schema_version" not in names or not _ours(conn)):
                 # Another application's database: never switch it to WAL or add our tables.
                 shown = ", ".join(sorted(foreign or names)[:5])
-                raise StoreUnavailable(f"cannot open store {self.url}: {self.path} is not a runner store (it has {shown})")
+                raise StoreUnavailable(
+                    f"cannot open store {self.url}: {self.path} is not a runner store (it has {shown})"
+                )
             if not self.read_only:
                 _set_wal(conn, busy_timeout)
                 # NORMAL, not FULL: in WAL mode a commit is then a write() into the OS's
