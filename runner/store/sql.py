@@ -52,9 +52,10 @@ from runner.store.sql_workers import SqlWorkers
 _LIVE = frozenset({"pending", "in_progress"})  # step statuses that more events will change
 
 
+
+
 class NoRunnerSchema(Exception):
     """A read-only open found no runner schema (nothing ever ran there); ``open_store`` reads it as empty."""
-
 
 class SqlStore(SqlLifecycle, SqlCoordination, SqlWorkers):
     """Everything but the connection: subclasses supply the dialect hooks below."""
