@@ -223,6 +223,7 @@ steps:
     depends_on: [b]
     for_each: []
     assigned_agent_id: p1
+    tool_to_call: t
   - step_id: d
     if: true
     assigned_agent_id: s1

@@ -65,6 +65,7 @@ def _with_children(
     registry: Sequence[AgentSpec],
     stack: tuple[str, ...],
     where: tuple[Workflow, PathT] | None = None,
+    memo: dict[tuple[str, tuple[str, ...]], Workflow] | None = None,
 ) -> Workflow:
     """Load every workflow a step calls (``uses:`` or ``workflow:``), now, so a run never
     reads a file mid-way.
@@ -86,12 +87,15 @@ def _with_children(
     from runner.load.patterns import resolve_uses
 
     top, prefix = where or (wf, ())
+    memo = {} if memo is None else memo  # a file called from many places is loaded once per agent set
     agents = [*registry, *(a for a in wf.agents if a.id not in {r.id for r in registry})]
     children: dict[str, Workflow] = {}
     for section, i, s in users:
         if s.inline is not None:
             child = build_inline(s, source=wf.source)
-            children[s.step_id] = _with_children(child, agents, stack, (top, (*prefix, section, i, "workflow")))
+            children[s.step_id] = _with_children(
+                child, agents, stack, (top, (*prefix, section, i, "workflow")), memo
+            )
             continue
         assert s.uses is not None
         path = resolve_uses(s.uses, wf.source)
@@ -101,12 +105,16 @@ def _with_children(
             raise WorkflowInvalid(
                 [_problem(top, f"step '{s.step_id}': uses: recursion ({chain})", (*prefix, section, i, "uses"))]
             )
+        cached = memo.get(mkey := (key, tuple(a.id for a in agents)))
+        if cached is not None:
+            children[s.step_id] = cached
+            continue
         text, source = _source(path, None)
         data, problems = analyze(text, source, agents)
         if any(p.severity == "error" for p in problems):
             raise WorkflowInvalid(problems)
         child = build_workflow(data, source=source, text=text)
-        children[s.step_id] = _with_children(child, agents, (*stack, key))
+        children[s.step_id] = memo[mkey] = _with_children(child, agents, (*stack, key), None, memo)
     return dataclasses.replace(wf, children=children)
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import Problem, WorkflowInvalid
+from runner.load.calls import call_problems
 from runner.load.checks import WorkflowChecks, known_patterns, resolve_uses
 from runner.load.schema import schema
 from runner.load.schema_problems import schema_problems, type_name
@@ -259,7 +260,10 @@ def _check_workflow(
     if check_agents is None:
         check_agents = Path(smap.file).parent.name != "patterns"
     problems = schema_problems("workflow.schema.json", data, smap)
-    return sort_problems(problems + _workflow_checks(data, smap, registry, check_inputs, check_agents))
+    problems += _workflow_checks(data, smap, registry, check_inputs, check_agents)
+    if not any(p.severity == "error" for p in problems):  # follow the calls only of a sound file
+        problems += call_problems(data, smap)
+    return sort_problems(problems)
 
 
 def _workflow_checks(

@@ -223,14 +223,13 @@ MIGRATIONS: list[str] = [
     INSERT INTO lock_tokens (file_path, last_token) SELECT file_path, 1 FROM locks;
     DROP TABLE locks
     """,
-    # 7: reserved for a change developed in parallel (replace this entry with it on merge;
-    # an empty script only records the version).
+    # 7: empty (a change planned for it was measured and not kept); it only records the
+    # version, so the numbers of the migrations after it never change.
     "",
     # 8: an agent's `max_concurrency` across every process sharing the store: one row per
     # slot, held by a run's lease (holder = its owner, at its epoch). A slot whose run no
     # longer holds that lease (ended, handed back, its worker dead past the lease) is free,
     # so a killed worker never leaks slots and nothing has to renew them.
-    # IF NOT EXISTS: harmless whichever migration 7 a database went through.
     """
     CREATE TABLE IF NOT EXISTS agent_slots (
         agent_id TEXT NOT NULL,

@@ -151,12 +151,16 @@ class SqlStore(SqlLifecycle, SqlCoordination, SqlWorkers, SqlSlots):
                 yield self._cur
                 self._commit()
             except BaseException as exc:
-                self._live_steps.clear()
-                self._runs_seen.clear()
-                self._rollback_quietly()
+                self._abort()
                 if isinstance(exc, self.db_errors):
                     raise self._error(exc) from exc
                 raise
+
+    def _abort(self) -> None:
+        """After a failed transaction: roll it back and forget what it may have cached."""
+        self._live_steps.clear()
+        self._runs_seen.clear()
+        self._rollback_quietly()
 
     def _rollback_quietly(self) -> None:
         try:
@@ -296,27 +300,43 @@ class SqlStore(SqlLifecycle, SqlCoordination, SqlWorkers, SqlSlots):
         """
         if not events:
             return
-        with self._tx() as cur:
-            logged = False  # the first event is in the log already (written with the fence check)
-            if fence is not None:
-                first = events[0]
-                if self.fence_in_insert:
-                    cur.execute(
-                        self._sql["event_insert_fenced"], (*_event_params(first), first.run_id, fence.owner, fence.epoch)
-                    )
-                    held = changed(cur)
-                    logged = True
-                else:
-                    cur.execute(self._sql["run_fence"], (first.run_id,))
-                    row = cur.fetchone()
-                    held = row is not None and row[0] == fence.owner and row[1] == fence.epoch
-                if not held:
-                    raise LeaseLost(
-                        f"run {first.run_id}: this runner's lease (epoch {fence.epoch}) was taken over; nothing written"
-                    )
-            for event in events:
-                self._project(event, logged)
-                logged = False
+        # ``_tx`` spelled out: a generator-based context manager costs two frames and a
+        # generator on the path of every chain step.
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"store {self.url} is closed")
+            try:
+                self._begin(True)
+                self._append_many(events, fence)
+                self._commit()
+            except BaseException as exc:
+                self._abort()
+                if isinstance(exc, self.db_errors):
+                    raise self._error(exc) from exc
+                raise
+
+    def _append_many(self, events: Sequence[Event], fence: Lease | None) -> None:
+        cur = self._cur
+        logged = False  # the first event is in the log already (written with the fence check)
+        if fence is not None:
+            first = events[0]
+            if self.fence_in_insert:
+                cur.execute(
+                    self._sql["event_insert_fenced"], (*_event_params(first), first.run_id, fence.owner, fence.epoch)
+                )
+                held = changed(cur)
+                logged = True
+            else:
+                cur.execute(self._sql["run_fence"], (first.run_id,))
+                row = cur.fetchone()
+                held = row is not None and row[0] == fence.owner and row[1] == fence.epoch
+            if not held:
+                raise LeaseLost(
+                    f"run {first.run_id}: this runner's lease (epoch {fence.epoch}) was taken over; nothing written"
+                )
+        for event in events:
+            self._project(event, logged)
+            logged = False
 
     def _project(self, event: Event, logged: bool = False) -> None:
         """Read the one row ``event`` changes, apply the projection, write event and row.
