@@ -199,7 +199,7 @@ class Engine(RunControl, TaskRunner, Resumption):
             "run": {"id": self.run_id, "status": "running"},
             "workflow": {"name": wf.name},
             "secrets": self.secrets,
-            "agents": agents_context(self.agents.specs),
+            "agents": agents_context(self.agents.specs, [a.id for a in wf.agents]),
         }
         fixed = {"inputs": values, "workflow": self._ctx["workflow"], "agents": self._ctx["agents"]}
         wf = self.wf = instantiate(wf, fixed)
