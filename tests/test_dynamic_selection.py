@@ -351,11 +351,11 @@ outputs:
     )
     code, out, err = _run(path, "--agents", str(registry))
     assert code == 0, err
-    assert out["outputs"]["names"] == "CLERK MATH TEXT"
+    assert out["outputs"]["names"] == "MATH TEXT CLERK"  # declared, then --agents (docs/workflow.md, Context)
     assert out["outputs"]["agents"] == [
-        {"id": "clerk", "name": "The clerk", "role": "clerk", "capabilities": ["filing"], "description": None},
         {"id": "math", "name": "math", "role": "calc", "capabilities": ["arithmetic"], "description": None},
         {"id": "text", "name": "text", "role": "writer", "capabilities": ["text"], "description": "Offline text tools"},
+        {"id": "clerk", "name": "The clerk", "role": "clerk", "capabilities": ["filing"], "description": None},
     ]
 
 

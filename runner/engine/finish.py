@@ -41,14 +41,16 @@ def stop_reason(timed_out: bool, aborted: str | None) -> str:
     return f"run failed: {aborted}" if aborted is not None else "run cancelled"
 
 
-def run_error(wf: Workflow, status: RunStatus, outcomes: Mapping[str, StepOutcome]) -> str | None:
+def run_error(
+    wf: Workflow, status: RunStatus, outcomes: Mapping[str, StepOutcome], timeout: float | None = None
+) -> str | None:
     """The run's one-line error: which steps failed (not those that may), or the timeout."""
     if status == RunStatus.FAILED:
         tolerated = {s.step_id for s in wf.all_steps if s.continue_on_error}
         failed = [s for s, o in outcomes.items() if o.status == StepStatus.FAILED and s not in tolerated]
         return f"step(s) failed: {', '.join(failed)}" if failed else "run failed"
     if status == RunStatus.TIMED_OUT:
-        return f"run timed out after {wf.timeout:g}s"
+        return f"run timed out after {timeout or wf.timeout or 0:g}s"
     return None
 
 
@@ -89,10 +91,11 @@ def conclude(
     masker: Masker | None,
     emit: Callable[..., None],
     aborted: str | None,
+    timeout: float | None = None,
 ) -> tuple[RunStatus, dict[str, Any], str | None]:
     """The run's verdict, outputs and error line; an output that is not data fails a completed run."""
     outputs, bad_output = render_outputs(wf, context, status, masker, emit)
-    error = aborted or run_error(wf, status, outcomes)
+    error = aborted or run_error(wf, status, outcomes, timeout)
     if bad_output is not None and status == RunStatus.COMPLETED:
         status, error = RunStatus.FAILED, bad_output
     return status, outputs, error

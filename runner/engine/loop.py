@@ -74,6 +74,9 @@ class Engine(RunControl, TaskRunner, Resumption):
         lease: Lease | None = None,
     ) -> None:
         self.wf = workflow
+        # What bounds the steps (SPEC: the workflow's `timeout`); a nested run's is also
+        # bounded by its `uses:` step's `timeout` (set by `child`), agent start-up excluded.
+        self.steps_timeout = workflow.timeout
         self.store = store
         self.secrets = dict(secrets or {})
         self.masker = Masker(self.secrets.values())
@@ -138,7 +141,9 @@ class Engine(RunControl, TaskRunner, Resumption):
         view["status"] = "in_progress"  # StepStatus.IN_PROGRESS, as the view holds it
         self.emit(ev.STEP_STARTED, sid, attempt=attempt, agent_id=agent_id, data=data)
 
-    def child(self, wf: Workflow, *, sinks: Sequence[EventSink], base_dir: str | None) -> Engine:
+    def child(
+        self, wf: Workflow, *, sinks: Sequence[EventSink], base_dir: str | None, timeout: float | None = None
+    ) -> Engine:
         """An ephemeral engine for a nested run on this run's agents, connections and limits."""
         if self.agents.pool is None:  # this run's own steps needed no agent: its children share one pool all the same
             from runner.agents.pool import AgentPool
@@ -146,6 +151,8 @@ class Engine(RunControl, TaskRunner, Resumption):
             self.agents.pool = AgentPool()  # closed with this run (_own_pool), not with each child
         specs, pool = list(self.agents.specs.values()), self.agents.pool
         eng = Engine(wf, sinks=sinks, registry=specs, secrets=self.secrets, pool=pool, base_dir=base_dir)
+        if timeout is not None and (wf.timeout is None or timeout < wf.timeout):
+            eng.steps_timeout = timeout
         eng.agents.limit = self.agents.limit  # a max_concurrency held across processes holds in it too
         eng.journal.upstream = self.journal.flush  # its events are ours: so are its flushes
         return eng
@@ -196,7 +203,7 @@ class Engine(RunControl, TaskRunner, Resumption):
             "run": {"id": self.run_id, "status": "running"},
             "workflow": {"name": wf.name},
             "secrets": self.secrets,
-            "agents": agents_context(self.agents.specs),
+            "agents": agents_context(self.agents.specs, [a.id for a in wf.agents]),
         }
         fixed = {"inputs": values, "workflow": self._ctx["workflow"], "agents": self._ctx["agents"]}
         wf = self.wf = instantiate(wf, fixed)
@@ -251,7 +258,7 @@ class Engine(RunControl, TaskRunner, Resumption):
             self._handlers["tool_per_task"] = self._handlers["pull_per_task"] = PerTaskStep(self, tool, self.pull)
             # The run timeout counts from the first step: agent start-up has its own bound
             # (the connect timeout), and a slow machine must not eat the steps' time.
-            deadline = loop.time() + wf.timeout if wf.timeout else None
+            deadline = loop.time() + self.steps_timeout if self.steps_timeout else None
             try:
                 await self._loop(deadline)
             except asyncio.CancelledError:
@@ -261,7 +268,9 @@ class Engine(RunControl, TaskRunner, Resumption):
                 raise
             status = self._final_status()
             masker = self.masker if self.secrets else None
-            status, outputs, error = conclude(wf, self._ctx, status, self.outcomes, masker, self.emit, self._aborted)
+            status, outputs, error = conclude(
+                wf, self._ctx, status, self.outcomes, masker, self.emit, self._aborted, self.steps_timeout
+            )
             self.emit(TERMINAL_EVENT[status], error=error, data={"outputs": outputs})
             self.flush()
             if self._aborted is not None and status == RunStatus.COMPLETED:  # the journal stored run_failed

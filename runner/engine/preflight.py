@@ -175,10 +175,14 @@ def _missing_tool(wf: Workflow, s: StepSpec, ids: list[str], connected: Mapping[
     def tools(c: str) -> str:
         return ", ".join(sorted(connected[c].tools)) or "(no tools)"
 
+    # A tool named by an input may be any size: the message shows its start.
+    tool = s.tool_to_call or ""
+    name = repr(tool) if len(tool) <= 80 else repr(tool[:77] + "...")
+
     if len(ids) == 1:
-        detail = f"agent '{ids[0]}' has no tool '{s.tool_to_call}'; it offers: {tools(ids[0])}"
+        detail = f"agent '{ids[0]}' has no tool {name}; it offers: {tools(ids[0])}"
     else:
-        detail = f"none of the agents {', '.join(ids)} has a tool '{s.tool_to_call}'; " + "; ".join(
+        detail = f"none of the agents {', '.join(ids)} has a tool {name}; " + "; ".join(
             f"'{c}' offers: {tools(c)}" for c in ids
         )
     return Problem(

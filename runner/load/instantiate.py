@@ -14,7 +14,7 @@ front. The same holds for ``tool_to_call``, ``timeout``, ``retry.max_attempts`` 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from runner.errors import Problem, RunnerError, WorkflowInvalid
@@ -28,8 +28,15 @@ _AGENT_FIELDS = ("args", "env", "headers", "url", "cwd", "command")
 _LISTS = ("required_capabilities", "fallback_agents")
 
 
-def agents_context(specs: Mapping[str, AgentSpec]) -> list[dict[str, Any]]:
-    """The ``agents`` template variable: who the run can use, as the seed describes an agent."""
+def agents_context(specs: Mapping[str, AgentSpec], declared: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """The ``agents`` template variable: who the run can use, as the seed describes an agent.
+
+    The workflow's own agents (``declared``) come first, then the ``--agents`` registry's,
+    as documented: ``specs`` holds the registry first (so a declared agent overrides one of
+    the same id), which is not the order a reader of the workflow expects.
+    """
+    first = [specs[i] for i in declared if i in specs]
+    seen = set(declared)
     return [
         {
             "id": a.id,
@@ -38,7 +45,7 @@ def agents_context(specs: Mapping[str, AgentSpec]) -> list[dict[str, Any]]:
             "capabilities": list(a.capabilities),
             "description": a.description,
         }
-        for a in specs.values()
+        for a in [*first, *(a for a in specs.values() if a.id not in seen)]
     ]
 
 

@@ -175,6 +175,12 @@ class RunService:
             reset: set[str] = set()
             if from_step is not None:
                 if from_step not in {s.step_id for s in wf.steps}:
+                    if outer_call(from_step) and outer_step(from_step) in {s.step_id for s in wf.steps}:
+                        top = outer_step(from_step)
+                        raise InputInvalid(
+                            f"--from: {from_step!r} is a step of the nested run of {top!r}, which is "
+                            f"retried whole: use --from {top}"
+                        )
                     raise InputInvalid(
                         f"--from: no step {from_step!r} in workflow {wf.name} "
                         f"(steps: {', '.join(s.step_id for s in wf.steps)})"

@@ -50,7 +50,9 @@ class StepRun(Protocol):
 
     def poll_signals(self) -> None: ...
 
-    def child(self, wf: Workflow, *, sinks: Sequence[EventSink], base_dir: str | None) -> ChildRun: ...
+    def child(
+        self, wf: Workflow, *, sinks: Sequence[EventSink], base_dir: str | None, timeout: float | None = None
+    ) -> ChildRun: ...
 
 
 class StepHandler(Protocol):

@@ -101,7 +101,7 @@ class PerTaskStep:
         if not up or any(tool in conns[c].tools for c in up):
             return
         if "tool_to_call" in shown:
-            what = f"tool_to_call rendered to '{tool}', which "
+            what = f"{rendered('tool_to_call', tool)}, which "  # shortened: an item may be megabytes
             what += f"agent '{up[0]}' does not offer" if len(up) == 1 else f"none of the agents {', '.join(up)} offers"
         else:
             chosen = "" if "assigned_agent_id" not in shown else f" (assigned_agent_id rendered to '{up[0]}')"

@@ -66,7 +66,9 @@ class UsesStep:
             journal.forward(dataclasses.replace(e, run_id=run.run_id, step_id=inner_id(call, e.step_id)))
 
         base_dir = str(Path(child_wf.source).resolve().parent) if child_wf.source else None
-        child = run.child(child_wf, sinks=[forward], base_dir=base_dir)
+        # The step's `timeout` bounds the nested run's steps as the callee's own `timeout`
+        # would (calls in flight cancelled, its `finally` run), whichever is shorter.
+        child = run.child(child_wf, sinks=[forward], base_dir=base_dir, timeout=spec.timeout)
         try:
             res = await child.run(arguments, run_id=run_id, resume=resume)
         finally:
@@ -78,6 +80,9 @@ class UsesStep:
                 if o.status == StepStatus.FAILED and s not in res.tolerated
             ]
             why = f"step(s) failed: {', '.join(failed)}" if failed else (res.error or "failed")
+            shorter = spec.timeout is not None and (child_wf.timeout is None or spec.timeout < child_wf.timeout)
+            if res.status == RunStatus.TIMED_OUT and shorter:
+                why = f"the step's timeout ({spec.timeout:g}s) expired"
             raise ToolFailure(f"{what}: {res.status}: {why}", retryable=True)
         return res.outputs, None, None
 
