@@ -41,6 +41,7 @@ class RunControl:
     _inline_task: asyncio.Task[Any] | None
     _inline_cancel: bool
     _cancelled: bool
+    _timed_out: bool
     _aborted: str | None
     _main_status: Any
     _preflight_task: asyncio.Future[None] | None
@@ -116,6 +117,11 @@ class RunControl:
         # step ends as it will; the loop then cancels what is pending and stops.
         if hasattr(self, "_wake"):
             self._wake.set()
+
+    def stopping_gracefully(self) -> bool:
+        """A cancel, a timeout or an abort stops steps so that ``finally`` still runs; Ctrl-C
+        and a lost lease (``_fatal``) do not."""
+        return self._fatal is None and (self._cancelled or self._timed_out or self._aborted is not None)
 
     def cancel(self) -> None:
         """Ask a running run to stop: pending steps are cancelled, ``finally`` still runs."""

@@ -27,6 +27,8 @@ class ChildRun(Protocol):
 
     async def run(self, inputs: Any, *, run_id: str | None = None, resume: ResumeState | None = None) -> RunResult: ...
 
+    def cancel(self) -> None: ...
+
 
 class StepRun(Protocol):
     """What a step handler may use of the run executing it."""
@@ -49,6 +51,11 @@ class StepRun(Protocol):
         ...
 
     def poll_signals(self) -> None: ...
+
+    def stopping_gracefully(self) -> bool:
+        """Whether the run is stopping its steps for a cancel, a timeout or an abort (their
+        ``finally`` steps run), as opposed to Ctrl-C or a lost lease."""
+        ...
 
     def child(
         self, wf: Workflow, *, sinks: Sequence[EventSink], base_dir: str | None, timeout: float | None = None

@@ -15,6 +15,7 @@ retried — and stay the same when an interrupted run is resumed.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,7 @@ class UsesStep:
         # would (calls in flight cancelled, its `finally` run), whichever is shorter.
         child = run.child(child_wf, sinks=[forward], base_dir=base_dir, timeout=spec.timeout)
         try:
-            res = await child.run(arguments, run_id=run_id, resume=resume)
+            res = await _run_child(run, child, arguments, run_id, resume)
         finally:
             _collect(run, call, child)
         if res.status != RunStatus.COMPLETED:
@@ -85,6 +86,24 @@ class UsesStep:
                 why = f"the step's timeout ({spec.timeout:g}s) expired"
             raise ToolFailure(f"{what}: {res.status}: {why}", retryable=True)
         return res.outputs, None, None
+
+
+async def _run_child(run: StepRun, child: ChildRun, arguments: Any, run_id: str, resume: Any) -> Any:
+    """The nested run's result. When the caller stops the step because the run was cancelled
+    or timed out, the nested run is cancelled the same way — its calls in flight cancelled,
+    its own ``finally`` steps run, every inner step ended — before the step ends cancelled.
+    Only Ctrl-C or a lost lease cut it short (then nothing more may be written)."""
+    task = asyncio.ensure_future(child.run(arguments, run_id=run_id, resume=resume))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if run.stopping_gracefully() and not task.done():
+            child.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        else:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        raise
 
 
 def _collect(run: StepRun, call: str, child: ChildRun) -> None:
