@@ -59,9 +59,7 @@ def test_a_file_called_from_many_places_is_followed_once(tmp_path: Path) -> None
             if i + 1 < n
             else "  - {step_id: last, assigned_agent_id: x, tool_to_call: t}\n"
         )
-        (tmp_path / f"f{i}.yaml").write_text(f"name: f{i}\nsteps:\n{steps}")
+        agents = "agents:\n  - {id: x, transport: stdio, command: python, args: [x.py]}\n" if i == 0 else ""
+        (tmp_path / f"f{i}.yaml").write_text(f"name: f{i}\n{agents}steps:\n{steps}")
     p = cli("validate", "f0.yaml", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
-    # loading it to run does the same (no agent: preflight refuses it, after loading, exit 2)
-    p = cli("run", "f0.yaml", "--store", "memory://", cwd=tmp_path)
-    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr

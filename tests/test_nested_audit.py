@@ -743,11 +743,8 @@ def test_validate_reports_a_cycle_between_files(tmp_path: Path) -> None:
     assert f"{_at(b, './a.yaml')}: step 'a': uses: recursion (a.yaml -> b.yaml -> a.yaml) [$.steps[0].uses]" in err
 
 
-@pytest.mark.xfail(
-    strict=True, reason="validate leaves a callee invalid on the caller's agents to the callee's own checks (report)"
-)
 def test_validate_reports_a_callee_that_run_refuses(tmp_path: Path) -> None:
-    """A callee needing a role none of the caller's agents has: `run` exits 2 at load, `validate` says ok."""
+    """A callee needing a role none of the caller's agents has: `run` exits 2 at load, and `validate` says so too."""
     _write(tmp_path, "bad.yaml", "name: bad\nsteps:\n  - {step_id: x, assigned_role: nobody, tool_to_call: add}\n")
     c = _write(tmp_path, "c.yaml", AGENTS + "name: c\nsteps:\n  - step_id: y\n    uses: ./bad.yaml\n")
     code, out, err = run_cli("validate", c)

@@ -262,8 +262,39 @@ def _check_workflow(
     problems = schema_problems("workflow.schema.json", data, smap)
     problems += _workflow_checks(data, smap, registry, check_inputs, check_agents)
     if not any(p.severity == "error" for p in problems):  # follow the calls only of a sound file
-        problems += call_problems(data, smap)
+        problems += call_problems(data, smap) or _callee_problems(data, smap, registry, check_inputs)
     return sort_problems(problems)
+
+
+def _callee_problems(
+    data: dict[str, Any], smap: SourceMap, registry: Sequence[AgentSpec], check_inputs: bool
+) -> list[Problem]:
+    """Each file this workflow ``uses:``, checked as ``runner run`` loads it: on this
+    workflow's agents (a callee's roles and agents must exist among them), so ``validate``
+    refuses what ``run`` would. Called only once ``call_problems`` found no cycle, so the
+    callees' own calls (checked the same way by ``analyze``) always end."""
+    known = {a.id for a in registry}
+    declared = WorkflowChecks(data, smap, registry, False, False).declared_agents()
+    agents = [*registry, *(a for a in declared if a.id not in known)]
+    out: list[Problem] = []
+    done: set[Path] = set()
+    for section in ("steps", "finally"):
+        seq = data.get(section)
+        for step in seq if isinstance(seq, list) else ():
+            uses = step.get("uses") if isinstance(step, dict) else None
+            if not isinstance(uses, str) or "{" in uses:
+                continue
+            target = resolve_uses(uses, smap.file)
+            if target is None or target in done:
+                continue  # a missing target is the `uses:` check's to report
+            done.add(target)
+            try:
+                text = read_text(target)
+            except WorkflowInvalid as exc:
+                out += exc.problems
+                continue
+            out += [p for p in analyze(text, str(target), agents, check_inputs=check_inputs)[1] if p.severity == "error"]
+    return out
 
 
 def _workflow_checks(
