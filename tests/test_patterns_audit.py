@@ -230,3 +230,184 @@ def test_failures_inside_a_team_are_reported_per_inner_step(tmp_path: Path) -> N
     assert s["ghost"]["status"] == "failed" and "agent 'ghost'" in s["ghost"]["error"]
     assert "hub-and-spoke.yaml" in s["ghost"]["error"]
     assert s["nothing"]["status"] == "completed" and s["nothing"]["result"] == []
+
+
+def _readme_commands(example: str) -> list[str]:
+    """The `runner ...` lines of the README's ```sh blocks, comments dropped."""
+    text = (REPO / "examples" / example / "README.md").read_text()
+    blocks = re.findall(r"```sh\n(.*?)```", text, re.DOTALL)
+    lines = [ln.split("  #")[0].strip() for b in blocks for ln in b.splitlines()]
+    return [ln for ln in lines if ln.startswith("runner ")]
+
+
+def _checkout(tmp_path: Path) -> Path:
+    """A user's checkout as the READMEs see it: examples/ and .peers/ at its root (links to
+    this repository's), nothing else — runs leave their store (.runner/, p2p.db) here."""
+    root = tmp_path / "checkout"
+    root.mkdir()
+    (root / "examples").symlink_to(REPO / "examples")
+    if (REPO / ".peers").exists():
+        (root / ".peers").symlink_to(REPO / ".peers")
+    return root
+
+
+def _shell(line: str, cwd: Path) -> tuple[int, str, str]:
+    argv = shlex.split(line)
+    assert argv[0] == "runner"
+    return run_cli(*argv[1:], cwd=cwd, timeout=180)
+
+
+def test_hub_and_spoke_readme_commands_work_verbatim(tmp_path: Path) -> None:
+    root = _checkout(tmp_path)
+    corpus = REPO / "examples" / "hub-and-spoke" / "corpus"
+    commands = _readme_commands("hub-and-spoke")
+    assert len(commands) == 2
+    code, out, err = _shell(commands[1], root)  # the first is run by tests/test_examples_patterns.py
+    assert code == 0, out + err
+    answers = json.loads(re.search(r"^answers: (.*)$", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    assert answers["subtask-1"]["total"] == sum(_counts(corpus, "cache").values())
+    assert "replica" in answers["subtask-2"]["sentence"].lower()
+    assert (root / ".runner" / "runner.db").exists()  # the default store, relative to the current directory
+
+
+def test_peer_to_peer_readme_store_commands_work_verbatim(tmp_path: Path) -> None:
+    root = _checkout(tmp_path)
+    commands = [c for c in _readme_commands("peer-to-peer") if "p2p.db" in c]
+    assert len(commands) == 2
+    code, out, err = _shell(commands[0], root)
+    assert code == 0, out + err
+    code, out, err = _shell(commands[1], root)
+    assert code == 0, out + err
+    runs = [ln.split() for ln in out.splitlines() if "delegated-" in ln]
+    assert len(runs) == 4 and all(r[2] == "completed" for r in runs)  # the four delegated questions
+
+
+def test_the_wheel_ships_the_patterns(tmp_path: Path) -> None:
+    """`uses: hub-and-spoke` resolves in an installed runner: runner/patterns/*.yaml are in
+    the wheel as files (the symlink followed), identical to patterns/."""
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(REPO),
+            "-w",
+            str(tmp_path),
+            "--no-deps",
+            "-q",
+            "--disable-pip-version-check",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    [wheel] = glob.glob(str(tmp_path / "*.whl"))
+    with zipfile.ZipFile(wheel) as z:
+        shipped = {n.rsplit("/", 1)[1]: z.read(n) for n in z.namelist() if n.startswith("runner/patterns/")}
+    assert shipped == {p.name: p.read_bytes() for p in PATTERNS.glob("*.yaml")}
+    assert {"hub-and-spoke.yaml", "assembly-line.yaml", "hierarchical.yaml", "peer-to-peer.yaml"} <= set(shipped)
+
+
+def _tree(root: Path, folders: int, per_folder: int, seed: int) -> dict[str, dict[str, int]]:
+    """A generated repository of Python files, and the counts a review must find in it."""
+    rng = random.Random(seed)
+    expected: dict[str, dict[str, int]] = {}
+    for f in range(folders):
+        name = f"pkg{f}"
+        c = expected.setdefault(
+            name, dict.fromkeys(("files", "lines", "blank_lines", "functions", "classes", "todos", "bytes"), 0)
+        )
+        for i in range(per_folder):
+            defs, classes, todos, blanks = rng.randint(0, 5), rng.randint(0, 2), rng.randint(0, 2), rng.randint(0, 4)
+            body = [f"def f{k}(x):\n    return x + {k}" for k in range(defs)]
+            body += [f"class C{k}:\n    async def m(self):\n        pass" for k in range(classes)]
+            body += [f"# TODO item {k}" for k in range(todos)] + [""] * blanks
+            rng.shuffle(body)
+            text = "\n".join(body) + "\n"
+            path = root / name / ("sub" if i % 3 == 0 else "") / f"m{i}.py"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            lines = text.splitlines()
+            c["files"] += 1
+            c["lines"] += len(lines)
+            c["blank_lines"] += sum(1 for x in lines if not x.strip())
+            c["functions"] += defs + classes
+            c["classes"] += classes
+            c["todos"] += todos
+            c["bytes"] += len(text.encode())
+    return expected
+
+
+def test_hierarchical_example_on_a_tree_of_sixty_workers_adds_up(tmp_path: Path) -> None:
+    """The example's own workflow pointed at a generated tree: 6 teams, 60 worker calls,
+    counts per folder and in total as computed here."""
+    require_node()
+    require_peer(FS_JS, "@modelcontextprotocol/server-filesystem")
+    tree = tmp_path / "tree"
+    expected = _tree(tree, folders=6, per_folder=10, seed=7)
+    events = tmp_path / "events.jsonl"
+    code, data = _run_json(
+        REPO / "examples" / "hierarchical" / "workflow.yaml",
+        "-i",
+        f"root={tree}",
+        "--events",
+        str(events),
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert code == 0, data
+    report = data["outputs"]["report"]
+    assert report["folders"] == expected and report["teams"] == 6
+    assert report["totals"] == {k: sum(c[k] for c in expected.values()) for k in next(iter(expected.values()))}
+    assert report["totals"]["files"] == 60
+    reads = [
+        e
+        for e in map(json.loads, events.read_text().splitlines())
+        if e["type"] == "item_completed" and e.get("agent_id") == "files"
+    ]
+    assert len(reads) == 60
+    assert set(report["leads"]) == set(expected) and set(report["leads"].values()) == {"lead-a", "lead-b"}
+
+
+def _header_names(path: Path, section: str) -> list[str]:
+    """The names a pattern's header lists under ``# Inputs`` / ``# Outputs``."""
+    head = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        head.append(line[1:])
+    names: list[str] = []
+    inside = False
+    for line in head:
+        if re.match(r"^ (Inputs|Outputs|Agents|Usage|When)\b", line):
+            inside = line.strip() == section
+            continue
+        if inside and not line.strip():
+            inside = False
+        m = re.match(r"^   ([A-Za-z_][A-Za-z0-9_]*(?:, [A-Za-z_][A-Za-z0-9_]*)*):?\s", line + " ")
+        if inside and m:
+            names += m.group(1).split(", ")
+    return names
+
+
+@pytest.mark.parametrize("name", ["hub-and-spoke", "assembly-line", "hierarchical", "peer-to-peer"])
+def test_each_pattern_header_lists_exactly_its_inputs_and_outputs(name: str) -> None:
+    path = PATTERNS / f"{name}.yaml"
+    data = yaml.safe_load(path.read_text())
+    assert sorted(_header_names(path, "Inputs")) == sorted(data["inputs"])
+    assert sorted(_header_names(path, "Outputs")) == sorted(data["outputs"])
+
+
+def test_an_expanded_example_runs_to_the_same_outputs(tmp_path: Path) -> None:
+    src = REPO / "examples" / "hub-and-spoke" / "workflow.yaml"
+    expanded = tmp_path / "expanded.yaml"
+    code, out, err = run_cli("expand", src, "--output", expanded, cwd=tmp_path)
+    assert code == 0, err
+    questions = "- Count 'database'.\n- Quote 'cache'.\n- Search for 'latency'."
+    code1, original = _run_json(src, "-i", f"questions={questions}", cwd=tmp_path)
+    code2, inlined = _run_json(expanded, "-i", f"questions={questions}", cwd=tmp_path)
+    assert code1 == code2 == 0
+    assert original["outputs"] == inlined["outputs"]
+    assert set(original["steps"]) == set(inlined["steps"]) >= {"answer/decompose", "answer/work", "answer/merge"}
