@@ -411,3 +411,49 @@ def test_an_expanded_example_runs_to_the_same_outputs(tmp_path: Path) -> None:
     assert code1 == code2 == 0
     assert original["outputs"] == inlined["outputs"]
     assert set(original["steps"]) == set(inlined["steps"]) >= {"answer/decompose", "answer/work", "answer/merge"}
+
+
+def test_patterns_and_examples_validate_clean() -> None:
+    code, out, err = run_cli("validate", "patterns/", "examples/")
+    assert code == 0, out + err
+    assert re.fullmatch(r"ok: 2 path\(s\) valid\s*", out + err), out + err
+
+
+def test_peer_to_peer_with_a_need_no_peer_can_meet_fails_at_delegate(tmp_path: Path) -> None:
+    """What the header says: a need without a peer having its capability fails `delegate`
+    (that item), before any work is handed out."""
+    notes = REPO / "examples" / "peer-to-peer" / "notes"
+    py = sys.executable
+    peers = [
+        {
+            "id": team,
+            "capabilities": [f"notes:{team}"],
+            "transport": "stdio",
+            "command": py,
+            "args": [str(AGENTS / "corpus_agent.py"), "--corpus", str(notes / team)],
+        }
+        for team in ("storage", "network")
+    ]
+    task = "count 'disk' in storage notes\ncount 'refund' in billing notes"
+    wf = _write(
+        tmp_path / "p2p.yaml",
+        {
+            "name": "unmet",
+            "agents": peers,
+            "steps": [
+                {
+                    "step_id": "x",
+                    "uses": "peer-to-peer",
+                    "with": {"peers": ["storage", "network"], "tasks": [{"peer": "storage", "task": task}]},
+                }
+            ],
+        },
+    )
+    code, data = _run_json(wf, cwd=tmp_path)
+    assert code == 1 and data["status"] == "failed"
+    s = data["steps"]
+    assert s["x/plan"]["result"][0]["needs"][0]["capability"] == "notes:billing"
+    assert s["x/discover"]["result"][0]["agents"] == []  # nobody registered notes:billing
+    assert s["x/delegate"]["status"] == "failed"
+    assert "item 0" in s["x/delegate"]["error"] and "assigned_agent_id" in s["x/delegate"]["error"]
+    assert s["x/work"]["status"] == "skipped"
