@@ -449,8 +449,12 @@ def test_peer_to_peer_with_a_need_no_peer_can_meet_fails_at_delegate(tmp_path: P
             ],
         },
     )
-    code, data = _run_json(wf, cwd=tmp_path)
+    code, out, err = run_cli("run", wf, "--store", "memory://", "--output", "json", "-q", cwd=tmp_path)
+    data = parse_json_stdout(out, err)
     assert code == 1 and data["status"] == "failed"
+    # -q hides the live view, not why the run failed (docs/cli.md): the failed steps, then the verdict
+    assert re.search(r"^FAIL  x/delegate — item 0: .*assigned_agent_id", err, re.MULTILINE), err
+    assert err.splitlines()[-1] == "run failed: step(s) failed: x", err
     s = data["steps"]
     assert s["x/plan"]["result"][0]["needs"][0]["capability"] == "notes:billing"
     assert s["x/discover"]["result"][0]["agents"] == []  # nobody registered notes:billing
