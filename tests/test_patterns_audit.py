@@ -461,3 +461,49 @@ def test_peer_to_peer_with_a_need_no_peer_can_meet_fails_at_delegate(tmp_path: P
     assert s["x/delegate"]["status"] == "failed"
     assert "item 0" in s["x/delegate"]["error"] and "assigned_agent_id" in s["x/delegate"]["error"]
     assert s["x/work"]["status"] == "skipped"
+
+
+def test_hierarchical_of_question_teams_keeps_each_teams_answers(tmp_path: Path) -> None:
+    """The example coordinator aggregates any teams, not only the repository review's: two
+    leads' hub-and-spoke answers reach the top merge whole, kept apart by team."""
+    corpus = _corpus(tmp_path / "corpus", 5)
+    py = sys.executable
+    coordinators = [
+        {"id": i, "transport": "stdio", "command": py, "args": [str(AGENTS / "coordinator_agent.py")]}
+        for i in ("boss", "lead-a", "lead-b")
+    ]
+    worker = {
+        "id": "w",
+        "capabilities": ["count", "search", "quote"],
+        "transport": "stdio",
+        "command": py,
+        "args": [str(AGENTS / "corpus_agent.py"), "--corpus", str(corpus)],
+    }
+    wf = _write(
+        tmp_path / "org.yaml",
+        {
+            "name": "org",
+            "agents": [*coordinators, worker],
+            "steps": [
+                {
+                    "step_id": "org",
+                    "uses": "hierarchical",
+                    "with": {
+                        "task": "- Count 'cache'. Count 'shard'.\n- Count 'queue'. Search for 'disk'.",
+                        "coordinator": "boss",
+                        "leads": ["lead-a", "lead-b"],
+                    },
+                }
+            ],
+            "outputs": {"r": "{{ steps.org.result.result }}"},
+        },
+    )
+    code, data = _run_json(wf, cwd=tmp_path)
+    assert code == 0, data
+    r = data["outputs"]["r"]
+    assert r["leads"] == {"team-1": "lead-a", "team-2": "lead-b"} and r["conflicts"] == []
+    one, two = r["merged"]["team-1"]["merged"], r["merged"]["team-2"]["merged"]
+    assert one["subtask-1"]["total"] == sum(_counts(corpus, "cache").values())
+    assert one["subtask-2"]["total"] == sum(_counts(corpus, "shard").values())
+    assert two["subtask-1"]["total"] == sum(_counts(corpus, "queue").values())
+    assert [d["document"] for d in two["subtask-2"]["documents"]] == sorted(_counts(corpus, "disk"))
