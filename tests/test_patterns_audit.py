@@ -465,7 +465,9 @@ def test_peer_to_peer_with_a_need_no_peer_can_meet_fails_at_delegate(tmp_path: P
 
 def test_hierarchical_of_question_teams_keeps_each_teams_answers(tmp_path: Path) -> None:
     """The example coordinator aggregates any teams, not only the repository review's: two
-    leads' hub-and-spoke answers reach the top merge whole, kept apart by team."""
+    leads' hub-and-spoke answers reach the top merge whole, kept apart by team. The worker
+    declares no capability, so only hierarchical's default `workers` (every agent but the
+    coordinator and the leads) keeps the leads from handing work to each other or the top."""
     corpus = _corpus(tmp_path / "corpus", 5)
     py = sys.executable
     coordinators = [
@@ -474,7 +476,6 @@ def test_hierarchical_of_question_teams_keeps_each_teams_answers(tmp_path: Path)
     ]
     worker = {
         "id": "w",
-        "capabilities": ["count", "search", "quote"],
         "transport": "stdio",
         "command": py,
         "args": [str(AGENTS / "corpus_agent.py"), "--corpus", str(corpus)],
@@ -500,6 +501,9 @@ def test_hierarchical_of_question_teams_keeps_each_teams_answers(tmp_path: Path)
     )
     code, data = _run_json(wf, cwd=tmp_path)
     assert code == 0, data
+    assert {
+        a["agent_id"] for t in (0, 1) for a in data["steps"][f"org/teams[{t}]/assign"]["result"]["assignments"]
+    } == {"w"}
     r = data["outputs"]["r"]
     assert r["leads"] == {"team-1": "lead-a", "team-2": "lead-b"} and r["conflicts"] == []
     one, two = r["merged"]["team-1"]["merged"], r["merged"]["team-2"]["merged"]
