@@ -19,7 +19,9 @@ its ``coordinator`` input names), on real logic:
   ``arguments``, so the worker step needs nothing else.
 - **merge**: texts read by the file workers (``{content: ...}``) are reviewed into counts
   (files, lines, blank lines, functions, classes, TODO markers, bytes); the results of review
-  teams are added up per folder; anything else is merged by
+  teams are added up per folder; other teams' results (hub-and-spoke outputs, as the
+  hierarchical pattern passes them) are kept by team (``merged.team-1.…``, ``leads``);
+  anything else is merged by
   :func:`runner.core.tasks.merge_results` (deep merge, conflicts reported).
 
 Run it::
@@ -199,6 +201,12 @@ def _is_team(r: Any) -> bool:
     return isinstance(r, dict) and isinstance(r.get("task"), str) and isinstance(r.get("result"), dict)
 
 
+def _is_review(team: dict[str, Any]) -> bool:
+    """A team given a review task (a folder of a repository, or a division: one of them)."""
+    head = team["task"].splitlines()[0] if team["task"].strip() else ""
+    return bool(_FOLDER.match(head) or _REPO.match(head))
+
+
 @server.tool()
 async def merge_results(results: list[Any]) -> dict[str, Any]:
     """One result from many: file texts reviewed into counts, review teams' counts added up
@@ -208,6 +216,12 @@ async def merge_results(results: list[Any]) -> dict[str, Any]:
         for r in results:
             _add(total, review(r["content"]))
         return total
+    if results and all(_is_team(r) for r in results) and not all(_is_review(r) for r in results):
+        # other teams' results (hub-and-spoke outputs) are kept apart, by team: their subtask
+        # ids (subtask-1, ...) repeat from one team to the next and must not collide
+        out = core.merge_results([{f"team-{i}": r["result"]} for i, r in enumerate(results, start=1)])
+        out["leads"] = {f"team-{i}": r.get("coordinator") for i, r in enumerate(results, start=1)}
+        return out
     if results and all(_is_team(r) for r in results):
         folders: dict[str, dict[str, int]] = {}
         totals: dict[str, int] = {}

@@ -153,7 +153,18 @@ def execute(
             ev_file.close()
         store.close()
     emit_result(result, output, junit, False)  # -q hides progress, not the result
+    if app.quiet and result.status != RunStatus.COMPLETED:
+        _quiet_errors(result)
     return EXIT_FOR_STATUS[result.status]
+
+
+def _quiet_errors(result: Any) -> None:
+    """With -q the live view is off, and with it the only account of why a run did not
+    complete: the failed steps (inner ones included) and the run's verdict go to stderr."""
+    for sid, step in result.to_json()["steps"].items():
+        if step["status"] == "failed" and step["error"]:
+            click.echo(f"FAIL  {sid} — {step['error']}", err=True)
+    click.echo(f"run {result.status}: {result.error or result.status}", err=True)
 
 
 @click.command()

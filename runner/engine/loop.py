@@ -411,6 +411,8 @@ class Engine(RunControl, TaskRunner, Resumption):
                     # finished): the live view shows a fan-out's progress as ``fan 3/10``.
                     fan = {"of": len(items), "done": done} if done else {"of": len(items)}
                     self.step_started(sid, sched.attempts(sid), None, fan)
+                    if not sched.is_active(sid):  # no item to run (0 items, or all done before a resume):
+                        self.outcomes[sid].view["status"] = "completed"  # StepStatus.COMPLETED, set by activate
                 else:
                     sched.activate(sid)
             if self._main_status is None and sched.main_done:
