@@ -14,6 +14,7 @@ import json
 import random
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -284,16 +285,25 @@ def test_peer_to_peer_readme_store_commands_work_verbatim(tmp_path: Path) -> Non
 
 def test_the_wheel_ships_the_patterns(tmp_path: Path) -> None:
     """`uses: hub-and-spoke` resolves in an installed runner: runner/patterns/*.yaml are in
-    the wheel as files (the symlink followed), identical to patterns/."""
+    the wheel as files (the symlink followed), identical to patterns/. Built from a copy:
+    setuptools leaves a build/ directory in the tree it builds, which the repository-review
+    examples would then count."""
+    src = tmp_path / "src"
+    shutil.copytree(
+        REPO,
+        src,
+        symlinks=True,
+        ignore=shutil.ignore_patterns(".git", ".venv", ".peers", "build", "*.egg-info", "__pycache__", ".runner"),
+    )
     p = subprocess.run(
         [
             sys.executable,
             "-m",
             "pip",
             "wheel",
-            str(REPO),
+            str(src),
             "-w",
-            str(tmp_path),
+            str(tmp_path / "dist"),
             "--no-deps",
             "-q",
             "--disable-pip-version-check",
@@ -303,7 +313,7 @@ def test_the_wheel_ships_the_patterns(tmp_path: Path) -> None:
         timeout=300,
     )
     assert p.returncode == 0, p.stdout + p.stderr
-    [wheel] = glob.glob(str(tmp_path / "*.whl"))
+    [wheel] = glob.glob(str(tmp_path / "dist" / "*.whl"))
     with zipfile.ZipFile(wheel) as z:
         shipped = {n.rsplit("/", 1)[1]: z.read(n) for n in z.namelist() if n.startswith("runner/patterns/")}
     assert shipped == {p.name: p.read_bytes() for p in PATTERNS.glob("*.yaml")}
