@@ -22,8 +22,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.conftest import REPO, RUNNER, assert_no_traceback, parse_json_stdout, run_cli
 
 AGENTS = f"""agents:
@@ -725,7 +723,6 @@ steps:
     assert "[$.steps[3].workflow.steps[0].assigned_agent_id]" in text
 
 
-@pytest.mark.xfail(strict=True, reason="validate --deep does not check the tools of a callee's steps (audit report)")
 def test_deep_validation_checks_the_tools_a_callee_names(tmp_path: Path) -> None:
     _write(tmp_path, "callee.yaml", "name: c\nsteps:\n  - {step_id: x, assigned_agent_id: math, tool_to_call: shout}\n")
     wf = _write(tmp_path, "w.yaml", AGENTS + "name: d\nsteps:\n  - step_id: top\n    uses: ./callee.yaml\n")

@@ -11,7 +11,7 @@ declares. Imports the MCP SDK, so plain ``validate`` never loads this module.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,8 @@ async def deep_check(wf: Workflow, smap: SourceMap, registry: Sequence[AgentSpec
     ctx = {"inputs": defaults, "secrets": _AnySecret(), "workflow": {"name": wf.name}}
     needed: dict[str, AgentSpec] = {}
     paths = _step_paths(wf)
-    for s in wf.all_steps:
+    callees = list(_callee_steps(wf, smap, paths, agents))
+    for s in [*wf.all_steps, *(c[0] for c in callees)]:
         if s.tool_to_call is None:
             continue
         for aid in eligible(s, agents)[0]:
@@ -135,9 +136,59 @@ async def deep_check(wf: Workflow, smap: SourceMap, registry: Sequence[AgentSpec
             tool_of[s.step_id] = info
             problems += _check_arguments(s, info, smap, paths[s.step_id])
         problems += _check_result_refs(wf, tool_of, smap, paths)
+        for s, csmap, where in callees:
+            assert s.tool_to_call is not None
+            ids = [a for a in eligible(s, agents)[0] if a in conns]
+            if ids and not any(s.tool_to_call in conns[a].tools for a in ids):
+                offered = sorted(conns[ids[0]].tools)
+                problems.append(
+                    csmap.problem(
+                        f"agent '{ids[0]}' has no tool '{s.tool_to_call}'{hint(s.tool_to_call, offered)}; "
+                        f"it offers: {', '.join(offered) or '(none)'}",
+                        [*where, "tool_to_call"],
+                        rank=RANK_DEEP,
+                    )
+                )
     finally:
         await pool.close()
     return problems
+
+
+def _callee_steps(
+    wf: Workflow, smap: SourceMap, paths: dict[str, list[str | int]], agents: dict[str, AgentSpec], depth: int = 0
+) -> Iterator[tuple[StepSpec, SourceMap, list[str | int]]]:
+    """The tool steps of every workflow ``wf`` calls (recursively) whose agent and tool are
+    written literally, with the source map and path that place them. A callee's templated
+    choices (a pattern's ``assigned_agent_id: "{{ inputs.coordinator }}"``) depend on the
+    call's ``with:`` and are the run's to check; so are agents only the callee declares."""
+    if depth > 16:
+        return
+    specs = {s.step_id: s for s in wf.all_steps}
+    for sid, child in wf.children.items():
+        if sid not in paths or sid not in specs:
+            continue
+        if specs[sid].inline is not None:
+            csmap = smap.sub([*paths[sid], "workflow"])
+        elif child.source and child.source_text:
+            try:
+                csmap = load_yaml(child.source_text, child.source)[1]
+            except WorkflowInvalid:
+                continue
+        else:
+            continue
+        cpaths = _step_paths(child)
+        for s in child.all_steps:
+            fixed = (s.assigned_agent_id, s.assigned_role, *s.required_capabilities, *s.fallback_agents)
+            if (
+                s.tool_to_call is None
+                or is_templated(s.tool_to_call)
+                or any(isinstance(v, str) and "{" in v for v in fixed)
+                or (child.per_task and s.step_id in child.per_task)
+                or not any(a in agents for a in eligible(s, agents)[0])
+            ):
+                continue
+            yield s, csmap, cpaths[s.step_id]
+        yield from _callee_steps(child, csmap, cpaths, agents, depth + 1)
 
 
 class _AnySecret(dict[str, str]):
