@@ -552,3 +552,12 @@ def test_any_text_is_written_so_the_loader_reads_it_back_exactly(value: dict[str
     leading blanks in a block...) is read back by the runner's own loader as that string."""
     text = to_yaml({"v": value})
     assert _same(load_yaml(text, "<expand>")[0], {"v": value})
+
+
+def test_output_dash_is_stdout(tmp_path: Path) -> None:
+    """`--output -` is the usual spelling of stdout: the same text, and no file named '-'."""
+    plain = _runner("expand", str(USES / "main.yaml"), cwd=tmp_path)
+    dash = _runner("expand", str(USES / "main.yaml"), "--output", "-", cwd=tmp_path)
+    assert plain.returncode == dash.returncode == 0, dash.stderr
+    assert dash.stdout == plain.stdout and dash.stdout.startswith("# runner expand main.yaml")
+    assert not (tmp_path / "-").exists()

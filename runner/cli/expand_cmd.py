@@ -18,7 +18,7 @@ from runner.cli.app import App, common_options, pass_app
     "-o",
     "output",
     type=click.Path(dir_okay=False, writable=True),
-    help="Write the YAML to this file instead of stdout.",
+    help="Write the YAML to this file instead of stdout ('-' is stdout).",
 )
 @common_options
 @pass_app
@@ -34,6 +34,8 @@ def expand(app: App, file: str, output: str | None) -> int:
     from runner.load.dump import expand_workflow, to_yaml
 
     wf = load_workflow(file, app.registry())
+    if output == "-":  # the usual spelling of stdout, not a file named '-'
+        output = None
     home = str(Path(output).resolve().parent) if output else None
     # the name goes in a comment: a line break in it would end the comment and start YAML
     name = " ".join(Path(file).name.splitlines())
