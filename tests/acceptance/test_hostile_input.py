@@ -103,7 +103,13 @@ def test_directory_validation_reports_every_file_when_one_crashes_the_validator(
 
 # --------------------------------------------------------------------------- 2. templates
 
-_NESTED_LOOP = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+# Each pass of the inner loop sums 10,000 numbers (~0.1 ms) and builds nothing, so the loop
+# runs into the time limit long before the size allowance (one item per pass, 16.7 million
+# passes), on however fast a machine. An empty body raced the two: a fast CI machine spent
+# the size allowance first and the run failed (exit 1) instead of timing out.
+_NESTED_LOOP = (
+    "{% for i in range(100000) %}{% for j in range(100000) %}{% set x = range(10000)|sum %}{% endfor %}{% endfor %}"
+)
 
 
 def test_a_nested_loop_template_is_stopped_by_the_step_timeout(tmp_path: Path) -> None:
