@@ -81,13 +81,13 @@ def test_pragmas_of_a_writable_store(tmp_path: Path) -> None:
 def test_a_killed_writer_loses_no_commit_held_in_the_wal_alone(tmp_path: Path) -> None:
     db = tmp_path / "killed.db"
     url = f"sqlite:///{db}"
-    n = 400
+    n = 1000  # ~2.3 pages a step (event row and its index), rows written every 512 steps
     proc = subprocess.run(
         [sys.executable, "-c", CHILD, url, str(n)], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0 and "committed" in proc.stdout, proc.stderr[-2000:]
     # Nothing was checkpointed: the run is in the WAL only (SQLite's default of 1,000 pages
-    # would have copied ~200 steps back into the database file on the way).
+    # would have copied ~400 steps back into the database file on the way).
     assert _wal_frames(db) > 1000
     alone = tmp_path / "alone.db"
     shutil.copyfile(db, alone)

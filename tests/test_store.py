@@ -472,10 +472,10 @@ def test_a_failure_mid_append_leaves_nothing_half_written(durable: Backend, monk
     start_run(store)
     store.append(E(ev.STEP_STARTED, step_id="a", attempt=1))
 
-    def explode(*args: object) -> tuple[object, ...]:
-        raise KeyboardInterrupt  # after the event row was inserted, before the step row
+    def explode(*args: object) -> None:
+        raise KeyboardInterrupt  # after the event row was inserted, before the step rows and the commit
 
-    monkeypatch.setattr("runner.store.sql.step_params", explode)
+    monkeypatch.setattr(type(store), "_write_due", explode)
     with pytest.raises(KeyboardInterrupt):
         store.append(E(ev.STEP_COMPLETED, step_id="a", attempt=1, result="lost"))
     monkeypatch.undo()

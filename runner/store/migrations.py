@@ -241,6 +241,12 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (agent_id, slot)
     )
     """,
+    # 9: a run's step rows may lag behind its event log (``sql_steps.py``): NULL, the rows
+    # hold every step event (every run written before this version); a number, they hold
+    # exactly the step events up to that ``seq``, and readers fold the rest onto them.
+    """
+    ALTER TABLE runs ADD COLUMN steps_lag BIGINT
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -37,10 +37,9 @@ class PostgresStore(SqlStore):
     seq_pk = "BIGSERIAL PRIMARY KEY"
     for_update = " FOR UPDATE"
     for_update_run = " FOR UPDATE OF r"
-    insert_first = False  # rowcount is -1 inside a pipeline (see SqlStore.insert_first)
     labels_match = "(runs_on IS NULL OR CAST(runs_on AS jsonb) <@ CAST(? AS jsonb))"
     skip_locked = " FOR UPDATE SKIP LOCKED"
-    fence_in_insert = False  # likewise: the fence is a SELECT ... FOR UPDATE of the run row
+    fence_in_insert = False  # rowcount is -1 in a pipeline: the fence is a SELECT ... FOR UPDATE of the run row
 
     def __init__(self, url: str, connect_timeout: float = 5.0, *, create: bool = True) -> None:
         try:

@@ -5,9 +5,9 @@ are not scalars (inputs, results, agent records, audit details) are JSON text �
 pickles — so any runner version, ``sqlite3`` or ``psql`` can read them. Every public
 method is one transaction, under a lock because a store object may be shared by threads.
 
-The write path is :meth:`SqlStore.append`: it stores the event and updates the run or
-step row in the same transaction, using the pure projection of ``projection.py`` that
-the memory store uses too.
+The write path is :meth:`SqlStore.append_many`: it stores the events and updates the run
+row in the same transaction, using the pure projection of ``projection.py`` that the
+memory store uses too; step rows follow in batches (``sql_steps.py``).
 """
 
 from __future__ import annotations
@@ -17,16 +17,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
-from runner.core.projection import (
-    apply_run_event,
-    apply_step_event,
-    is_run_event,
-    is_step_event,
-    unknown_run,
-)
+from runner.core.projection import apply_run_event, apply_step_event, is_run_event, is_step_event, unknown_run
 from runner.errors import LeaseLost, NotFound, StoreError
 from runner.model.clock import iso_after, normalize_ts
-from runner.model.events import RUN_QUEUED, STEP_ASSIGNED, STEP_STARTED, Event, now_iso
+from runner.model.events import RUN_QUEUED, STEP_ASSIGNED, Event, now_iso
 from runner.store.base import Claim, Lease, RunRecord, StepRecord, WorkflowRecord, content_hash_of, pick_run_id
 from runner.store.leases import lease_is_free
 from runner.store.migrations import BOOTSTRAP, MIGRATIONS, SCHEMA_VERSION, statements
@@ -38,27 +32,21 @@ from runner.store.sql_rows import (
     changed,
     event_row,
     one_line,
-    opt_json,
     opt_loads,
     run_params,
     run_row,
-    step_params,
-    step_row,
     to_json,
     wf_row,
 )
 from runner.store.sql_slots import SqlSlots
+from runner.store.sql_steps import STEPS_SQL, Deferred, SqlStepRows
 from runner.store.sql_workers import SqlWorkers
-
-_LIVE = frozenset({"pending", "in_progress"})  # step statuses that more events will change
-
-
 
 
 class NoRunnerSchema(Exception):
     """A read-only open found no runner schema (nothing ever ran there); ``open_store`` reads it as empty."""
 
-class SqlStore(SqlLifecycle, SqlCoordination, SqlWorkers, SqlSlots):
+class SqlStore(SqlStepRows, SqlLifecycle, SqlCoordination, SqlWorkers, SqlSlots):
     """Everything but the connection: subclasses supply the dialect hooks below."""
 
     shared = True  # other processes (and, on PostgreSQL, machines) reach the same rows
@@ -70,13 +58,9 @@ class SqlStore(SqlLifecycle, SqlCoordination, SqlWorkers, SqlSlots):
     for_update_run: ClassVar[str] = ""  # the same, for the run row of a join
     db_errors: tuple[type[BaseException], ...] = ()  # the driver's error root
     integrity_errors: tuple[type[BaseException], ...] = ()
-    # A step's first start may insert before it reads, deciding by the INSERT's rowcount.
-    # Off where rowcount is unknown until a sync (PostgreSQL's pipeline mode reports -1):
-    # the fallback would apply that event twice.
-    insert_first: ClassVar[bool] = True
     # The lease check of a group commit rides on its first event's INSERT (decided by the
-    # rowcount, so off where that is unknown until a sync, as for ``insert_first``);
-    # otherwise it is a SELECT of the run row (locking it, where the dialect can).
+    # rowcount, so off where that is unknown until a sync: PostgreSQL's pipeline mode
+    # reports -1); otherwise it is a SELECT of the run row (locking it, where it can).
     fence_in_insert: ClassVar[bool] = True
     _conn: Any  # the DB-API connection and its one cursor, set by ``_open``
     _cur: Any
@@ -88,19 +72,15 @@ class SqlStore(SqlLifecycle, SqlCoordination, SqlWorkers, SqlSlots):
             name: self._adapt(
                 stmt.replace("{for_update}", self.for_update).replace("{for_update_run}", self.for_update_run)
             )
-            for name, stmt in SQL.items()
+            for name, stmt in {**SQL, **STEPS_SQL}.items()
         }
         self._sql.update(self._lifecycle_sql())
         self._sql.update(self._workers_sql())
         self._sql.update(self._slots_sql())
         self._slot_rows: dict[str, int] = {}
         self._closed = False
-        # Rows of steps still in flight that this store wrote itself, so a step event
-        # need not read its row back (a chain step saves two SELECTs, ~30 µs on SQLite).
-        # Only this process writes the steps of a run it is executing; a rolled-back
-        # transaction clears the cache, and a step leaves it when it reaches a final state.
-        self._live_steps: dict[tuple[str, str], StepRecord] = {}
-        self._runs_seen: set[str] = set()  # runs known to exist (run rows are never deleted)
+        # Step changes of the runs this process writes, not yet written as rows (sql_steps.py).
+        self._deferred: dict[str, Deferred] = {}
 
     # --- dialect hooks ----------------------------------------------------------------
     def _begin(self, write: bool) -> None:
@@ -157,9 +137,8 @@ class SqlStore(SqlLifecycle, SqlCoordination, SqlWorkers, SqlSlots):
                 raise
 
     def _abort(self) -> None:
-        """After a failed transaction: roll it back and forget what it may have cached."""
-        self._live_steps.clear()
-        self._runs_seen.clear()
+        """After a failed transaction: roll it back and forget what it may have kept."""
+        self._forget_steps()
         self._rollback_quietly()
 
     def _rollback_quietly(self) -> None:
@@ -278,7 +257,6 @@ class SqlStore(SqlLifecycle, SqlCoordination, SqlWorkers, SqlSlots):
                 cur.execute(self._sql["run_insert"], params)
                 if run.runs_on:
                     cur.execute(self._sql["run_runs_on"], (to_json(sorted(set(run.runs_on)), "runs_on"), run.run_id))
-            self._runs_seen.add(run.run_id)
         except StoreError as exc:
             if isinstance(exc.__cause__, self.integrity_errors):
                 raise StoreError(f"run {run.run_id!r} already exists in {self.url}") from None
@@ -288,6 +266,7 @@ class SqlStore(SqlLifecycle, SqlCoordination, SqlWorkers, SqlSlots):
         """Store ``event`` and project it onto its run or step row, in one transaction."""
         with self._tx():
             self._project(event)
+            self._write_due((event,))
 
     def append_many(self, events: Sequence[Event], fence: Lease | None = None) -> None:
         """Store several events in order, in ONE transaction (the engine's group commit).
@@ -308,6 +287,7 @@ class SqlStore(SqlLifecycle, SqlCoordination, SqlWorkers, SqlSlots):
             try:
                 self._begin(True)
                 self._append_many(events, fence)
+                self._write_due(events)
                 self._commit()
             except BaseException as exc:
                 self._abort()
@@ -320,7 +300,7 @@ class SqlStore(SqlLifecycle, SqlCoordination, SqlWorkers, SqlSlots):
         logged = False  # the first event is in the log already (written with the fence check)
         if fence is not None:
             first = events[0]
-            if self.fence_in_insert:
+            if self.fence_in_insert and self._prepared(first):
                 cur.execute(
                     self._sql["event_insert_fenced"], (*_event_params(first), first.run_id, fence.owner, fence.epoch)
                 )
@@ -339,7 +319,7 @@ class SqlStore(SqlLifecycle, SqlCoordination, SqlWorkers, SqlSlots):
             logged = False
 
     def _project(self, event: Event, logged: bool = False) -> None:
-        """Read the one row ``event`` changes, apply the projection, write event and row.
+        """Log ``event`` and apply it: the run row now, a step's row in a later batch.
 
         ``logged``: the event is in the log already (``append_many``'s fenced first event).
         """
@@ -358,57 +338,18 @@ class SqlStore(SqlLifecycle, SqlCoordination, SqlWorkers, SqlSlots):
             if etype == RUN_QUEUED:
                 self._notify()  # idle workers wake when this commits
             return
-        if step_id is None or not is_step_event(etype):
-            cur.execute(sql["run_exists"], (run_id,))
-            if cur.fetchone() is None:
-                raise unknown_run(event)
-            if is_step_event(etype):
-                apply_step_event(None, event)  # raises: a step event without a step_id
-            if not logged:  # a type this runner does not project: log only
-                self._insert_event(event)
-            if etype == STEP_ASSIGNED:
-                self._put_assignment(event)
+        if step_id is not None and is_step_event(etype):
+            self._step_event(event, logged)
             return
-        key = (run_id, step_id)
-        old = self._live_steps.get(key)
-        if old is None and etype == STEP_STARTED and self.insert_first and run_id in self._runs_seen:
-            # A step's first start (the common case): insert its row, no read first. Only
-            # if a row exists already (a resumed run) is it read and updated instead.
-            change = apply_step_event(None, event)
-            step = change.step
-            assert step is not None
-            cur.execute(sql["step_insert_new"], (run_id, step_id, *step_params(step)))
-            if changed(cur):
-                if not logged:
-                    self._insert_event(event)
-                self._live_steps[key] = step
-                return
-        if old is None:
-            cur.execute(sql["step_lock"], (step_id, run_id))
-            row = cur.fetchone()
-            if row is None:
-                raise unknown_run(event)
-            self._runs_seen.add(run_id)
-            if row[1] is not None:
-                old = step_row(row[1:])
-        change = apply_step_event(old, event)
-        if not logged:
+        cur.execute(sql["run_exists"], (run_id,))
+        if cur.fetchone() is None:
+            raise unknown_run(event)
+        if is_step_event(etype):
+            apply_step_event(None, event)  # raises: a step event without a step_id
+        if not logged:  # a type this runner does not project: log only
             self._insert_event(event)
-        step = change.step
-        if step is not None:
-            if old is not None:
-                cur.execute(sql["step_update"], (*step_params(step), run_id, step_id))
-            else:
-                cur.execute(sql["step_insert"], (run_id, step_id, *step_params(step)))
-            if step.status in _LIVE:
-                self._live_steps[key] = step
-            else:
-                self._live_steps.pop(key, None)
-        if change.clear_items:
-            cur.execute(sql["items_clear"], (run_id, step_id))
-        if change.item is not None:
-            index, result = change.item
-            cur.execute(sql["item_put"], (run_id, step_id, index, opt_json(result, f"item {index} of {step_id}")))
+        if etype == STEP_ASSIGNED:
+            self._put_assignment(event)
 
     def _insert_event(self, e: Event) -> None:
         self._cur.execute(self._sql["event_insert"], _event_params(e))
@@ -424,6 +365,8 @@ class SqlStore(SqlLifecycle, SqlCoordination, SqlWorkers, SqlSlots):
                 return Claim(None, f"{row[0]} (lease until {row[1]})")
             epoch = int(row[2] or 0) + (0 if row[0] == owner else 1)
             cur.execute(self._sql["run_claim"], (owner, iso_after(ttl_s), epoch, run_id))
+            # Another process may have written this run's steps since we last did.
+            self._forget_steps(run_id)
         return Claim(Lease(owner, epoch))
 
     def renew_run(self, run_id: str, owner: str, ttl_s: float) -> bool:
@@ -479,21 +422,19 @@ class SqlStore(SqlLifecycle, SqlCoordination, SqlWorkers, SqlSlots):
     def get_steps(self, run_id: str) -> list[StepRecord]:
         """A run's steps in the order they first appeared, for_each items included."""
         with self._tx(write=False) as cur:
-            cur.execute(self._sql["steps_of_run"], (run_id,))
-            steps = [step_row(r) for r in cur.fetchall()]
+            steps = self._read_steps(run_id)
             cur.execute(self._sql["items_of_run"], (run_id,))
             items = cur.fetchall()
         return _with_items(steps, items)
 
     def get_step(self, run_id: str, step_id: str) -> StepRecord | None:
         with self._tx(write=False) as cur:
-            cur.execute(self._sql["step_get"], (run_id, step_id))
-            row = cur.fetchone()
-            if row is None:
+            step = self._read_step(run_id, step_id)
+            if step is None:
                 return None
             cur.execute(self._sql["items_of_step"], (run_id, step_id))
             items = cur.fetchall()
-        return _with_items([step_row(row)], items)[0]
+        return _with_items([step], items)[0]
 
     def get_events(self, run_id: str) -> list[Event]:
         with self._tx(write=False) as cur:

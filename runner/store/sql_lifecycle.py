@@ -19,7 +19,7 @@ from runner.model import events as ev
 from runner.model.events import Event, now_iso
 from runner.store.base import Assignment, RunRecord, StepRecord
 from runner.store.leases import lease_is_free
-from runner.store.sql_rows import event_row, run_row, step_row, to_json
+from runner.store.sql_rows import event_row, run_row, to_json
 
 _ASG_COLS = "run_id, step_id, idx, agent_id, attempt, arguments, assigned_at, deadline, status, reported_at, reported_by, report"
 _SIGNALS = "('" + "', '".join(ev.SIGNAL_TYPES) + "')"  # spelled as the partial index spells it
@@ -36,7 +36,7 @@ LIFECYCLE_SQL: dict[str, str] = {
     "WHERE run_id = ? AND step_id = ? AND idx = ?",
     "asg_waiting": "SELECT "
     + ", ".join(f"a.{c}" for c in _ASG_COLS.split(", "))
-    + ", r.workflow_name, s.status, s.attempts, s.error FROM assignments a "
+    + ", r.workflow_name, s.status, s.attempts, s.error, r.steps_lag FROM assignments a "
     "JOIN runs r ON r.run_id = a.run_id LEFT JOIN steps s ON s.run_id = a.run_id AND s.step_id = a.step_id "
     "WHERE a.status = 'waiting' AND r.status IN ('running', 'interrupted')",
     "signals": "SELECT seq, run_id, ts, type, step_id, attempt, agent_id, error, data FROM events "
@@ -78,6 +78,9 @@ class SqlLifecycle:
     def _project(self, event: Event) -> None:
         raise NotImplementedError
 
+    def _read_step(self, run_id: str, step_id: str) -> StepRecord | None:
+        raise NotImplementedError
+
     def _lifecycle_sql(self) -> dict[str, str]:
         return {name: self._adapt(stmt) for name, stmt in LIFECYCLE_SQL.items()}
 
@@ -113,18 +116,19 @@ class SqlLifecycle:
             stmt += " AND a.run_id = ?"
             params.append(run_id)
         stmt += " ORDER BY a.assigned_at, a.run_id, a.step_id, a.idx"
+        out = []
         with self._tx(write=False) as cur:
             cur.execute(self._adapt(stmt), params)
-            rows = cur.fetchall()
-        out = []
-        for r in rows:
-            asg = _asg_row(r[:12])
-            asg.workflow_name = r[12]
-            step = None
-            if r[13] is not None:
-                step = StepRecord(run_id=asg.run_id, step_id=asg.step_id, status=r[13], attempts=r[14], error=r[15])
-            if still_waiting(step, asg):
-                out.append(asg)
+            for r in cur.fetchall():
+                asg = _asg_row(r[:12])
+                asg.workflow_name = r[12]
+                step = None
+                if r[16] is not None:  # the step rows lag behind the log: fold its tail
+                    step = self._read_step(asg.run_id, asg.step_id)
+                elif r[13] is not None:
+                    step = StepRecord(run_id=asg.run_id, step_id=asg.step_id, status=r[13], attempts=r[14], error=r[15])
+                if still_waiting(step, asg):
+                    out.append(asg)
         return out
 
     def get_assignment(self, run_id: str, step_id: str, index: int | None = None) -> Assignment | None:
@@ -153,15 +157,14 @@ class SqlLifecycle:
         idx = -1 if index is None else index
         with self._tx() as cur:
             run = self._locked_run(cur, run_id)
-            cur.execute(self._sql["step_get"], (run_id, step_id))
-            srow = cur.fetchone()
+            step = self._read_step(run_id, step_id)
             cur.execute(self._sql["asg_get"], (run_id, step_id, idx))
             arow = cur.fetchone()
             asg = _asg_row(arow) if arow else None
             now = now_iso()
             verdict = decide_report(
                 run,
-                step_row(srow) if srow else None,
+                step,
                 asg,
                 run_id=run_id,
                 step_id=step_id,

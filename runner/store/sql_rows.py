@@ -92,15 +92,9 @@ SQL: dict[str, str] = {
     "run_update": "UPDATE runs SET workflow_name = ?, workflow_hash = ?, status = ?, inputs = ?, outputs = ?, "
     "error = ?, started_at = ?, finished_at = ?, source = ?, attempt = ?, parent_run_id = ? WHERE run_id = ?",
     "run_prefix": "SELECT run_id FROM runs WHERE substr(run_id, 1, CAST(? AS INTEGER)) = ? ORDER BY run_id LIMIT 6",
-    # One read for a step event: does the run exist, and the step's row if it has one.
-    "step_lock": "SELECT r.run_id, "
-    + ", ".join(f"s.{c}" for c in STEP_COLS.split(", "))
-    + " FROM runs r LEFT JOIN steps s ON s.run_id = r.run_id AND s.step_id = ? WHERE r.run_id = ?{for_update_run}",
     "step_get": f"SELECT {STEP_COLS} FROM steps WHERE run_id = ? AND step_id = ?",
     "steps_of_run": f"SELECT {STEP_COLS} FROM steps WHERE run_id = ? ORDER BY n",
     "step_insert": f"INSERT INTO steps ({STEP_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    "step_insert_new": f"INSERT INTO steps ({STEP_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (run_id, step_id) DO NOTHING",
     "step_update": "UPDATE steps SET status = ?, attempts = ?, agent_id = ?, result = ?, result_text = ?, error = ?, "
     "started_at = ?, finished_at = ?, duration_ms = ?, content = ? WHERE run_id = ? AND step_id = ?",
     "run_owner": "SELECT owner, lease_until, epoch FROM runs WHERE run_id = ?{for_update}",

@@ -89,6 +89,9 @@ class SqlWorkers:
     def _notify(self) -> None:
         raise NotImplementedError
 
+    def _forget_steps(self, run_id: str | None = None) -> None:
+        raise NotImplementedError
+
     def _workers_sql(self) -> dict[str, str]:
         return {name: self._adapt(stmt) for name, stmt in WORKERS_SQL.items()}
 
@@ -110,6 +113,7 @@ class SqlWorkers:
                 return None
             run_id, status, epoch = row[0], row[1], int(row[2] or 0) + 1
             cur.execute(self._sql["run_take"], (owner, iso_after(ttl_s), epoch, owner, run_id))
+            self._forget_steps(run_id)  # another process may have written its steps since we did
         return Claimed(run_id, Lease(owner, epoch), recovered=status != "queued")
 
     def register_worker(self, worker: WorkerRecord) -> None:
