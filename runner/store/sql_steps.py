@@ -40,7 +40,7 @@ from typing import Any, Final
 from runner.core.projection import apply_step_event, is_run_event, is_step_event, unknown_run
 from runner.model.events import STEP_ASSIGNED, Event
 from runner.model.records import StepRecord
-from runner.store.sql_rows import EVENT_COLS, event_row, opt_json, step_params, step_row
+from runner.store.sql_rows import EVENT_COLS, STEP_COLS, event_row, opt_json, step_params, step_row
 
 WRITE_EVERY_S: Final = 1.0
 """Longest a running run's step rows stay behind its log (checked at each commit)."""
@@ -53,6 +53,15 @@ _LIVE: Final = frozenset({"pending", "in_progress"})  # statuses that more event
 STEPS_SQL: Final[dict[str, str]] = {
     "steps_lag_get": "SELECT steps_lag FROM runs WHERE run_id = ?{for_update}",
     "steps_lag_read": "SELECT steps_lag FROM runs WHERE run_id = ?",
+    # Rows and lag in ONE statement, so they are one snapshot even where each statement sees
+    # the latest commit (PostgreSQL's read committed): a batch written between two reads
+    # would otherwise pair old rows with a cleared lag, or new rows with the old lag.
+    "steps_lagged": "SELECT r.steps_lag, "
+    + ", ".join(f"s.{c}" for c in STEP_COLS.split(", "))
+    + " FROM runs r LEFT JOIN steps s ON s.run_id = r.run_id WHERE r.run_id = ? ORDER BY s.n",
+    "step_lagged": "SELECT r.steps_lag, "
+    + ", ".join(f"s.{c}" for c in STEP_COLS.split(", "))
+    + " FROM runs r LEFT JOIN steps s ON s.run_id = r.run_id AND s.step_id = ? WHERE r.run_id = ?",
     "steps_lag_set": "UPDATE runs SET steps_lag = (SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?) "
     "WHERE run_id = ?",
     "steps_lag_clear": "UPDATE runs SET steps_lag = NULL WHERE run_id = ?",
@@ -210,13 +219,13 @@ class SqlStepRows:
         row = self._cur.fetchone()
         return step_row(row) if row else None
 
-    def _lag(self, run_id: str) -> int | None:
-        self._cur.execute(self._sql["steps_lag_read"], (run_id,))
-        row = self._cur.fetchone()
-        return None if row is None or row[0] is None else int(row[0])
-
     def _tail(self, run_id: str, lag: int, step_id: str | None = None) -> list[Event]:
-        """The step events the rows do not hold yet (after ``lag``), oldest first."""
+        """The step events the rows do not hold yet (after ``lag``), oldest first.
+
+        Read after the rows, this may include events committed since: only the lease
+        holder writes step events, one batch after another, so they extend the rows'
+        state in order — the result is exact as of this later read.
+        """
         if step_id is None:
             self._cur.execute(self._sql["steps_tail"], (run_id, lag))
         else:
@@ -226,13 +235,14 @@ class SqlStepRows:
     def _read_steps(self, run_id: str) -> list[StepRecord]:
         """A run's step records, exact: the rows, and the tail of the log folded onto them."""
         cur = self._cur
-        cur.execute(self._sql["steps_of_run"], (run_id,))
-        steps = [step_row(r) for r in cur.fetchall()]
-        lag = self._lag(run_id)
+        cur.execute(self._sql["steps_lagged"], (run_id,))
+        rows = cur.fetchall()
+        steps = [step_row(r[1:]) for r in rows if r[1] is not None]
+        lag = rows[0][0] if rows else None
         if lag is None:
             return steps
         by_id = {s.step_id: s for s in steps}
-        for e in self._tail(run_id, lag):
+        for e in self._tail(run_id, int(lag)):
             sid = e.step_id
             assert sid is not None
             change = apply_step_event(by_id.get(sid), e)
@@ -242,10 +252,13 @@ class SqlStepRows:
 
     def _read_step(self, run_id: str, step_id: str) -> StepRecord | None:
         """One step's record, exact (see ``_read_steps``)."""
-        step = self._row(run_id, step_id)
-        lag = self._lag(run_id)
-        if lag is not None:
-            for e in self._tail(run_id, lag, step_id):
+        self._cur.execute(self._sql["step_lagged"], (step_id, run_id))
+        row = self._cur.fetchone()
+        if row is None:
+            return None
+        step = step_row(row[1:]) if row[1] is not None else None
+        if row[0] is not None:
+            for e in self._tail(run_id, int(row[0]), step_id):
                 change = apply_step_event(step, e)
                 if change.step is not None:
                     step = change.step
