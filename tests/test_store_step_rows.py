@@ -242,3 +242,46 @@ def test_the_memory_store_needs_no_lag(backend: Backend) -> None:
     )
     assert [(s.step_id, s.status) for s in store.get_steps("r2")] == [("a", "completed")]
     assert_rows_match_log(store, "r2")
+
+
+def test_readers_racing_a_writer_always_see_one_exact_state(durable: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows are written every 3 steps while another connection reads: never a torn or doubled state."""
+    import threading
+
+    monkeypatch.setattr("runner.store.sql_steps.WRITE_EVERY_N", 3)
+    writer, reader = durable.open(), durable.open()
+    start_run(writer)
+    lease = claimed(writer, "w")
+    n = 150
+    done = threading.Event()
+    seen: list[int] = []
+    problems: list[str] = []
+
+    def read() -> None:
+        while not done.is_set() and len(problems) < 5:
+            steps = reader.get_steps("r1")
+            ids = [s.step_id for s in steps]
+            if ids != [f"s{i}" for i in range(len(ids))]:
+                problems.append(f"ids {ids[-3:]}")
+            if any(s.attempts != 1 for s in steps):
+                problems.append(f"attempts {[(s.step_id, s.attempts) for s in steps if s.attempts != 1][:3]}")
+            if any(s.status != "completed" for s in steps[:-1]):
+                problems.append(
+                    f"statuses {[(s.step_id, s.status) for s in steps[:-1] if s.status != 'completed'][:3]}"
+                )
+            seen.append(len(ids))
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    try:
+        writer.append_many([E(ev.STEP_STARTED, step_id="s0")], lease)  # no attempt given: counted by the fold
+        for i in range(1, n):
+            writer.append_many(
+                [E(ev.STEP_COMPLETED, step_id=f"s{i - 1}", result=i), E(ev.STEP_STARTED, step_id=f"s{i}")], lease
+            )
+    finally:
+        done.set()
+        thread.join(timeout=30)
+    assert not problems, problems
+    assert seen == sorted(seen) and len(seen) > 3  # reads went forward only, and there were several
+    assert_rows_match_log(reader, "r1")
