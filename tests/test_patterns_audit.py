@@ -183,9 +183,9 @@ def test_an_unknown_pattern_name_is_exit_2_with_a_suggestion(tmp_path: Path) -> 
 
 def test_failures_inside_a_team_are_reported_per_inner_step(tmp_path: Path) -> None:
     """A worker failing one subtask (after max_attempts) fails `work`: merge is skipped, the
-    other workers' results stay in `work`'s result. No capable worker: nothing assigned, `work`
-    is a completed fan-out over 0 items and merge has nothing to merge. An undeclared
-    coordinator fails the call, naming it. An empty top-level for_each is completed too."""
+    other workers' results stay in `work`'s result. No capable worker: nothing assigned, so
+    `work` fails before calling anyone, naming the subtask and why, and merge is skipped. An
+    undeclared coordinator fails the call, naming it. An empty top-level for_each is completed."""
     corpus = _corpus(tmp_path / "corpus", 3)
     calls = [
         (
@@ -225,8 +225,13 @@ def test_failures_inside_a_team_are_reported_per_inner_step(tmp_path: Path) -> N
 
     assert s["none_capable/assign"]["result"]["assignments"] == []
     assert "no agent with capabilities [count]" in s["none_capable/assign"]["result"]["unassigned"][0]["reason"]
-    assert s["none_capable/work"] == {**s["none_capable/work"], "status": "completed", "result": []}
-    assert s["none_capable/merge"]["status"] == "failed" and "must not be empty" in s["none_capable/merge"]["error"]
+    assert s["none_capable/work"]["status"] == "failed" and s["none_capable/work"]["attempts"] == 0
+    assert (
+        "no subtask was assigned: no worker can take subtask-1 (no agent with capabilities [count])"
+        in s["none_capable/work"]["error"]
+    )
+    assert s["none_capable/merge"]["status"] == "skipped"
+    assert "none_capable/work" in s["none_capable"]["error"]
 
     assert s["ghost"]["status"] == "failed" and "agent 'ghost'" in s["ghost"]["error"]
     assert "hub-and-spoke.yaml" in s["ghost"]["error"]
@@ -431,7 +436,8 @@ def test_patterns_and_examples_validate_clean() -> None:
 
 def test_peer_to_peer_with_a_need_no_peer_can_meet_fails_at_delegate(tmp_path: Path) -> None:
     """What the header says: a need without a peer having its capability fails `delegate`
-    (that item), before any work is handed out."""
+    (that item), before any work is handed out, naming the capability, who needs it, and
+    for which subtask (not Jinja's "No first item, sequence was empty")."""
     notes = REPO / "examples" / "peer-to-peer" / "notes"
     py = sys.executable
     peers = [
@@ -463,13 +469,15 @@ def test_peer_to_peer_with_a_need_no_peer_can_meet_fails_at_delegate(tmp_path: P
     data = parse_json_stdout(out, err)
     assert code == 1 and data["status"] == "failed"
     # -q hides the live view, not why the run failed (docs/cli.md): the failed steps, then the verdict
-    assert re.search(r"^FAIL  x/delegate — item 0: .*assigned_agent_id", err, re.MULTILINE), err
-    assert err.splitlines()[-1] == "run failed: step(s) failed: x", err
+    unmet = "no peer has capability 'notes:billing' (needed by storage for subtask storage-2)"
+    assert re.search(rf"^FAIL  x/delegate — item 0: .*{re.escape(unmet)}", err, re.MULTILINE), err
+    assert "sequence was empty" not in err
+    assert err.splitlines()[-1] == "run failed: step(s) failed: x/delegate", err  # the nested step, not just x
     s = data["steps"]
     assert s["x/plan"]["result"][0]["needs"][0]["capability"] == "notes:billing"
     assert s["x/discover"]["result"][0]["agents"] == []  # nobody registered notes:billing
     assert s["x/delegate"]["status"] == "failed"
-    assert "item 0" in s["x/delegate"]["error"] and "assigned_agent_id" in s["x/delegate"]["error"]
+    assert "item 0" in s["x/delegate"]["error"] and unmet in s["x/delegate"]["error"]
     assert s["x/work"]["status"] == "skipped"
 
 

@@ -59,10 +59,27 @@ def _since(value: str | None) -> str | None:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _ordered(steps: list[Any]) -> list[Any]:
-    """Step rows with the steps of each nested run (``team/decompose``) under the step that ran it."""
+def _ordered(store: Any, run: Any) -> list[Any]:
+    """The run's step rows in workflow order, as ``runner run --output json`` lists them:
+    each step where its file writes it, the steps of a nested run (``team/decompose``)
+    under the step that ran it, each callee's steps in its file's order.
+
+    The order comes from the workflow text the run was started with (kept in the store);
+    without it, the store's order (first appearance) with nested steps grouped the same way.
+    """
+    from runner.errors import WorkflowInvalid
+    from runner.load.order import written_order
     from runner.model.nesting import grouped
 
+    steps = store.get_steps(run.run_id)
+    rec = store.get_workflow(run.workflow_name, run.workflow_hash) if run.workflow_hash else None
+    if rec is not None:
+        try:
+            key = written_order(rec.source_text, run.source)
+        except WorkflowInvalid:
+            pass
+        else:
+            return sorted(steps, key=lambda s: key(s.step_id))
     by_id = {s.step_id: s for s in steps}
     return [by_id[sid] for sid in grouped(by_id)]
 
@@ -145,7 +162,7 @@ def show_run(app: App, run_id: str, output: str) -> int:
     store = open_store(app.store, read_only=True)
     try:
         run = _find_run(store, run_id)
-        steps = _ordered(store.get_steps(run.run_id))
+        steps = _ordered(store, run)
         history = _history(store.get_events(run.run_id))
     finally:
         store.close()
@@ -246,7 +263,7 @@ def _rerun(
 
 def _stored_result(store: Any, run: Any) -> dict[str, Any]:
     """A finished run as ``--output json`` shows it (SPEC §4 shape), read from the store."""
-    steps = _ordered(store.get_steps(run.run_id))
+    steps = _ordered(store, run)
     return {
         "run_id": run.run_id,
         "workflow": run.workflow_name,

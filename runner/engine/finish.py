@@ -6,14 +6,15 @@ event they choose and returns the ``RunResult`` they build.
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from runner.engine.positions import output_error
 from runner.model import RunStatus, StepOutcome, StepStatus, Workflow
 from runner.model import events as ev
-from runner.model.nesting import SEP, grouped, spec_finder
+from runner.model.nesting import SEP, grouped, outer_step, spec_finder
 from runner.model.outcomes import RunResult
 from runner.template import Masker, TemplateError, compile_value
 
@@ -41,14 +42,34 @@ def stop_reason(timed_out: bool, aborted: str | None) -> str:
     return f"run failed: {aborted}" if aborted is not None else "run cancelled"
 
 
+_FAILED_IDS = re.compile(r"step\(s\) failed: ([^\s,;]+(?:, [^\s,;]+)*)")
+
+
+def failed_steps(ids: Iterable[str]) -> str:
+    """``step(s) failed: …`` naming where: a call whose nested steps are listed too
+    (``team`` with ``team/decompose``, ``teams`` with ``teams[2]/work``) is left out for them."""
+    ids = list(ids)
+    deepest = [x for x in ids if not any(y.startswith((x + SEP, x + "[")) for y in ids)]
+    return f"step(s) failed: {', '.join(deepest)}"
+
+
+def _nested_failures(step_id: str, error: str | None) -> list[str]:
+    """The nested steps of ``step_id`` its error names as failed (a ``uses:``/``workflow:``
+    step fails with ``…: step(s) failed: team/decompose``); [] for any other error."""
+    found = [x for m in _FAILED_IDS.findall(error or "") for x in m.split(", ")]
+    return [x for x in found if SEP in x and outer_step(x) == step_id]
+
+
 def run_error(
     wf: Workflow, status: RunStatus, outcomes: Mapping[str, StepOutcome], timeout: float | None = None
 ) -> str | None:
-    """The run's one-line error: which steps failed (not those that may), or the timeout."""
+    """The run's one-line error: which steps failed (not those that may) — for a call, the
+    nested steps that failed in it (``team/decompose``) —, or the timeout."""
     if status == RunStatus.FAILED:
         tolerated = {s.step_id for s in wf.all_steps if s.continue_on_error}
         failed = [s for s, o in outcomes.items() if o.status == StepStatus.FAILED and s not in tolerated]
-        return f"step(s) failed: {', '.join(failed)}" if failed else "run failed"
+        named = [x for s in failed for x in (_nested_failures(s, outcomes[s].error) or [s])]
+        return failed_steps(named) if named else "run failed"
     if status == RunStatus.TIMED_OUT:
         return f"run timed out after {timeout or wf.timeout or 0:g}s"
     return None

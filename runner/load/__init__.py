@@ -1,8 +1,9 @@
 """Loading: YAML with positions → validated plain values → the frozen workflow model.
 
 ``yaml`` reads strictly and keeps every node's position; ``schema`` and
-``schema_problems`` check against runner's JSON Schemas; ``checks`` and ``validation``
-find every other problem (DAG, references, templates); ``build`` makes the model;
+``schema_problems`` check against runner's JSON Schemas; ``checks`` (with
+``checks_templates`` and ``checks_inputs``) and ``validation`` find every other problem
+(DAG, references, templates, calls and inputs); ``build`` makes the model;
 ``patterns`` resolves ``uses:``; ``instantiate`` applies inputs to agent settings.
 """
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from runner.model import AgentSpec, RetryPolicy, StepSpec, TransportKind, Workflow, parse_duration
 
-__all__ = ["build_agent", "build_inline", "build_workflow"]
+__all__ = ["build_agent", "build_inline", "build_workflow", "condition_text"]
 
 
 def _tuple(value: Any) -> tuple[Any, ...]:
@@ -82,7 +82,7 @@ def _build_step(data: Mapping[str, Any], is_finally: bool, fixed: dict[str, tupl
         depends_on=_tuple(data.get("depends_on")),
         tool_to_call=data.get("tool_to_call"),
         tool_arguments=data.get("tool_arguments"),
-        condition=_condition(data.get("if")),
+        condition=condition_text(data.get("if")),
         retry=RetryPolicy(
             max_attempts=retry.get("max_attempts", 1),
             delay=parse_duration(retry.get("delay", 0)),
@@ -102,7 +102,7 @@ def _build_step(data: Mapping[str, Any], is_finally: bool, fixed: dict[str, tupl
     )
 
 
-def _condition(value: Any) -> str | None:
+def condition_text(value: Any) -> str | None:
     """``if:`` as the template text the engine evaluates; a YAML boolean becomes one."""
     if value is None:
         return None

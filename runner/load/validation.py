@@ -9,8 +9,8 @@ make sense — so one ``runner validate`` shows everything to fix.
 
 This module is the entry point: it loads files, tells workflows from agents files, and
 runs the layers: :mod:`runner.load.schema_problems` (the schema layer),
-:mod:`runner.load.checks` (everything after it); :mod:`runner.model.problems` orders and formats the
-result. Nothing here renders a template or imports the MCP SDK; jsonschema and the
+:mod:`runner.load.checks` (everything after it, with :mod:`runner.load.checks_templates` and
+:mod:`runner.load.checks_inputs`); :mod:`runner.model.problems` orders and formats the result. Nothing here renders a template or imports the MCP SDK; jsonschema and the
 template analysis are imported on first use, so ``import runner.load.validation`` stays cheap.
 """
 

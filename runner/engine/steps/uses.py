@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.core.scheduler import Task
+from runner.engine.finish import failed_steps
 from runner.engine.steps.base import ChildRun, Produced, StepRun
 from runner.errors import ToolFailure
 from runner.model import RunStatus, StepSpec, StepStatus
@@ -80,7 +81,7 @@ class UsesStep:
                 for s, o in res.steps.items()
                 if o.status == StepStatus.FAILED and s not in res.tolerated
             ]
-            why = f"step(s) failed: {', '.join(failed)}" if failed else (res.error or "failed")
+            why = failed_steps(failed) if failed else (res.error or "failed")
             shorter = spec.timeout is not None and (child_wf.timeout is None or spec.timeout < child_wf.timeout)
             if res.status == RunStatus.TIMED_OUT and shorter:
                 why = f"the step's timeout ({spec.timeout:g}s) expired"
