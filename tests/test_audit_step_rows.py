@@ -165,12 +165,6 @@ def _finish_a_run(store: Store, run_id: str, n_steps: int) -> None:
     store.release_run(run_id, "w")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: SqlStore._deferred keeps an entry per run for the life of the store object (the ids of "
-    "every step of every run it ever wrote, ~130 bytes a step): a `runner worker` or `runner serve` "
-    "grows without bound with the runs it finished",
-)
 def test_a_long_lived_process_keeps_nothing_of_the_runs_it_finished(tmp_path: Any) -> None:
     from runner.store import open_store
 

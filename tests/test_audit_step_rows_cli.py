@@ -576,12 +576,6 @@ def test_the_mcp_server_reads_and_reports_on_a_lagging_run_exactly(store: str, t
         assert_show_is_the_log(store, tmp_path, run_id)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect (older than the lagging rows): `runner cancel` ends a run whose runner's lease ran out "
-    "(paused, not dead) without taking the lease from it; the runner wakes, its fenced writes still pass, "
-    "it calls the next steps and turns the cancelled run into a completed one",
-)
 def test_a_run_cancelled_while_its_runner_was_paused_stays_cancelled(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path}/runner.db"
     wf = tmp_path / "z.yaml"

@@ -87,10 +87,24 @@ def test_a_store_written_by_the_previous_runner_reads_and_resumes_exactly(
     book = tmp_path / "ledger.jsonl"
     # 1. the previous runner: a finished run, a run killed mid-call, a run killed waiting for a pull step
     quick = tmp_path / "quick.yaml"
-    quick.write_text(CRASHY.read_text().replace("cwd: ../../..", f"cwd: {ROOT}").replace("sleep_first: 60", "sleep_first: 0")
-                     .replace("name: crashy", "name: quick"))
-    rc, out, err = cli("run", quick, "-i", f"ledger={tmp_path}/quick.jsonl", "--store", url, "--output", "json",
-                       cwd=tmp_path, argv=previous_runner)
+    quick.write_text(
+        CRASHY.read_text()
+        .replace("cwd: ../../..", f"cwd: {ROOT}")
+        .replace("sleep_first: 60", "sleep_first: 0")
+        .replace("name: crashy", "name: quick")
+    )
+    rc, out, err = cli(
+        "run",
+        quick,
+        "-i",
+        f"ledger={tmp_path}/quick.jsonl",
+        "--store",
+        url,
+        "--output",
+        "json",
+        cwd=tmp_path,
+        argv=previous_runner,
+    )
     assert rc == 0, err
     finished = json.loads(out)["run_id"]
     with background(previous_runner, "run", CRASHY, "-i", f"ledger={book}", "--store", url, "-q", cwd=tmp_path) as bg:
@@ -98,6 +112,7 @@ def test_a_store_written_by_the_previous_runner_reads_and_resumes_exactly(
         bg.signal(9)
         bg.wait(10)
     with background(previous_runner, "run", PULL, "--store", url, "-q", cwd=tmp_path) as bg:
+
         def review_waits() -> bool:
             rc, out, _ = cli("steps", "list", "--store", url, "--output", "json", cwd=tmp_path, argv=previous_runner)
             return rc == 0 and any(r["step_id"] == "review" for r in json.loads(out))
@@ -121,17 +136,40 @@ def test_a_store_written_by_the_previous_runner_reads_and_resumes_exactly(
     # 3. the pull step still waits; a report from another process, then resume it
     rc, out, err = cli("steps", "list", "--store", url, "--output", "json", cwd=tmp_path)
     assert rc == 0 and [r["step_id"] for r in json.loads(out)] == ["review"], (out, err)
-    rc, _, err = cli("steps", "complete", pulled, "review", "--agent", "reviewer", "--store", url,
-                     "--result", '{"verdict": "approved", "score": 9}', cwd=tmp_path)
+    rc, _, err = cli(
+        "steps",
+        "complete",
+        pulled,
+        "review",
+        "--agent",
+        "reviewer",
+        "--store",
+        url,
+        "--result",
+        '{"verdict": "approved", "score": 9}',
+        cwd=tmp_path,
+    )
     assert rc == 0, err
     with background(LAGGING, "resume", pulled, "--store", url, "-q", cwd=tmp_path) as bg:
+
         def sign_off_waits() -> bool:
             rc, out, _ = cli("steps", "list", "--store", url, "--output", "json", cwd=tmp_path)
             return rc == 0 and any(r["step_id"] == "sign_off" for r in json.loads(out))
 
         wait_until("sign_off waiting", sign_off_waits, 60, bg)
-        rc, _, err = cli("steps", "complete", pulled, "sign_off", "--agent", "approver", "--store", url,
-                         "--result", '{"by": "ann"}', cwd=tmp_path)
+        rc, _, err = cli(
+            "steps",
+            "complete",
+            pulled,
+            "sign_off",
+            "--agent",
+            "approver",
+            "--store",
+            url,
+            "--result",
+            '{"by": "ann"}',
+            cwd=tmp_path,
+        )
         assert rc == 0, err
         assert bg.wait(60) == 0, bg.stderr()
     shown = assert_show_is_the_log(url, tmp_path, pulled)
@@ -148,13 +186,7 @@ def test_a_store_written_by_the_previous_runner_reads_and_resumes_exactly(
         assert steps_lag(url, run_id) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a runner process opened before migration 9 (an older worker during a rolling upgrade) "
-    "keeps executing runs after it and reads step rows without the fold: it takes over a run a new "
-    "worker left with lagging rows and re-runs its completed steps",
-)
-def test_an_older_worker_still_running_after_the_upgrade_does_not_rerun_completed_steps(
+def test_an_older_worker_still_running_after_the_upgrade_refuses_the_run_and_reruns_nothing(
     previous_runner: list[str], tmp_path: Path
 ) -> None:
     url = f"sqlite:///{tmp_path}/runner.db"
@@ -171,22 +203,21 @@ def test_an_older_worker_still_running_after_the_upgrade_does_not_rerun_complete
             wait_until("the slow call in flight", lambda: in_ledger(book, "slow"), 60, new)
             new.signal(9)  # the new worker dies with the slow call in flight
             new.wait(10)
-        old.signal(18)  # SIGCONT: the old worker takes over the dead worker's run
+        old.signal(18)  # SIGCONT: the old worker tries to take over the dead worker's run
+        # It cannot misread the new rows: the table it knows is gone, so it hands the run back.
+        wait_until("the old worker refuses the run", lambda: "no such table: steps" in old.stderr(), 60, old)
+        with background(PLAIN, "worker", "--store", url, cwd=tmp_path) as again:
 
-        def finished() -> bool:
-            rc, out, _ = cli("runs", "list", "--store", url, "--output", "json", cwd=tmp_path)
-            return rc == 0 and json.loads(out)[0]["status"] in ("completed", "failed")
+            def finished() -> bool:
+                rc, out, _ = cli("runs", "list", "--store", url, "--output", "json", cwd=tmp_path)
+                return rc == 0 and json.loads(out)[0]["status"] in ("completed", "failed")
 
-        wait_until("the old worker finishes the run", finished, 90, old)
+            wait_until("a new worker finishes the run", finished, 90, again)
+    rc, out, _ = cli("runs", "list", "--store", url, "--output", "json", cwd=tmp_path)
+    assert json.loads(out)[0]["status"] == "completed", out
     assert calls(book)["first"] == 1 and calls(book)["side"] == 1, ledger(book)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defect: a store written by the previous runner that this user may only read (a CI artifact, "
-    "another user's store) cannot be read any more: the new runner must migrate it to schema 9 first, "
-    "and `runner runs list|show` exit 2 'read-only here' where the previous runner read it",
-)
 def test_a_read_only_store_of_the_previous_runner_can_still_be_read(previous_runner: list[str]) -> None:
     import os
 

@@ -1,6 +1,6 @@
 """Step rows that follow the event log in batches, read exactly through the log's tail.
 
-Why: the event log is the truth (``replay`` rebuilds every row from it); the ``steps``
+Why: the event log is the truth (``replay`` rebuilds every row from it); the ``step_rows``
 table is a projection kept for readers. Writing a chain step's row in the same commit
 as its events cost two more B-trees (the table and its ``(run_id, step_id)`` index),
 two more statements and their page writes on every commit: on SQLite ~40 % of the
@@ -59,14 +59,14 @@ STEPS_SQL: Final[dict[str, str]] = {
     # would otherwise pair old rows with a cleared lag, or new rows with the old lag.
     "steps_lagged": "SELECT r.steps_lag, "
     + ", ".join(f"s.{c}" for c in STEP_COLS.split(", "))
-    + " FROM runs r LEFT JOIN steps s ON s.run_id = r.run_id WHERE r.run_id = ? ORDER BY s.n",
+    + " FROM runs r LEFT JOIN step_rows s ON s.run_id = r.run_id WHERE r.run_id = ? ORDER BY s.n",
     "step_lagged": "SELECT r.steps_lag, "
     + ", ".join(f"s.{c}" for c in STEP_COLS.split(", "))
-    + " FROM runs r LEFT JOIN steps s ON s.run_id = r.run_id AND s.step_id = ? WHERE r.run_id = ?",
+    + " FROM runs r LEFT JOIN step_rows s ON s.run_id = r.run_id AND s.step_id = ? WHERE r.run_id = ?",
     "steps_lag_set": "UPDATE runs SET steps_lag = (SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?) "
     "WHERE run_id = ?",
     "steps_lag_clear": "UPDATE runs SET steps_lag = NULL WHERE run_id = ?",
-    "step_ids": "SELECT step_id FROM steps WHERE run_id = ?",
+    "step_ids": "SELECT step_id FROM step_rows WHERE run_id = ?",
     "steps_tail": f"SELECT {EVENT_COLS} FROM events WHERE run_id = ? AND seq > ? AND step_id IS NOT NULL ORDER BY seq",
     "step_tail": f"SELECT {EVENT_COLS} FROM events WHERE run_id = ? AND seq > ? AND step_id = ? ORDER BY seq",
 }
