@@ -94,7 +94,7 @@ def test_a_killed_writer_loses_no_commit_held_in_the_wal_alone(tmp_path: Path) -
     conn = sqlite3.connect(alone)
     try:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        assert "steps" not in tables or conn.execute("SELECT COUNT(*) FROM steps").fetchone()[0] == 0
+        assert "step_rows" not in tables or conn.execute("SELECT COUNT(*) FROM step_rows").fetchone()[0] == 0
     finally:
         conn.close()
     store = open_store(url)

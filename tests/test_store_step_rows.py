@@ -285,3 +285,19 @@ def test_readers_racing_a_writer_always_see_one_exact_state(durable: Backend, mo
     assert not problems, problems
     assert seen == sorted(seen) and len(seen) > 3  # reads went forward only, and there were several
     assert_rows_match_log(reader, "r1")
+
+
+def test_a_long_lived_writer_keeps_nothing_of_the_runs_it_ended(durable: Backend) -> None:
+    store: Any = durable.open()
+    for rid in ("r1", "r2"):
+        start_run(store, rid)
+        store.append_many([E(ev.STEP_STARTED, rid, step_id="a", attempt=1)])
+        assert rid in store._deferred
+    store.append_many(
+        [E(ev.STEP_COMPLETED, "r1", step_id="a", attempt=1, result=1), E(ev.RUN_COMPLETED, "r1", outputs={})]
+    )
+    store.append_many([E(ev.RUN_INTERRUPTED, "r2", error="stopped")])
+    assert store._deferred == {}
+    store.append_many([E(ev.RUN_RESUMED, "r2"), E(ev.STEP_COMPLETED, "r2", step_id="a", attempt=1, result=2)])
+    assert [(s.step_id, s.status, s.attempts) for s in store.get_steps("r2")] == [("a", "completed", 1)]
+    assert_rows_match_log(store, "r2")

@@ -272,6 +272,10 @@ class MemoryStore(MemoryWorkers):
             verdict = decide_cancel(entry[2] if entry else None, run_id=run_id, holder_alive=alive, url=self.url)
             if verdict == "end":
                 self.append(Event(type=ev.RUN_CANCELLED, run_id=run_id, error="cancelled", data={"outputs": {}}))
+                # Take the lease from whoever held it last (paused past it, it may wake): its
+                # writes are refused from now on, so the run stays cancelled.
+                if self._leases.pop(run_id, None) is not None:
+                    self._epochs[run_id] = self._epochs.get(run_id, 0) + 1
                 return "cancelled"
             if verdict == "request":
                 self.append(Event(type=ev.RUN_CANCEL_REQUESTED, run_id=run_id))

@@ -243,9 +243,13 @@ MIGRATIONS: list[str] = [
     """,
     # 9: a run's step rows may lag behind its event log (``sql_steps.py``): NULL, the rows
     # hold every step event (every run written before this version); a number, they hold
-    # exactly the step events up to that ``seq``, and readers fold the rest onto them.
+    # exactly the step events up to that ``seq``, and readers fold the rest onto them. The
+    # table is renamed because its rows mean something new: a runner of schema 8 still
+    # running when this one migrates (a worker not yet upgraded) fails on its next step
+    # instead of reading lagging rows as complete and calling finished steps again.
     """
-    ALTER TABLE runs ADD COLUMN steps_lag BIGINT
+    ALTER TABLE runs ADD COLUMN steps_lag BIGINT;
+    ALTER TABLE steps RENAME TO step_rows
     """,
 ]
 
@@ -255,6 +259,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 RUNNER_TABLES = frozenset(
     {"schema_version"}
     | {m.group(1) for script in MIGRATIONS for m in re.finditer(r"CREATE TABLE (?:IF NOT EXISTS )?(\w+)", script)}
+    | {m.group(1) for script in MIGRATIONS for m in re.finditer(r"ALTER TABLE \w+ RENAME TO (\w+)", script)}
 )
 
 

@@ -12,6 +12,7 @@ memory store uses too; step rows follow in batches (``sql_steps.py``).
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -62,6 +63,7 @@ class SqlStore(SqlStepRows, SqlLifecycle, SqlCoordination, SqlWorkers, SqlSlots)
     # rowcount, so off where that is unknown until a sync: PostgreSQL's pipeline mode
     # reports -1); otherwise it is a SELECT of the run row (locking it, where it can).
     fence_in_insert: ClassVar[bool] = True
+    read_only = False  # a file this user may only read (SQLite): opened without migrating
     _conn: Any  # the DB-API connection and its one cursor, set by ``_open``
     _cur: Any
 
@@ -160,6 +162,9 @@ class SqlStore(SqlStepRows, SqlLifecycle, SqlCoordination, SqlWorkers, SqlSlots)
             self._check_version(current)
             if current == SCHEMA_VERSION:
                 return
+            if self.read_only:  # an older runner's store we may only read: read it as it is
+                self._read_older(current)
+                return
         with self._tx() as cur:
             self._serialize("runner.schema")
             cur.execute(BOOTSTRAP)
@@ -170,6 +175,13 @@ class SqlStore(SqlStepRows, SqlLifecycle, SqlCoordination, SqlWorkers, SqlSlots)
                 for stmt in statements(MIGRATIONS[version - 1], self.seq_pk):
                     cur.execute(stmt)
                 cur.execute(self._sql["record_version"], (version, now_iso()))
+
+    def _read_older(self, version: int) -> None:
+        """Read a store of schema ``version`` (older) without migrating it: no lagging step rows."""
+        if version < 9:  # before ``runs.steps_lag``: every row holds every event, in ``steps``
+            for name, stmt in self._sql.items():
+                stmt = re.sub(r"\bstep_rows\b", "steps", stmt)
+                self._sql[name] = stmt.replace("r.steps_lag", "NULL").replace("SELECT steps_lag FROM", "SELECT NULL FROM")
 
     create_schema = True
     """False for a read-only command: a database without runner's tables is left without them."""

@@ -37,8 +37,11 @@ LIFECYCLE_SQL: dict[str, str] = {
     "asg_waiting": "SELECT "
     + ", ".join(f"a.{c}" for c in _ASG_COLS.split(", "))
     + ", r.workflow_name, s.status, s.attempts, s.error, r.steps_lag FROM assignments a "
-    "JOIN runs r ON r.run_id = a.run_id LEFT JOIN steps s ON s.run_id = a.run_id AND s.step_id = a.step_id "
+    "JOIN runs r ON r.run_id = a.run_id LEFT JOIN step_rows s ON s.run_id = a.run_id AND s.step_id = a.step_id "
     "WHERE a.status = 'waiting' AND r.status IN ('running', 'interrupted')",
+    # A run ended by `runner cancel` while nobody held its lease: the lease is taken from
+    # whoever held it last (a runner paused past it may wake), so its writes are refused.
+    "run_unclaim": "UPDATE runs SET owner = NULL, lease_until = NULL, epoch = epoch + 1 WHERE run_id = ?",
     "signals": "SELECT seq, run_id, ts, type, step_id, attempt, agent_id, error, data FROM events "
     f"WHERE run_id = ? AND seq > ? AND type IN {_SIGNALS} ORDER BY seq",
 }
@@ -108,7 +111,7 @@ class SqlLifecycle:
             return [event_row(r) for r in cur.fetchall()]
 
     def list_assignments(self, agent_id: str | None = None, run_id: str | None = None) -> list[Assignment]:
-        stmt, params = LIFECYCLE_SQL["asg_waiting"], []
+        stmt, params = self._sql["asg_waiting"], []
         if agent_id is not None:
             stmt += " AND a.agent_id = ?"
             params.append(agent_id)
@@ -190,6 +193,7 @@ class SqlLifecycle:
             verdict = decide_cancel(run, run_id=run_id, holder_alive=alive, url=self.url)
             if verdict == "end":
                 self._project(Event(type=ev.RUN_CANCELLED, run_id=run_id, error="cancelled", data={"outputs": {}}))
+                cur.execute(self._sql["run_unclaim"], (run_id,))
                 return "cancelled"
             if verdict == "request":
                 self._project(Event(type=ev.RUN_CANCEL_REQUESTED, run_id=run_id))

@@ -92,10 +92,10 @@ SQL: dict[str, str] = {
     "run_update": "UPDATE runs SET workflow_name = ?, workflow_hash = ?, status = ?, inputs = ?, outputs = ?, "
     "error = ?, started_at = ?, finished_at = ?, source = ?, attempt = ?, parent_run_id = ? WHERE run_id = ?",
     "run_prefix": "SELECT run_id FROM runs WHERE substr(run_id, 1, CAST(? AS INTEGER)) = ? ORDER BY run_id LIMIT 6",
-    "step_get": f"SELECT {STEP_COLS} FROM steps WHERE run_id = ? AND step_id = ?",
-    "steps_of_run": f"SELECT {STEP_COLS} FROM steps WHERE run_id = ? ORDER BY n",
-    "step_insert": f"INSERT INTO steps ({STEP_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    "step_update": "UPDATE steps SET status = ?, attempts = ?, agent_id = ?, result = ?, result_text = ?, error = ?, "
+    "step_get": f"SELECT {STEP_COLS} FROM step_rows WHERE run_id = ? AND step_id = ?",
+    "steps_of_run": f"SELECT {STEP_COLS} FROM step_rows WHERE run_id = ? ORDER BY n",
+    "step_insert": f"INSERT INTO step_rows ({STEP_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "step_update": "UPDATE step_rows SET status = ?, attempts = ?, agent_id = ?, result = ?, result_text = ?, error = ?, "
     "started_at = ?, finished_at = ?, duration_ms = ?, content = ? WHERE run_id = ? AND step_id = ?",
     "run_owner": "SELECT owner, lease_until, epoch FROM runs WHERE run_id = ?{for_update}",
     # An interactive claim (`runner run`, `resume`) takes the run out of the workers' care.

@@ -1,6 +1,6 @@
 """Step rows that follow the event log in batches, read exactly through the log's tail.
 
-Why: the event log is the truth (``replay`` rebuilds every row from it); the ``steps``
+Why: the event log is the truth (``replay`` rebuilds every row from it); the ``step_rows``
 table is a projection kept for readers. Writing a chain step's row in the same commit
 as its events cost two more B-trees (the table and its ``(run_id, step_id)`` index),
 two more statements and their page writes on every commit: on SQLite ~40 % of the
@@ -38,7 +38,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from runner.core.projection import apply_step_event, is_run_event, is_step_event, unknown_run
-from runner.model.events import STEP_ASSIGNED, Event
+from runner.model.events import RUN_INTERRUPTED, RUN_TERMINAL, STEP_ASSIGNED, Event
 from runner.model.records import StepRecord
 from runner.store.sql_rows import EVENT_COLS, STEP_COLS, event_row, opt_json, step_params, step_row
 
@@ -49,6 +49,7 @@ WRITE_EVERY_N: Final = 512
 """Most changed steps kept in memory before their rows are written."""
 
 _LIVE: Final = frozenset({"pending", "in_progress"})  # statuses that more events will change
+_SESSION_END: Final = frozenset({*RUN_TERMINAL, RUN_INTERRUPTED})  # this process stops writing the run
 
 STEPS_SQL: Final[dict[str, str]] = {
     "steps_lag_get": "SELECT steps_lag FROM runs WHERE run_id = ?{for_update}",
@@ -58,14 +59,14 @@ STEPS_SQL: Final[dict[str, str]] = {
     # would otherwise pair old rows with a cleared lag, or new rows with the old lag.
     "steps_lagged": "SELECT r.steps_lag, "
     + ", ".join(f"s.{c}" for c in STEP_COLS.split(", "))
-    + " FROM runs r LEFT JOIN steps s ON s.run_id = r.run_id WHERE r.run_id = ? ORDER BY s.n",
+    + " FROM runs r LEFT JOIN step_rows s ON s.run_id = r.run_id WHERE r.run_id = ? ORDER BY s.n",
     "step_lagged": "SELECT r.steps_lag, "
     + ", ".join(f"s.{c}" for c in STEP_COLS.split(", "))
-    + " FROM runs r LEFT JOIN steps s ON s.run_id = r.run_id AND s.step_id = ? WHERE r.run_id = ?",
+    + " FROM runs r LEFT JOIN step_rows s ON s.run_id = r.run_id AND s.step_id = ? WHERE r.run_id = ?",
     "steps_lag_set": "UPDATE runs SET steps_lag = (SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?) "
     "WHERE run_id = ?",
     "steps_lag_clear": "UPDATE runs SET steps_lag = NULL WHERE run_id = ?",
-    "step_ids": "SELECT step_id FROM steps WHERE run_id = ?",
+    "step_ids": "SELECT step_id FROM step_rows WHERE run_id = ?",
     "steps_tail": f"SELECT {EVENT_COLS} FROM events WHERE run_id = ? AND seq > ? AND step_id IS NOT NULL ORDER BY seq",
     "step_tail": f"SELECT {EVENT_COLS} FROM events WHERE run_id = ? AND seq > ? AND step_id = ? ORDER BY seq",
 }
@@ -161,27 +162,34 @@ class SqlStepRows:
     def _write_due(self, events: Sequence[Event]) -> None:
         """At the end of a batch: write the step rows that are due (see the module docstring)."""
         run_id = events[0].run_id
-        force = False
+        force = ended = False
         for e in events:
             if e.run_id != run_id:  # not the engine's batch (one run): settle each run alone
                 self._write_due_runs(events)
                 return
             if is_run_event(e.type) or e.type == STEP_ASSIGNED:
                 force = True
-        d = self._deferred.get(run_id)
-        if d is None or not d.lagging:
-            return
-        if force or len(d.dirty) >= WRITE_EVERY_N or time.monotonic() - d.since >= WRITE_EVERY_S:
-            self._write_rows(run_id, d)
+                ended = ended or e.type in _SESSION_END
+        self._settle(run_id, force, ended, time.monotonic())
 
     def _write_due_runs(self, events: Iterable[Event]) -> None:
         forced = {e.run_id for e in events if is_run_event(e.type) or e.type == STEP_ASSIGNED}
+        ended = {e.run_id for e in events if e.type in _SESSION_END}
         now = time.monotonic()
         for run_id in dict.fromkeys(e.run_id for e in events):
-            d = self._deferred.get(run_id)
-            if d is not None and d.lagging:
-                if run_id in forced or len(d.dirty) >= WRITE_EVERY_N or now - d.since >= WRITE_EVERY_S:
-                    self._write_rows(run_id, d)
+            self._settle(run_id, run_id in forced, run_id in ended, now)
+
+    def _settle(self, run_id: str, force: bool, ended: bool, now: float) -> None:
+        """Write a run's rows if due; forget the run when this session of it ended."""
+        d = self._deferred.get(run_id)
+        if d is None:
+            return
+        if d.lagging and (force or len(d.dirty) >= WRITE_EVERY_N or now - d.since >= WRITE_EVERY_S):
+            self._write_rows(run_id, d)
+        if ended:
+            # Nothing more is written for it here (a resume claims it first, and so starts
+            # afresh): a long-lived server or worker keeps nothing of the runs it finished.
+            del self._deferred[run_id]
 
     def _write_rows(self, run_id: str, d: Deferred) -> None:
         """Write every row that is behind and clear ``steps_lag`` (one transaction with the batch)."""
