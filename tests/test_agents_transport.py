@@ -565,3 +565,50 @@ def test_to_call_result_joins_text_blocks() -> None:
     r = to_call_result(raw, unwrap=False)
     assert (r.text, r.result, r.structured) == ("a\nb", "a\nb", None)
     assert r.content == [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]
+
+
+def test_to_call_result_replaces_lone_surrogates_wherever_they_are() -> None:
+    import mcp_types as t
+
+    structured = {
+        "a": ["x", {"k\ud800": "v\udfff", "n": 7}],
+        "b": 1.5,
+        "c": None,
+        "d": True,
+        "e": "é",
+        "f": "\ud83d\ude00",
+    }
+    raw = t.CallToolResult(content=[t.TextContent(type="text", text="t\ud800")], structured_content=structured)
+    r = to_call_result(raw, unwrap=False)
+    assert r.result == {"a": ["x", {"k\ufffd": "v\ufffd", "n": 7}], "b": 1.5, "c": None, "d": True, "e": "é", "f": "😀"}
+    assert list(r.result) == ["a", "b", "c", "d", "e", "f"]  # the copy keeps the order
+    assert r.text == "t\ufffd"
+    assert r.content == [{"type": "text", "text": "t\ufffd"}]
+    r.result["a"][1]["k\ufffd"].encode("utf-8")  # writable anywhere now
+
+    annotated = t.TextContent(type="text", text="\ud800", annotations=t.Annotations(priority=0.5))
+    r = to_call_result(t.CallToolResult(content=[annotated]), unwrap=False)
+    assert r.content == [{"type": "text", "text": "\ufffd", "annotations": {"priority": 0.5}}]
+    assert (r.text, r.result) == ("\ufffd", "\ufffd")
+
+
+def test_to_call_result_does_not_copy_clean_values() -> None:
+    import mcp_types as t
+
+    raw = t.CallToolResult(
+        content=[t.TextContent(type="text", text="{}")],
+        structured_content={"a": ["x", {"k": "é", "n": 2**64}], "b": [1.5, None, True]},
+    )
+    r = to_call_result(raw, unwrap=False)
+    assert r.result is raw.structured_content
+    assert r.content == [{"type": "text", "text": "{}"}]
+
+
+def test_to_call_result_refuses_an_unprintable_integer_anywhere() -> None:
+    import mcp_types as t
+
+    for structured in ({"a": [1, {"b": 2**20000}]}, {"result": 2**20000}):
+        raw = t.CallToolResult(content=[t.TextContent(type="text", text="x")], structured_content=structured)
+        r = to_call_result(raw, unwrap=True)
+        assert r.is_error and "more than 4,300 digits" in r.text
+        assert (r.result, r.content) == (None, [])

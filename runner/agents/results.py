@@ -84,10 +84,15 @@ def _refuse_constant(name: str) -> Any:
 _decode = json.JSONDecoder(parse_constant=_refuse_constant).decode  # built once; json.loads(**kw) builds one a call
 
 
+def _bare_text(block: Any) -> bool:
+    """Whether ``block`` is a text block with nothing but its text (the usual tool output)."""
+    return getattr(block, "type", None) == "text" and block.annotations is None and block.meta is None
+
+
 def block_to_dict(block: Any) -> dict[str, Any]:
     """One SDK content block as a JSON-able dict (wire field names, no nulls)."""
     # The common case, a bare text block, skips pydantic's serializer (~2 µs a block).
-    if getattr(block, "type", None) == "text" and block.annotations is None and block.meta is None:
+    if _bare_text(block):
         return {"type": "text", "text": block.text}
     dumped: dict[str, Any] = block.model_dump(mode="json", by_alias=True, exclude_none=True)
     return dumped
@@ -99,24 +104,26 @@ def to_call_result(raw: Any, *, unwrap: bool) -> CallResult:
     ``unwrap`` says whether the tool's output schema is the ``{"result": ...}`` wrapper.
     """
     blocks = raw.content
-    if len(blocks) == 1 and getattr(blocks[0], "type", None) == "text":
-        text: str = blocks[0].text
+    single = blocks[0] if len(blocks) == 1 else None
+    if single is not None and getattr(single, "type", None) == "text":
+        text: str = single.text
     else:
         text = "\n".join(b.text for b in blocks if getattr(b, "type", None) == "text")
     structured = raw.structured_content
     result = result_value(structured, text, unwrap=unwrap)
-    content = [block_to_dict(b) for b in blocks]
     try:
-        result, text, content = _clean(result), _clean(text), _clean(content)
+        result, text = _clean(result), _clean(text)
+        if single is not None and _bare_text(single):
+            # What block_to_dict and _clean would give, built from the text cleaned above
+            # (the usual tool output): building and walking it again costs ~10,000
+            # instructions a call.
+            content = [{"type": "text", "text": text}]
+        else:
+            content = _clean([block_to_dict(b) for b in blocks])
     except _Unprintable as exc:
         return CallResult(is_error=True, result=None, text=str(exc), content=[], structured=None)
-    return CallResult(
-        is_error=bool(raw.is_error),
-        result=result,
-        text=text,
-        content=content,
-        structured=structured,
-    )
+    # Positional: a dataclass call with keywords costs twice as much, on every tool call.
+    return CallResult(bool(raw.is_error), result, text, content, structured)
 
 
 _MAX_INT_BITS = int((4300 - 1) * 3.321928094887362)  # Python prints integers up to 4,300 digits
@@ -132,28 +139,68 @@ def _clean(value: Any) -> Any:
     A surrogate pair a JSON decoder left split is joined back into its character; a lone
     surrogate cannot be encoded as UTF-8 (stores, files, the next tool call would fail on
     it), so it is replaced, as a UTF-8 decoder replaces invalid bytes. An integer too long
-    to print is refused (``_Unprintable``): the call fails with that reason. Containers are
-    copied only when something in them changes; plain ASCII text costs one C call.
+    to print is refused (``_Unprintable``): the call fails with that reason.
+
+    It runs on every call's result, text and content, so it is written for the common
+    case, where nothing changes: plain loops (a generator or ``zip`` per container cost
+    several times the walk itself), ASCII strings and other scalars tested in line
+    without a call, and a container copied only from the first item that changes.
     """
     kind = type(value)
     if kind is str:
-        if value.isascii():
-            return value
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-        return value
+        return value if value.isascii() else _clean_text(value)
     if kind is dict:
-        out = {_clean(k) if type(k) is str else k: _clean(v) for k, v in value.items()}
-        return value if _same(out, value) else out
+        out: dict[Any, Any] | None = None
+        for k, v in value.items():
+            ck = k if type(k) is not str or k.isascii() else _clean_text(k)
+            t = type(v)
+            if t is str:
+                cv = v if v.isascii() else _clean_text(v)
+            elif t is dict or t is list or (t is int and v.bit_length() > _MAX_INT_BITS):
+                cv = _clean(v)
+            else:
+                cv = v
+            if out is not None:
+                out[ck] = cv
+            elif cv is not v or ck is not k:
+                out = _copy_until(value, k)
+                out[ck] = cv
+        return value if out is None else out
     if kind is list:
-        items = [_clean(v) for v in value]
-        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+        items: list[Any] | None = None
+        for i, v in enumerate(value):
+            t = type(v)
+            if t is str:
+                cv = v if v.isascii() else _clean_text(v)
+            elif t is dict or t is list or (t is int and v.bit_length() > _MAX_INT_BITS):
+                cv = _clean(v)
+            else:
+                cv = v
+            if items is not None:
+                items.append(cv)
+            elif cv is not v:
+                items = value[:i]
+                items.append(cv)
+        return value if items is None else items
     if kind is int and value.bit_length() > _MAX_INT_BITS:
         raise _Unprintable("the tool returned an integer of more than 4,300 digits, which cannot be written out")
     return value
 
 
-def _same(a: dict[Any, Any], b: dict[Any, Any]) -> bool:
-    return all(ka is kb and va is vb for (ka, va), (kb, vb) in zip(a.items(), b.items(), strict=True))
+def _clean_text(text: str) -> str:
+    """A non-ASCII string, with lone surrogates replaced (itself when it encodes as UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
+def _copy_until(d: dict[Any, Any], stop: Any) -> dict[Any, Any]:
+    """The items of ``d`` before key ``stop``, in order (the part a cleaned copy keeps as is)."""
+    out: dict[Any, Any] = {}
+    for k, v in d.items():
+        if k is stop:
+            break
+        out[k] = v
+    return out
