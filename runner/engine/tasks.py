@@ -31,6 +31,8 @@ from runner.template import Compiled, Masker, TemplateError, compile_value, limi
 
 __all__ = ["TaskRunner"]
 
+_COMPLETED = StepStatus.COMPLETED
+
 
 class TaskRunner:
     """Runs, settles and concludes the engine's tasks (the engine's state, declared here)."""
@@ -78,25 +80,22 @@ class TaskRunner:
         for tr in self._sched.transitions():
             sid = tr.step_id
             view = (o := self.outcomes[sid]).view  # the scheduler has set its status
-            if o.finished_at is None or tr.status is not StepStatus.COMPLETED:
+            if o.finished_at is None or tr.status is not _COMPLETED:
                 o.finished_at = time.time()
-            if tr.status is StepStatus.COMPLETED:
+            if tr.status is _COMPLETED:
                 if sid in self._items:
                     res = self._item_results.get(sid, {})
                     view["result"] = [res.get(i) for i in range(len(self._items[sid]))]
                     view["text"] = None
                 steps_ctx[sid] = view
+                began = o.started_at  # o.duration_ms, written out (once a step)
+                ms = None if began is None else round((o.finished_at - began) * 1000.0, 3)
                 self.emit(
                     ev.STEP_COMPLETED,
                     sid,
                     attempt=view["attempts"] or None,
                     agent_id=view["agent_id"],
-                    data={
-                        "result": view["result"],
-                        "text": view["text"],
-                        "content": view["content"],
-                        "duration_ms": o.duration_ms,
-                    },
+                    data={"result": view["result"], "text": view["text"], "content": view["content"], "duration_ms": ms},
                 )
             else:
                 if tr.status is not StepStatus.SKIPPED:
@@ -128,7 +127,7 @@ class TaskRunner:
                         if t.step_id == sid:
                             fut.cancel()
 
-    def _settle(self, task: Task, res: Any, err: ToolFailure | None, now: float) -> None:
+    def _settle(self, task: Task, res: Any, err: ToolFailure | None) -> None:
         """Feed one finished task back to the scheduler."""
         sched = self._sched
         sid = task.step_id
@@ -175,6 +174,7 @@ class TaskRunner:
                 data={"index": task.index, "of": len(self._items[sid])},
             )
         was_active = sched.is_active(sid)
+        now = asyncio.get_running_loop().time()  # a retry's backoff counts from now
         at = sched.fail(task, msg, now, retryable=err.retryable, delay=delay)
         if at is not None:
             self.emit(
@@ -198,7 +198,18 @@ class TaskRunner:
     # -- one task -------------------------------------------------------------------------------
     async def _exec(self, task: Task, inline: bool = False) -> None:
         try:
-            res = await self._dispatch(task)
+            # What ``_dispatch`` does, written out: a coroutine less a step.
+            sid = task.step_id
+            spec = self._specs[sid]
+            ctx = self._ctx
+            if task.index is not None:
+                i = task.index
+                prev = self._item_results[sid].get(i - 1) if i else None
+                ctx = {**ctx, "item": self._items[sid][i], "index": i, "previous": prev}
+            limit_renders(spec.timeout, None if spec.is_finally else self._deadline)  # renders block the loop
+            compiled = self._compiled.get(sid)
+            arguments = (compiled if compiled is not None else self._compile(spec))[0].render(ctx)
+            res = await self._handlers[self._kinds[sid]].run(task, spec, arguments)
             self._finished.append((task, res, None))
         except ToolFailure as exc:
             self._finished.append((task, None, exc))
@@ -223,18 +234,6 @@ class TaskRunner:
                 (task, None, ToolFailure(f"internal error: {type(exc).__name__}: {exc}", retryable=False))
             )
         self._wake.set()
-
-    async def _dispatch(self, task: Task) -> tuple[Any, str | None, list[Any] | None]:
-        sid = task.step_id
-        spec = self._specs[sid]
-        ctx = self._ctx
-        if task.index is not None:
-            i = task.index
-            prev = self._item_results[sid].get(i - 1) if i else None
-            ctx = {**ctx, "item": self._items[sid][i], "index": i, "previous": prev}
-        limit_renders(spec.timeout, None if spec.is_finally else self._deadline)  # renders block the loop
-        arguments = self._compile(spec)[0].render(ctx)
-        return await self._handlers[self._kinds[sid]].run(task, spec, arguments)
 
     def task_context(self, task: Task) -> Mapping[str, Any]:
         """The template context of ``task`` as ``_dispatch`` builds it (for per-task selection:
