@@ -165,25 +165,27 @@ class Scheduler:
     # -- wiring -------------------------------------------------------------------------
     def _wire(self, ids: list[str], done: set[str]) -> None:
         local = set(ids)
-        for sid in ids:
-            st = self._steps[sid]
+        steps = self._steps
+        for sid in ids:  # every count is set before any restored completion is applied
+            st = steps[sid]
+            waiting = 0
             for dep in st.spec.depends_on:
                 if dep in local:
-                    d = self._steps[dep]
+                    waiting += 1
+                    d = steps[dep]
                     if d.dependents is _NO_DEPENDENTS:
                         d.dependents = [sid]
                     else:
                         d.dependents.append(sid)
-        for sid in ids:  # restored completions first, in order, so counts are right
-            st = self._steps[sid]
-            st.waiting = sum(1 for d in st.spec.depends_on if d in local)
-        self._restoring = done
+            st.waiting = waiting
+        if done:
+            self._restoring = done
+            for sid in ids:  # restored completions first, in order, so counts are right
+                if sid in done:
+                    self._finish(sid, StepStatus.COMPLETED, None, record=False)
+            self._restoring = set()
         for sid in ids:
-            if sid in done:
-                self._finish(sid, StepStatus.COMPLETED, None, record=False)
-        self._restoring = set()
-        for sid in ids:
-            st = self._steps[sid]
+            st = steps[sid]
             if st.phase is _PENDING and st.waiting == 0:
                 self._become_ready(sid)
 

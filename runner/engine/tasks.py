@@ -77,12 +77,11 @@ class TaskRunner:
     def _drain(self) -> None:
         """Turn the scheduler's terminal transitions into outcomes and events."""
         steps_ctx = self._ctx["steps"]
-        for tr in self._sched.transitions():
-            sid = tr.step_id
+        for sid, status, reason in self._sched.transitions():
             view = (o := self.outcomes[sid]).view  # the scheduler has set its status
-            if o.finished_at is None or tr.status is not _COMPLETED:
+            if o.finished_at is None or status is not _COMPLETED:
                 o.finished_at = time.time()
-            if tr.status is _COMPLETED:
+            if status is _COMPLETED:
                 if sid in self._items:
                     res = self._item_results.get(sid, {})
                     view["result"] = [res.get(i) for i in range(len(self._items[sid]))]
@@ -98,8 +97,8 @@ class TaskRunner:
                     data={"result": view["result"], "text": view["text"], "content": view["content"], "duration_ms": ms},
                 )
             else:
-                if tr.status is not StepStatus.SKIPPED:
-                    view["error"] = tr.reason
+                if status is not StepStatus.SKIPPED:
+                    view["error"] = reason
                 if sid in self._items and self._item_results.get(sid):
                     # A failed fan-out still reports what its finished items produced
                     # (None where an item failed or never ran), like a failed run does.
@@ -110,19 +109,19 @@ class TaskRunner:
                     StepStatus.FAILED: ev.STEP_FAILED,
                     StepStatus.SKIPPED: ev.STEP_SKIPPED,
                     StepStatus.CANCELLED: ev.STEP_CANCELLED,
-                }[tr.status]
-                if tr.status is StepStatus.SKIPPED:
-                    data: dict[str, Any] | None = {"reason": tr.reason}
+                }[status]
+                if status is StepStatus.SKIPPED:
+                    data: dict[str, Any] | None = {"reason": reason}
                 else:
                     # A failed or cancelled step that ran says how long, as a completed one
                     # does: `runs show` reads it from the stored step row. One that failed
                     # before its call started took 0 ms, as in the run's result (finish.py).
                     ms = o.duration_ms
-                    if ms is None and tr.status is StepStatus.FAILED:
+                    if ms is None and status is StepStatus.FAILED:
                         ms = 0.0
                     data = {"duration_ms": ms} if ms is not None else None
                 self.emit(kind, sid, attempt=o.attempts or None, agent_id=o.agent_id, error=o.error, data=data)
-                if tr.status == StepStatus.FAILED and sid in self._items:
+                if status == StepStatus.FAILED and sid in self._items:
                     for t, fut in list(self._running.items()):
                         if t.step_id == sid:
                             fut.cancel()
@@ -198,7 +197,7 @@ class TaskRunner:
     # -- one task -------------------------------------------------------------------------------
     async def _exec(self, task: Task, inline: bool = False) -> None:
         try:
-            # What ``_dispatch`` does, written out: a coroutine less a step.
+            # The arguments rendered and the handler awaited here, not in a coroutine of their own.
             sid = task.step_id
             spec = self._specs[sid]
             ctx = self._ctx
@@ -233,10 +232,11 @@ class TaskRunner:
             self._finished.append(
                 (task, None, ToolFailure(f"internal error: {type(exc).__name__}: {exc}", retryable=False))
             )
-        self._wake.set()
+        if not inline:  # the loop awaits an inline task itself: nothing to wake
+            self._wake.set()
 
     def task_context(self, task: Task) -> Mapping[str, Any]:
-        """The template context of ``task`` as ``_dispatch`` builds it (for per-task selection:
+        """The template context of ``task`` as ``_exec`` builds it (for per-task selection:
         ``item``, ``index`` and ``previous``, the result of the item before, for an item)."""
         if task.index is None:
             return self._ctx

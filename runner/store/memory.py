@@ -46,6 +46,8 @@ from runner.store.leases import lease_is_free
 from runner.store.memory_workers import MemoryWorkers
 from runner.store.migrations import SCHEMA_VERSION
 
+_CHECKED = frozenset({ev.ITEM_COMPLETED, ev.STEP_ASSIGNED})  # the types append looks into further
+
 
 class MemoryStore(MemoryWorkers):
     """A store that lives as long as the process; one lock makes it safe across threads."""
@@ -121,7 +123,12 @@ class MemoryStore(MemoryWorkers):
 
     def append_many(self, events: Sequence[Event], fence: Lease | None = None) -> None:
         """Store several events in order, all or none (one lock hold; the SQL stores make it
-        one transaction); with ``fence``, only while that lease is the run's latest claim."""
+        one transaction); with ``fence``, only while that lease is the run's latest claim.
+
+        Every event is checked first, then the batch is logged with one extend. The
+        engine's hot path (a batch a chain step): the checks are written out here rather
+        than called (``projection.is_step_event``, ``creates_run``).
+        """
         with self._lock:
             if fence is not None and events:
                 run_id = events[0].run_id
@@ -130,45 +137,36 @@ class MemoryStore(MemoryWorkers):
                     raise LeaseLost(
                         f"run {run_id}: this runner's lease (epoch {fence.epoch}) was taken over; nothing written"
                     )
-            self._log(events)
+            known = self._known_runs
+            started: set[str] | None = None  # runs the batch itself starts
+            assigned: list[Event] | None = None
+            for event in events:
+                run_id, etype = event.run_id, event.type
+                if run_id not in known and (started is None or run_id not in started):
+                    if etype not in CREATING_TYPES:
+                        raise unknown_run(event)
+                    if started is None:
+                        started = set()
+                    started.add(run_id)
+                if event.step_id is None and etype in STEP_TYPES:
+                    raise StoreError(f"event {etype} for run {run_id!r} has no step_id")
+                if etype in _CHECKED:
+                    if etype == ev.STEP_ASSIGNED:
+                        if assigned is None:
+                            assigned = []
+                        assigned.append(event)
+                    elif type(event.data.get("index")) is not int:
+                        raise StoreError(f"event item_completed for run {run_id!r} has no integer index")
+            if started is not None:
+                known.update(started)
+            if assigned is not None:
+                for event in assigned:
+                    self._assign(event)
+            self._events.extend(events)
 
     def append(self, event: Event) -> None:
         """Check and log ``event``; it is applied to its run and step before the next read."""
-        with self._lock:
-            self._log((event,))
-
-    def _log(self, events: Sequence[Event]) -> None:
-        """Check every event of a batch, then log them all (called under the lock).
-
-        The engine's hot path: two events a chain step, so the checks are written out here
-        rather than called (``projection.is_step_event``, ``creates_run``).
-        """
-        known = self._known_runs
-        started: set[str] | None = None  # runs the batch itself starts
-        assigned: list[Event] | None = None
-        for event in events:
-            run_id, etype = event.run_id, event.type
-            if run_id not in known and (started is None or run_id not in started):
-                if etype not in CREATING_TYPES:
-                    raise unknown_run(event)
-                if started is None:
-                    started = set()
-                started.add(run_id)
-            if event.step_id is None and etype in STEP_TYPES:
-                raise StoreError(f"event {etype} for run {run_id!r} has no step_id")
-            if etype == ev.ITEM_COMPLETED:
-                if type(event.data.get("index")) is not int:
-                    raise StoreError(f"event item_completed for run {run_id!r} has no integer index")
-            elif etype == ev.STEP_ASSIGNED:
-                if assigned is None:
-                    assigned = []
-                assigned.append(event)
-        if started is not None:
-            known.update(started)
-        if assigned is not None:
-            for event in assigned:
-                self._assign(event)
-        self._events.extend(events)
+        self.append_many((event,))
 
     def _catch_up(self) -> None:
         """Apply the logged events not yet projected, in order (called under the lock)."""
