@@ -39,6 +39,10 @@ _STEP_TYPES = frozenset(
 )
 _RUN_TYPES = frozenset({ev.RUN_QUEUED, ev.RUN_STARTED, ev.RUN_RESUMED, ev.RUN_INTERRUPTED, *ev.RUN_TERMINAL})
 _CREATING = frozenset({ev.RUN_STARTED, ev.RUN_QUEUED})  # events that may create a run's row
+STEP_TYPES = _STEP_TYPES
+"""The event types that concern one step (see :func:`is_step_event`), for a store's hot loop."""
+CREATING_TYPES = _CREATING
+"""The event types that may come first in a run's log (see :func:`creates_run`)."""
 
 
 class Change(NamedTuple):

@@ -29,6 +29,8 @@ _ACTIVE = "active"  # tasks queued or running
 _DONE = "done"
 _COMPLETED = StepStatus.COMPLETED.value
 _FAILED = StepStatus.FAILED.value
+_FAILED_STATUS = StepStatus.FAILED
+_SKIPPED_STATUS = StepStatus.SKIPPED
 
 
 class Task(NamedTuple):
@@ -49,6 +51,11 @@ class Transition(NamedTuple):
     step_id: str
     status: StepStatus
     reason: str | None = None
+
+
+# ``Task(...)`` and ``Transition(...)`` call a Python ``__new__`` (namedtuple's); one a step
+# each on the hot path, so they are built with the C constructor directly: ``_new(Task, (…))``.
+_new = tuple.__new__
 
 
 class _Step(StepOutcome):
@@ -130,10 +137,14 @@ class Scheduler:
         self._queue: deque[str] = deque()  # ACTIVE steps with startable work
         self._retries: list[tuple[float, int, Task]] = []  # heap (not_before, seq, task)
         self._seq = 0
-        self._decide: list[str] = []
-        self._transitions: list[Transition] = []
+        # What ``decisions()`` and ``transitions()`` will hand out: the engine tests these
+        # lists (read only) before calling, which saves it a call each, twice a step.
+        self.pending_decisions: list[str] = []
+        self.pending_transitions: list[Transition] = []
         self._inflight = 0
         self._main_open = len(self._main)
+        # Every main step is terminal (a plain attribute, read twice a step by the engine).
+        self.main_done = self._main_open == 0
         self._finally_started = False
         self.failed = False  # a step failed without continue_on_error
         self._restoring: set[str] = set()
@@ -154,25 +165,27 @@ class Scheduler:
     # -- wiring -------------------------------------------------------------------------
     def _wire(self, ids: list[str], done: set[str]) -> None:
         local = set(ids)
-        for sid in ids:
-            st = self._steps[sid]
+        steps = self._steps
+        for sid in ids:  # every count is set before any restored completion is applied
+            st = steps[sid]
+            waiting = 0
             for dep in st.spec.depends_on:
                 if dep in local:
-                    d = self._steps[dep]
+                    waiting += 1
+                    d = steps[dep]
                     if d.dependents is _NO_DEPENDENTS:
                         d.dependents = [sid]
                     else:
                         d.dependents.append(sid)
-        for sid in ids:  # restored completions first, in order, so counts are right
-            st = self._steps[sid]
-            st.waiting = sum(1 for d in st.spec.depends_on if d in local)
-        self._restoring = done
+            st.waiting = waiting
+        if done:
+            self._restoring = done
+            for sid in ids:  # restored completions first, in order, so counts are right
+                if sid in done:
+                    self._finish(sid, StepStatus.COMPLETED, None, record=False)
+            self._restoring = set()
         for sid in ids:
-            if sid in done:
-                self._finish(sid, StepStatus.COMPLETED, None, record=False)
-        self._restoring = set()
-        for sid in ids:
-            st = self._steps[sid]
+            st = steps[sid]
             if st.phase is _PENDING and st.waiting == 0:
                 self._become_ready(sid)
 
@@ -198,10 +211,6 @@ class Scheduler:
         return self._inflight
 
     @property
-    def main_done(self) -> bool:
-        return self._main_open == 0
-
-    @property
     def outcomes(self) -> Mapping[str, StepOutcome]:
         """Every step's one record (main steps, then finally steps): what the run reports."""
         return self._steps
@@ -218,12 +227,12 @@ class Scheduler:
 
     def decisions(self) -> list[str]:
         """Steps whose dependencies are done: the engine must ``activate`` or ``skip`` each."""
-        out, self._decide = self._decide, []
+        out, self.pending_decisions = self.pending_decisions, []
         return out
 
     def transitions(self) -> list[Transition]:
         """Terminal transitions since the last call (skips from cascades included)."""
-        out, self._transitions = self._transitions, []
+        out, self.pending_transitions = self.pending_transitions, []
         return out
 
     def attempts(self, step_id: str) -> int:
@@ -254,7 +263,9 @@ class Scheduler:
                 return
             while st.next_item < n_items and st.next_item in st.items_done:
                 st.next_item += 1
-        self._enqueue(st)
+        if not st.in_ready:  # _enqueue, written out
+            st.in_ready = True
+            self._queue.append(step_id)
 
     def skip(self, step_id: str, reason: str | None = None) -> None:
         """A READY step's ``if`` was false (or its for_each could not be rendered)."""
@@ -266,7 +277,9 @@ class Scheduler:
 
     def take(self, limit: int, now: float) -> list[Task]:
         """Tasks to start now, at most ``limit`` and within the run's concurrency."""
-        cap = min(limit, self.concurrency - self._inflight)
+        cap = self.concurrency - self._inflight
+        if limit < cap:
+            cap = limit
         out: list[Task] = []
         while cap > 0 and self._retries and self._retries[0][0] <= now:
             task = heapq.heappop(self._retries)[2]
@@ -289,7 +302,7 @@ class Scheduler:
                 st.in_ready = False
                 st.attempt_no += 1
                 st.running += 1
-                out.append(Task(sid, None, st.attempt_no))
+                out.append(_new(Task, (sid, None, st.attempt_no)))
                 cap -= 1
                 continue
             limit_par = st.spec.max_parallel or st.n_items
@@ -301,7 +314,7 @@ class Scheduler:
                 att = st.item_attempts.get(i, st.attempt_no - 1) + 1
                 st.item_attempts[i] = att
                 st.running += 1
-                out.append(Task(sid, i, att))
+                out.append(_new(Task, (sid, i, att)))
                 cap -= 1
             if st.next_item >= st.n_items or st.running >= limit_par:
                 q.popleft()
@@ -311,7 +324,9 @@ class Scheduler:
 
     def complete(self, task: Task) -> bool:
         """A task succeeded. Returns True when this completed the whole step."""
-        st = self._release(task)
+        st = self._steps[task.step_id]  # _release, written out (once a step)
+        st.running -= 1
+        self._inflight -= 1
         if st.phase is not _ACTIVE:
             return False
         if task.index is None:
@@ -400,7 +415,7 @@ class Scheduler:
             if d is not None and d.view["status"] != _COMPLETED and self._blocks(d, st):
                 return f"dependency '{dep}' {d.view['status'] if d.phase is _DONE else d.phase}"
         st.phase = _READY
-        self._decide.append(sid)
+        self.pending_decisions.append(sid)
         return None
 
     @staticmethod
@@ -418,29 +433,35 @@ class Scheduler:
     ) -> None:
         """Make a step terminal and cascade to its dependents — iteratively, so a skip
         running down a 100,000-step chain needs no recursion."""
-        work: deque[tuple[str, StepStatus, str | None, bool]] = deque([(sid, status, reason, record)])
         steps = self._steps
-        while work:
-            sid, status, reason, rec = work.popleft()
+        work: deque[tuple[str, StepStatus, str | None, bool]] | None = None  # cascaded skips, if any
+        rec = record
+        while True:
             st = steps[sid]
-            if st.phase is _DONE:
-                continue
-            st.phase = _DONE
-            st.view["status"] = status._value_
-            if rec:
-                self._transitions.append(Transition(sid, status, reason))
-            if status is StepStatus.FAILED and not st.spec.continue_on_error:
-                self.failed = True
-            if not st.spec.is_finally:
-                self._main_open -= 1
-            for dep_id in st.dependents:
-                d = steps[dep_id]
-                if d.phase is not _PENDING:
-                    continue
-                d.waiting -= 1
-                if d.waiting == 0 and cascade:
-                    skip = self._ready_or_skip(dep_id)
-                    if skip is not None:
-                        work.append((dep_id, StepStatus.SKIPPED, skip, True))
-        if self._main_open == 0 and not self._finally_started:
-            self._start_finally()
+            if st.phase is not _DONE:
+                st.phase = _DONE
+                st.view["status"] = status._value_
+                if rec:
+                    self.pending_transitions.append(_new(Transition, (sid, status, reason)))
+                if status is _FAILED_STATUS and not st.spec.continue_on_error:
+                    self.failed = True
+                if not st.spec.is_finally:
+                    self._main_open -= 1
+                for dep_id in st.dependents:
+                    d = steps[dep_id]
+                    if d.phase is not _PENDING:
+                        continue
+                    d.waiting -= 1
+                    if d.waiting == 0 and cascade:
+                        skip = self._ready_or_skip(dep_id)
+                        if skip is not None:
+                            if work is None:
+                                work = deque()
+                            work.append((dep_id, _SKIPPED_STATUS, skip, True))
+            if not work:
+                break
+            sid, status, reason, rec = work.popleft()
+        if self._main_open == 0:
+            self.main_done = True
+            if not self._finally_started:
+                self._start_finally()

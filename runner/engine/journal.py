@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from runner.errors import LeaseLost, NotStorable
 from runner.model import events as ev
 from runner.model.data import NotData, as_data, scrub
-from runner.model.events import Event, EventSink
+from runner.model.events import Event, EventSink, now_iso
 from runner.template import Masker
 
 if TYPE_CHECKING:
@@ -64,16 +64,30 @@ class Journal:
         # and its flushes are the caller's, so an inner call is preceded by its events too.
         self.upstream: Callable[[], None] | None = None
 
-    def emit(self, type_: str, step_id: str | None = None, **kw: Any) -> None:
-        """Record a state change: to every live sink now, to the store at the next flush."""
+    def emit(
+        self,
+        type_: str,
+        step_id: str | None = None,
+        *,
+        attempt: int | None = None,
+        agent_id: str | None = None,
+        error: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        """Record a state change: to every live sink now, to the store at the next flush.
+
+        Two calls a chain step: the fields are named parameters (no ``**kw`` dict) and the
+        event is built positionally, its timestamp taken here.
+        """
         if self.store is None and not self.sinks:
             return  # nobody listens: do not even build the event
-        data = kw.pop("data", None) or {}
+        if not data:
+            data = {}
         if self.masking:
             data = self.masker.mask(data)
-            if kw.get("error"):
-                kw["error"] = self.masker.mask_text(kw["error"])
-        e = Event(type=type_, run_id=self.run_id, step_id=step_id, data=data, **kw)
+            if error:
+                error = self.masker.mask_text(error)
+        e = Event(type_, self.run_id, now_iso(), step_id, attempt, agent_id, error, data)
         if self.store is not None:
             self.pending.append(e)
         for sink in self.sinks:

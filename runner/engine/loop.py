@@ -318,7 +318,8 @@ class Engine(RunControl, TaskRunner, Resumption):
         try:
             while True:
                 self._decide()
-                self._drain()
+                if sched.pending_transitions:
+                    self._drain()
                 stopping = self._cancelled or self._aborted is not None
                 if stopping or (deadline is not None and not self._timed_out and loop.time() >= deadline):
                     if not stopping:
@@ -329,15 +330,12 @@ class Engine(RunControl, TaskRunner, Resumption):
                         self._drain()
                         self._decide()
                         self._drain()
-                now = loop.time()
-                started = sched.take(1 << 30, now)
-                if (
-                    len(started) == 1
-                    and not self._running
-                    and deadline is None
-                    and not finished
-                    and sched.next_wakeup() is None
-                ):
+                # The clock only matters to delayed retries: not read when none waits.
+                retry_at = sched.next_wakeup()
+                started = sched.take(1 << 30, loop.time() if retry_at is not None else 0.0)
+                if retry_at is not None:
+                    retry_at = sched.next_wakeup()
+                if len(started) == 1 and not self._running and deadline is None and not finished and retry_at is None:
                     # One task and nothing else in flight (a chain): await it here, saving a
                     # Task and two event-loop hops per step. Ctrl-C still cancels it, and
                     # so do a cancel request and a lost lease (``_interrupt_inline``).
@@ -366,8 +364,9 @@ class Engine(RunControl, TaskRunner, Resumption):
                 while finished:
                     task, res, err = finished.popleft()
                     self._running.pop(task, None)
-                    self._settle(task, res, err, loop.time())
-                self._drain()
+                    self._settle(task, res, err)
+                if sched.pending_transitions:
+                    self._drain()
         finally:
             for t in timers:
                 t.cancel()
@@ -376,14 +375,15 @@ class Engine(RunControl, TaskRunner, Resumption):
     def _decide(self) -> None:
         """Answer the scheduler: evaluate ``if`` and ``for_each`` of steps that became ready."""
         sched = self._sched
-        while ds := sched.decisions():
-            for sid in ds:
+        while sched.pending_decisions:
+            for sid in sched.decisions():
                 spec = self._specs[sid]
                 if self._main_status is None and sched.main_done:
                     self._enter_finally()
                 args_c, cond_c, each_c = self._compile(spec)
                 ctx = self._ctx
-                limit_renders(spec.timeout, None if spec.is_finally else self._deadline)
+                if cond_c is not None or each_c is not None:
+                    limit_renders(spec.timeout, None if spec.is_finally else self._deadline)
                 if cond_c is not None:
                     try:
                         ok = render_condition(cond_c, ctx)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -61,29 +61,46 @@ def step_kind(spec: StepSpec, per_task: bool = False) -> str:
 _SECRET_REF = re.compile(r"\bsecrets\s*(?:\.\s*([A-Za-z_]\w*)|\[\s*['\"]([^'\"]+)['\"]\s*\])")
 
 
-def _strings(value: Any) -> Iterator[str]:
+def _strings(value: Any, out: list[str]) -> None:
+    """Add to ``out`` the strings in ``value`` (nested) that mention ``secrets``.
+
+    Once per templated field of every step: exact types first (``isinstance(x, Mapping)``
+    is a Python-level ABC check), no generators.
+    """
     if isinstance(value, str):
         if "secrets" in value:
-            yield value
-    elif isinstance(value, Mapping):
-        for v in value.values():
-            yield from _strings(v)
+            out.append(value)
+        return
+    if type(value) is dict or isinstance(value, Mapping):
+        values: Iterable[Any] = value.values()
     elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from _strings(v)
+        values = value
+    else:
+        return
+    for v in values:
+        if type(v) is str:
+            if "secrets" in v:
+                out.append(v)
+        elif v:
+            _strings(v, out)
 
 
 def _check_secrets(wf: Workflow, specs: Iterable[AgentSpec], context: Mapping[str, Any]) -> None:
     """A secret the workflow reads that nobody gave is the user's input missing (exit 2),
     found before any agent starts, not an unreachable agent or a failed step."""
     given = context.get("secrets") or {}
-    places: list[Any] = [wf.outputs]
+    texts: list[str] = []
+    _strings(wf.outputs, texts)
     for s in wf.all_steps:
-        places += [s.tool_arguments, s.condition, s.for_each, s.with_]
+        for place in (s.tool_arguments, s.condition, s.for_each, s.with_):
+            if place:  # None, {} and "" mention nothing
+                _strings(place, texts)
     for a in specs:
-        places += [a.command, a.args, a.env, a.cwd, a.url, a.headers]
+        for place in (a.command, a.args, a.env, a.cwd, a.url, a.headers):
+            if place:
+                _strings(place, texts)
     missing: dict[str, None] = {}
-    for text in (t for place in places for t in _strings(place)):
+    for text in texts:
         for m in _SECRET_REF.finditer(text):
             name = m.group(1) or m.group(2)
             if name not in given:
@@ -161,12 +178,22 @@ async def preflight(
     for aid, a in needed.items():
         if a.max_concurrency:
             agents.sems[aid] = agents.limit(aid, a.max_concurrency)
+    per_task = wf.per_task
     for s in wf.all_steps:
-        if not s.tool_to_call or "tool_to_call" in wf.per_task.get(s.step_id, ()):
+        tool = s.tool_to_call
+        if not tool or (per_task and "tool_to_call" in per_task.get(s.step_id, ())):
             continue  # a tool named per task is checked when the task is dispatched
-        ids = [c for c in agents.candidates[s.step_id][0] if c in connected]
-        if ids and not any(s.tool_to_call in connected[c].tools for c in ids):
-            problems.append(_missing_tool(wf, s, ids, connected))
+        reachable = False  # some candidate is connected; then one of them must offer the tool
+        for c in agents.candidates[s.step_id][0]:
+            conn = connected.get(c)
+            if conn is not None:
+                reachable = True
+                if tool in conn.tools:
+                    break
+        else:
+            if reachable:
+                ids = [c for c in agents.candidates[s.step_id][0] if c in connected]
+                problems.append(_missing_tool(wf, s, ids, connected))
     if problems:
         raise WorkflowInvalid(positioned(wf, problems))
 

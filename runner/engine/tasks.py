@@ -31,6 +31,8 @@ from runner.template import Compiled, Masker, TemplateError, compile_value, limi
 
 __all__ = ["TaskRunner"]
 
+_COMPLETED = StepStatus.COMPLETED
+
 
 class TaskRunner:
     """Runs, settles and concludes the engine's tasks (the engine's state, declared here)."""
@@ -75,32 +77,28 @@ class TaskRunner:
     def _drain(self) -> None:
         """Turn the scheduler's terminal transitions into outcomes and events."""
         steps_ctx = self._ctx["steps"]
-        for tr in self._sched.transitions():
-            sid = tr.step_id
+        for sid, status, reason in self._sched.transitions():
             view = (o := self.outcomes[sid]).view  # the scheduler has set its status
-            if o.finished_at is None or tr.status is not StepStatus.COMPLETED:
+            if o.finished_at is None or status is not _COMPLETED:
                 o.finished_at = time.time()
-            if tr.status is StepStatus.COMPLETED:
+            if status is _COMPLETED:
                 if sid in self._items:
                     res = self._item_results.get(sid, {})
                     view["result"] = [res.get(i) for i in range(len(self._items[sid]))]
                     view["text"] = None
                 steps_ctx[sid] = view
+                began = o.started_at  # o.duration_ms, written out (once a step)
+                ms = None if began is None else round((o.finished_at - began) * 1000.0, 3)
                 self.emit(
                     ev.STEP_COMPLETED,
                     sid,
                     attempt=view["attempts"] or None,
                     agent_id=view["agent_id"],
-                    data={
-                        "result": view["result"],
-                        "text": view["text"],
-                        "content": view["content"],
-                        "duration_ms": o.duration_ms,
-                    },
+                    data={"result": view["result"], "text": view["text"], "content": view["content"], "duration_ms": ms},
                 )
             else:
-                if tr.status is not StepStatus.SKIPPED:
-                    view["error"] = tr.reason
+                if status is not StepStatus.SKIPPED:
+                    view["error"] = reason
                 if sid in self._items and self._item_results.get(sid):
                     # A failed fan-out still reports what its finished items produced
                     # (None where an item failed or never ran), like a failed run does.
@@ -111,24 +109,24 @@ class TaskRunner:
                     StepStatus.FAILED: ev.STEP_FAILED,
                     StepStatus.SKIPPED: ev.STEP_SKIPPED,
                     StepStatus.CANCELLED: ev.STEP_CANCELLED,
-                }[tr.status]
-                if tr.status is StepStatus.SKIPPED:
-                    data: dict[str, Any] | None = {"reason": tr.reason}
+                }[status]
+                if status is StepStatus.SKIPPED:
+                    data: dict[str, Any] | None = {"reason": reason}
                 else:
                     # A failed or cancelled step that ran says how long, as a completed one
                     # does: `runs show` reads it from the stored step row. One that failed
                     # before its call started took 0 ms, as in the run's result (finish.py).
                     ms = o.duration_ms
-                    if ms is None and tr.status is StepStatus.FAILED:
+                    if ms is None and status is StepStatus.FAILED:
                         ms = 0.0
                     data = {"duration_ms": ms} if ms is not None else None
                 self.emit(kind, sid, attempt=o.attempts or None, agent_id=o.agent_id, error=o.error, data=data)
-                if tr.status == StepStatus.FAILED and sid in self._items:
+                if status == StepStatus.FAILED and sid in self._items:
                     for t, fut in list(self._running.items()):
                         if t.step_id == sid:
                             fut.cancel()
 
-    def _settle(self, task: Task, res: Any, err: ToolFailure | None, now: float) -> None:
+    def _settle(self, task: Task, res: Any, err: ToolFailure | None) -> None:
         """Feed one finished task back to the scheduler."""
         sched = self._sched
         sid = task.step_id
@@ -175,6 +173,7 @@ class TaskRunner:
                 data={"index": task.index, "of": len(self._items[sid])},
             )
         was_active = sched.is_active(sid)
+        now = asyncio.get_running_loop().time()  # a retry's backoff counts from now
         at = sched.fail(task, msg, now, retryable=err.retryable, delay=delay)
         if at is not None:
             self.emit(
@@ -198,7 +197,18 @@ class TaskRunner:
     # -- one task -------------------------------------------------------------------------------
     async def _exec(self, task: Task, inline: bool = False) -> None:
         try:
-            res = await self._dispatch(task)
+            # The arguments rendered and the handler awaited here, not in a coroutine of their own.
+            sid = task.step_id
+            spec = self._specs[sid]
+            ctx = self._ctx
+            if task.index is not None:
+                i = task.index
+                prev = self._item_results[sid].get(i - 1) if i else None
+                ctx = {**ctx, "item": self._items[sid][i], "index": i, "previous": prev}
+            limit_renders(spec.timeout, None if spec.is_finally else self._deadline)  # renders block the loop
+            compiled = self._compiled.get(sid)
+            arguments = (compiled if compiled is not None else self._compile(spec))[0].render(ctx)
+            res = await self._handlers[self._kinds[sid]].run(task, spec, arguments)
             self._finished.append((task, res, None))
         except ToolFailure as exc:
             self._finished.append((task, None, exc))
@@ -222,22 +232,11 @@ class TaskRunner:
             self._finished.append(
                 (task, None, ToolFailure(f"internal error: {type(exc).__name__}: {exc}", retryable=False))
             )
-        self._wake.set()
-
-    async def _dispatch(self, task: Task) -> tuple[Any, str | None, list[Any] | None]:
-        sid = task.step_id
-        spec = self._specs[sid]
-        ctx = self._ctx
-        if task.index is not None:
-            i = task.index
-            prev = self._item_results[sid].get(i - 1) if i else None
-            ctx = {**ctx, "item": self._items[sid][i], "index": i, "previous": prev}
-        limit_renders(spec.timeout, None if spec.is_finally else self._deadline)  # renders block the loop
-        arguments = self._compile(spec)[0].render(ctx)
-        return await self._handlers[self._kinds[sid]].run(task, spec, arguments)
+        if not inline:  # the loop awaits an inline task itself: nothing to wake
+            self._wake.set()
 
     def task_context(self, task: Task) -> Mapping[str, Any]:
-        """The template context of ``task`` as ``_dispatch`` builds it (for per-task selection:
+        """The template context of ``task`` as ``_exec`` builds it (for per-task selection:
         ``item``, ``index`` and ``previous``, the result of the item before, for an item)."""
         if task.index is None:
             return self._ctx

@@ -12,23 +12,26 @@ from runner.errors import InputInvalid
 
 _FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
-_second = -1
+_second = -1.0  # the whole second _prefix spells (as a float: compared with time.time())
 _prefix = ""
+_time = time.time
 
 
 def now_iso() -> str:
     """ISO 8601, UTC, microseconds: ``2026-11-24T22:45:28.123456Z``.
 
-    On the engine's hot path (two events a step): the ``%Y-%m-%dT%H:%M:%S`` part is
-    formatted once per second, not per call (``strftime`` alone was 5 µs a call here).
+    On the engine's hot path (two events a step): the ``%Y-%m-%dT%H:%M:%S.`` part is
+    formatted once per second, not per call (``strftime`` alone was 5 µs a call here),
+    and the microseconds are padded by slicing, not by a ``:06d`` format (a third of
+    what the call cost, under callgrind).
     """
     global _second, _prefix
-    t = time.time()
-    sec = int(t)
-    if sec != _second:
-        _prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-        _second = sec
-    return f"{_prefix}.{int((t - sec) * 1_000_000):06d}Z"
+    t = _time()
+    if not (_second <= t < _second + 1.0):
+        sec = int(t)
+        _prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec))
+        _second = float(sec)
+    return _prefix + str(int((t - _second) * 1_000_000) + 1_000_000)[1:] + "Z"
 
 
 def epoch_to_iso(ts: float) -> str:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from runner.model.frozen import quick_init
+
 
 class StrEnum(str, Enum):
     """``enum.StrEnum`` spelled so it behaves the same on 3.10."""
@@ -142,6 +144,7 @@ class AgentSpec:
         return self.name or self.id
 
 
+@quick_init  # built once per step of every workflow: its fields are set in one go
 @dataclass(frozen=True)
 class StepSpec:
     """One step of a workflow (seed ``WorkflowStep`` plus the runner's control fields)."""

@@ -6,16 +6,18 @@ backends cannot disagree about what an event means. Values are kept by reference
 JSON round-tripped, which would cost the engine microseconds per event); reads hand out
 deep copies, so a caller cannot change the store by mutating what it got back.
 
-Appending checks an event (everything the projection could refuse is refused there, so a
-stored event always projects) and logs it; the projection itself runs when something
-reads runs or steps. Nothing else reads them while the engine writes, so a chain step
-costs the engine two list appends instead of two projections.
+Appending checks a batch of events (everything the projection could refuse is refused
+there, so a stored event always projects; a refused batch logs nothing, as the SQL
+stores' transaction would) and logs it: one list extend. Everything derived from the log
+is caught up when something reads it: the runs and steps (the projection) and the
+per-run index of the log. Nothing reads them while the engine writes, so a chain step
+costs the engine one check per event and one extend, instead of two projections.
+A logged event's sequence number is its position in the log, plus one.
 """
 
 from __future__ import annotations
 
 import copy
-import itertools
 import os
 import threading
 from collections.abc import Sequence
@@ -24,7 +26,7 @@ from typing import Any
 
 from runner.core.filelocks import LockTable
 from runner.core.lifecycle import decide_cancel, decide_report, report_body, report_event, still_waiting
-from runner.core.projection import apply_event, creates_run, is_step_event, unknown_run
+from runner.core.projection import CREATING_TYPES, STEP_TYPES, apply_event, unknown_run
 from runner.errors import LeaseLost, NotFound, StoreError
 from runner.model import events as ev
 from runner.model.clock import iso_after, normalize_ts
@@ -44,6 +46,8 @@ from runner.store.leases import lease_is_free
 from runner.store.memory_workers import MemoryWorkers
 from runner.store.migrations import SCHEMA_VERSION
 
+_CHECKED = frozenset({ev.ITEM_COMPLETED, ev.STEP_ASSIGNED})  # the types append looks into further
+
 
 class MemoryStore(MemoryWorkers):
     """A store that lives as long as the process; one lock makes it safe across threads."""
@@ -53,12 +57,13 @@ class MemoryStore(MemoryWorkers):
     def __init__(self, url: str = "memory://") -> None:
         self.url = url
         self._lock = threading.RLock()
-        self._seq = itertools.count(1)
         self._workflows: dict[str, list[WorkflowRecord]] = {}
         self._runs: dict[str, tuple[int, str, RunRecord]] = {}  # run_id -> (n, created_at, record)
         self._steps: dict[str, dict[str, StepRecord]] = {}  # run_id -> step_id -> record, in first-seen order
-        self._events: list[tuple[int, Event]] = []
-        self._events_by_run: dict[str, list[tuple[int, Event]]] = {}
+        self._events: list[Event] = []  # the log: an event's seq is its index + 1
+        self._by_run: dict[str, list[tuple[int, Event]]] = {}  # run_id -> (seq, event), the log up to _indexed
+        self._indexed = 0  # events of the log in _by_run
+        self._projected = 0  # events of the log applied to _runs and _steps
         self._agents: dict[str, tuple[dict[str, Any], str]] = {}
         self._tokens: dict[str, str] = {}
         self._messages: list[dict[str, Any]] = []
@@ -70,7 +75,6 @@ class MemoryStore(MemoryWorkers):
         self._leases: dict[str, tuple[str, str]] = {}  # run_id -> (owner, lease_until)
         self._epochs: dict[str, int] = {}  # run_id -> epoch of its latest claim
         self._assignments: dict[tuple[str, str, int], Assignment] = {}  # (run, step, index or -1)
-        self._unprojected: list[Event] = []  # logged, not yet applied to runs and steps
         self._known_runs: set[str] = set()  # runs created, or started by a logged event
         self._workers: dict[str, WorkerRecord] = {}
         self._slots: dict[tuple[str, int], tuple[str, Lease]] = {}
@@ -118,46 +122,72 @@ class MemoryStore(MemoryWorkers):
             self._known_runs.add(run.run_id)
 
     def append_many(self, events: Sequence[Event], fence: Lease | None = None) -> None:
-        """Store several events in order (one lock hold; the SQL stores make it one transaction)."""
+        """Store several events in order, all or none (one lock hold; the SQL stores make it
+        one transaction); with ``fence``, only while that lease is the run's latest claim.
+
+        Every event is checked first, then the batch is logged with one extend. The
+        engine's hot path (a batch a chain step): the checks are written out here rather
+        than called (``projection.is_step_event``, ``creates_run``).
+        """
         with self._lock:
             if fence is not None and events:
-                self._check_fence(events[0].run_id, fence)
+                run_id = events[0].run_id
+                owner = self._leases.get(run_id, (None,))[0]
+                if owner != fence.owner or self._epochs.get(run_id, 0) != fence.epoch:
+                    raise LeaseLost(
+                        f"run {run_id}: this runner's lease (epoch {fence.epoch}) was taken over; nothing written"
+                    )
+            known = self._known_runs
+            started: set[str] | None = None  # runs the batch itself starts
+            assigned: list[Event] | None = None
             for event in events:
-                self.append(event)
-
-    def _check_fence(self, run_id: str, fence: Lease) -> None:
-        owner = self._leases.get(run_id, (None,))[0]
-        if owner != fence.owner or self._epochs.get(run_id, 0) != fence.epoch:
-            raise LeaseLost(f"run {run_id}: this runner's lease (epoch {fence.epoch}) was taken over; nothing written")
+                run_id, etype = event.run_id, event.type
+                if run_id not in known and (started is None or run_id not in started):
+                    if etype not in CREATING_TYPES:
+                        raise unknown_run(event)
+                    if started is None:
+                        started = set()
+                    started.add(run_id)
+                if event.step_id is None and etype in STEP_TYPES:
+                    raise StoreError(f"event {etype} for run {run_id!r} has no step_id")
+                if etype in _CHECKED:
+                    if etype == ev.STEP_ASSIGNED:
+                        if assigned is None:
+                            assigned = []
+                        assigned.append(event)
+                    elif type(event.data.get("index")) is not int:
+                        raise StoreError(f"event item_completed for run {run_id!r} has no integer index")
+            if started is not None:
+                known.update(started)
+            if assigned is not None:
+                for event in assigned:
+                    self._assign(event)
+            self._events.extend(events)
 
     def append(self, event: Event) -> None:
         """Check and log ``event``; it is applied to its run and step before the next read."""
-        with self._lock:
-            run_id, etype = event.run_id, event.type
-            if run_id not in self._known_runs:
-                if not creates_run(etype):
-                    raise unknown_run(event)
-                self._known_runs.add(run_id)
-            if event.step_id is None and is_step_event(etype):
-                raise StoreError(f"event {etype} for run {run_id!r} has no step_id")
-            if etype == "item_completed":
-                index = event.data.get("index")
-                if type(index) is not int:
-                    raise StoreError(f"event item_completed for run {run_id!r} has no integer index")
-            if etype == ev.STEP_ASSIGNED:
-                self._assign(event)
-            seq = next(self._seq)
-            self._events.append((seq, event))
-            self._events_by_run.setdefault(run_id, []).append((seq, event))
-            self._unprojected.append(event)
+        self.append_many((event,))
 
     def _catch_up(self) -> None:
         """Apply the logged events not yet projected, in order (called under the lock)."""
-        if not self._unprojected:
-            return
-        pending, self._unprojected = self._unprojected, []
-        for event in pending:
-            self._project(event)
+        events = self._events
+        for i in range(self._projected, len(events)):
+            self._projected = i + 1  # before: an event is never applied twice
+            self._project(events[i])
+
+    def _run_log(self, run_id: str) -> list[tuple[int, Event]]:
+        """``(seq, event)`` of one run's events, the index caught up first (under the lock)."""
+        events = self._events
+        if self._indexed < len(events):
+            by_run = self._by_run
+            for i in range(self._indexed, len(events)):
+                event = events[i]
+                entries = by_run.get(event.run_id)
+                if entries is None:
+                    entries = by_run[event.run_id] = []
+                entries.append((i + 1, event))
+            self._indexed = len(events)
+        return self._by_run.get(run_id, [])
 
     def _project(self, event: Event) -> None:
         """Apply one checked event to the run and step it concerns."""
@@ -200,9 +230,7 @@ class MemoryStore(MemoryWorkers):
     def get_signals(self, run_id: str, after_seq: int = 0) -> list[tuple[int, Event]]:
         with self._lock:
             return [
-                (s, copy.deepcopy(e))
-                for s, e in self._events_by_run.get(run_id, [])
-                if s > after_seq and e.type in ev.SIGNAL_TYPES
+                (s, copy.deepcopy(e)) for s, e in self._run_log(run_id) if s > after_seq and e.type in ev.SIGNAL_TYPES
             ]
 
     def list_assignments(self, agent_id: str | None = None, run_id: str | None = None) -> list[Assignment]:
@@ -353,14 +381,17 @@ class MemoryStore(MemoryWorkers):
 
     def get_events(self, run_id: str) -> list[Event]:
         with self._lock:
-            return [copy.deepcopy(e) for _, e in self._events_by_run.get(run_id, [])]
+            return [copy.deepcopy(e) for _, e in self._run_log(run_id)]
 
     def get_events_after(
         self, after_seq: int = 0, run_id: str | None = None, limit: int = 1000
     ) -> list[tuple[int, Event]]:
         with self._lock:
-            source = self._events if run_id is None else self._events_by_run.get(run_id, [])
-            return [(s, copy.deepcopy(e)) for s, e in source if s > after_seq][:limit]
+            if run_id is None:
+                events = self._events
+                return [(i + 1, copy.deepcopy(events[i])) for i in range(max(0, after_seq), len(events))[:limit]]
+            found = [(s, e) for s, e in self._run_log(run_id) if s > after_seq][:limit]
+            return [(s, copy.deepcopy(e)) for s, e in found]
 
     # --- agents and their tokens ------------------------------------------------------
     def put_agent(self, agent_id: str, data: dict[str, Any]) -> None:

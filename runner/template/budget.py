@@ -122,7 +122,11 @@ def limit_renders(timeout: float | None, deadline: float | None) -> None:
     ``finally`` steps, which run after the run's deadline. Rendering is synchronous, so
     without this a hostile template would hold the event loop past both timeouts.
     """
-    if deadline is not None:
+    if deadline is None:
+        if timeout is None:  # the common case (twice a step): the default cap, without a call
+            _local.limit = MAX_RENDER_SECONDS
+            return
+    else:
         left = deadline - time.monotonic()
         timeout = left if timeout is None or left < timeout else timeout
     set_time_limit(timeout)

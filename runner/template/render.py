@@ -172,12 +172,23 @@ class _PathExpr(Compiled):
     __slots__ = ("_path",)
 
     def __init__(self, source: str, path: _Path) -> None:
-        super().__init__(source)
+        self.source = source
         self._path = path
 
     def render(self, ctx: Mapping[str, Any]) -> Any:
+        path = self._path
         try:
-            return _lookup(self._path, ctx, self.source)
+            # The common case written out (once a step): dicts all the way, every key there.
+            # Anything else goes through ``_lookup`` from the root, with its full rules.
+            try:
+                obj = ctx[path.root]
+            except KeyError:
+                return _lookup(path, ctx, self.source)
+            for key in path.keys:
+                if type(obj) is not dict or key not in obj:
+                    return _lookup(path, ctx, self.source)
+                obj = obj[key]
+            return obj
         except _Delegate:
             return _compile_jinja(self.source).render(ctx)
         except TemplateError:
@@ -192,7 +203,7 @@ class _FastText(Compiled):
     __slots__ = ("_parts",)
 
     def __init__(self, source: str, parts: tuple[str | _Path, ...]) -> None:
-        super().__init__(source)
+        self.source = source
         self._parts = parts
 
     def render(self, ctx: Mapping[str, Any]) -> Any:
@@ -213,7 +224,7 @@ class _JinjaExpr(Compiled):
     __slots__ = ("_expr",)
 
     def __init__(self, source: str, expr: TemplateExpression) -> None:
-        super().__init__(source)
+        self.source = source
         self._expr = expr
 
     def render(self, ctx: Mapping[str, Any]) -> Any:
@@ -234,7 +245,7 @@ class _JinjaText(Compiled):
     __slots__ = ("_template",)
 
     def __init__(self, source: str, template: Template) -> None:
-        super().__init__(source)
+        self.source = source
         self._template = template
 
     def render(self, ctx: Mapping[str, Any]) -> Any:
@@ -251,7 +262,7 @@ class _DictNode(Compiled):
     __slots__ = ("_items",)
 
     def __init__(self, source: Any, items: tuple[tuple[Any, Compiled], ...]) -> None:
-        super().__init__(source)
+        self.source = source
         self._items = items
 
     def render(self, ctx: Mapping[str, Any]) -> Any:
@@ -268,7 +279,7 @@ class _ListNode(Compiled):
     __slots__ = ("_items",)
 
     def __init__(self, source: Any, items: tuple[Compiled, ...]) -> None:
-        super().__init__(source)
+        self.source = source
         self._items = items
 
     def render(self, ctx: Mapping[str, Any]) -> Any:
@@ -300,13 +311,18 @@ def compile_value(value: Any) -> Compiled:
     template syntax, renders to itself. Mapping keys are not templated. Raises
     :class:`TemplateError` for a syntax error.
     """
-    if isinstance(value, str):
+    t = type(value)  # exact types first: ``isinstance(x, Mapping)`` is a Python-level ABC check
+    if t is str or (t is not dict and isinstance(value, str)):
         return _compile_str(value) if _has_syntax(value) else _Const(value)
-    if isinstance(value, Mapping):
-        pairs = tuple((k, compile_value(v)) for k, v in value.items())
-        if all(c.is_constant for _, c in pairs):
-            return _Const(value)
-        return _DictNode(value, pairs)
+    if t is dict or isinstance(value, Mapping):
+        pairs: list[tuple[Any, Compiled]] = []
+        constant = True
+        for k, v in value.items():
+            c = compile_value(v)
+            pairs.append((k, c))
+            if not c.is_constant:
+                constant = False
+        return _Const(value) if constant else _DictNode(value, tuple(pairs))
     if isinstance(value, (list, tuple)):
         items = tuple(compile_value(v) for v in value)
         if all(c.is_constant for c in items):

@@ -91,12 +91,14 @@ class ToolStep:
             cands = ids
         connected = self._conns
         last: ToolFailure | None = None
-        key = f"{run.run_id}:{sid}:{task.attempt}" + (f":{task.index}" if task.index is not None else "")
+        index = task.index
+        key = f"{run.run_id}:{sid}:{task.attempt}" if index is None else f"{run.run_id}:{sid}:{task.attempt}:{index}"
+        load = self._load
         for aid in cands:
             conn = connected.get(aid)
             if conn is None or tool not in conn.tools:
                 continue
-            if task.index is None:
+            if index is None:
                 run.step_started(sid, task.attempt, aid)
             else:
                 view = run.outcomes[sid].view
@@ -114,7 +116,7 @@ class ToolStep:
 
             self._flush()
             sem = self._sems.get(aid)
-            self._load[aid] = self._load.get(aid, 0) + 1
+            load[aid] = load.get(aid, 0) + 1
             try:
                 if sem is not None:
                     async with sem:
@@ -136,7 +138,7 @@ class ToolStep:
                     continue
                 raise
             finally:
-                self._load[aid] -= 1
+                load[aid] -= 1
             if r.is_error:
                 raise ToolFailure(r.text or f"tool '{tool}' reported an error", agent_id=aid)
             result, text, content = r.result, r.text, r.content
