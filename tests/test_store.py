@@ -226,6 +226,29 @@ def test_a_fenced_group_commit_writes_only_under_the_current_lease(store: Store)
     assert_rows_match_log(store, "r1")
 
 
+def test_a_refused_batch_writes_nothing(store: Store) -> None:
+    """``append_many`` is all or none: an event the store refuses anywhere in the batch
+    leaves no earlier event of it logged, no row, no run and no assignment behind."""
+    start_run(store)
+    before = [e.to_json() for e in store.get_events("r1")]
+    bad_batches = [
+        [E(ev.STEP_STARTED, step_id="a", attempt=1), E(ev.STEP_COMPLETED, attempt=1)],  # no step_id
+        [E(ev.STEP_ASSIGNED, step_id="p", attempt=1, index=None, arguments={}), E(ev.STEP_RESET)],
+        [E(ev.RUN_STARTED, "r2", workflow="wf"), E(ev.STEP_STARTED, "r2", step_id="a"), E(ev.STEP_STARTED, "r3")],
+    ]
+    for batch in bad_batches:
+        with pytest.raises(StoreError):
+            store.append_many(batch)
+    assert [e.to_json() for e in store.get_events("r1")] == before
+    assert store.get_steps("r1") == [] and store.get_assignment("r1", "p") is None
+    assert store.get_run("r2") is None and store.get_events("r2") == []
+    with pytest.raises(StoreError, match="never created"):
+        store.append(E(ev.STEP_STARTED, "r2", step_id="a"))  # the refused batch did not start r2
+    store.append_many([E(ev.STEP_STARTED, step_id="a", attempt=1), E(ev.STEP_COMPLETED, step_id="a", result=1)])
+    assert [e.type for e in store.get_events("r1")][-2:] == [ev.STEP_STARTED, ev.STEP_COMPLETED]
+    assert_rows_match_log(store, "r1")
+
+
 def test_events_have_increasing_seq(store: Store) -> None:
     start_run(store, "r1")
     start_run(store, "r2")

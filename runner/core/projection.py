@@ -55,6 +55,7 @@ class Change(NamedTuple):
 
 
 NO_CHANGE = Change()
+_new = tuple.__new__  # a Change built in C: namedtuple's own __new__ is a Python function
 
 _R = TypeVar("_R", RunRecord, StepRecord)
 
@@ -184,38 +185,36 @@ def _apply_step(s: StepRecord, e: Event) -> Change:
     if t == ev.STEP_STARTED:
         # A fresh attempt: the previous attempt's outcome no longer describes the step.
         attempts = e.attempt if e.attempt is not None else s.attempts + 1
-        return Change(
-            step=_evolve(
-                s,
-                status="in_progress",
-                attempts=attempts,
-                agent_id=agent,
-                result=None,
-                text=None,
-                content=None,
-                error=None,
-                started_at=e.ts,
-                finished_at=None,
-                duration_ms=None,
-            )
+        new = _evolve(
+            s,
+            status="in_progress",
+            attempts=attempts,
+            agent_id=agent,
+            result=None,
+            text=None,
+            content=None,
+            error=None,
+            started_at=e.ts,
+            finished_at=None,
+            duration_ms=None,
         )
+        return _new(Change, (None, new, None, False))  # Change(step=new), without a Python-level __new__
     if t == ev.STEP_RETRYING:
         return Change(step=_evolve(s, status="in_progress", agent_id=agent, error=e.error))
     if t in (ev.STEP_COMPLETED, ev.STEP_FAILED):
-        return Change(
-            step=_evolve(
-                s,
-                status="completed" if t == ev.STEP_COMPLETED else "failed",
-                attempts=max(s.attempts, e.attempt or 0),
-                agent_id=agent,
-                result=d["result"] if "result" in d else s.result,
-                text=d["text"] if "text" in d else s.text,
-                content=d["content"] if "content" in d else s.content,
-                error=e.error if t == ev.STEP_FAILED else None,
-                finished_at=e.ts,
-                duration_ms=d["duration_ms"] if "duration_ms" in d else s.duration_ms,
-            )
+        new = _evolve(
+            s,
+            status="completed" if t == ev.STEP_COMPLETED else "failed",
+            attempts=max(s.attempts, e.attempt or 0),
+            agent_id=agent,
+            result=d["result"] if "result" in d else s.result,
+            text=d["text"] if "text" in d else s.text,
+            content=d["content"] if "content" in d else s.content,
+            error=e.error if t == ev.STEP_FAILED else None,
+            finished_at=e.ts,
+            duration_ms=d["duration_ms"] if "duration_ms" in d else s.duration_ms,
         )
+        return _new(Change, (None, new, None, False))
     if t in (ev.STEP_SKIPPED, ev.STEP_CANCELLED):
         status = "skipped" if t == ev.STEP_SKIPPED else "cancelled"
         # A step cancelled while it ran carries its duration_ms, as a failed one does.

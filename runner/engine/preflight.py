@@ -133,11 +133,17 @@ async def preflight(
             raise AgentError(masker.mask_text(f"agent '{aid}': {exc}"), agent_id=aid) from None
     needed: dict[str, AgentSpec] = {}
     problems: list[Problem] = []
+    # Steps with the same selection fields have the same candidates: computed once, shared
+    # (read only). A chain of 1,000 steps on one agent asks ``eligible`` once.
+    chosen: dict[tuple[Any, ...], tuple[list[str], int]] = {}
     for s in wf.all_steps:
         if s.calls_workflow:
             continue
         dyn = wf.per_task.get(s.step_id, ()) if wf.per_task else ()
-        cands = eligible(s, specs, dyn)
+        key = (s.assigned_agent_id, s.assigned_role, s.required_capabilities, s.fallback_agents, dyn)
+        cands = chosen.get(key)
+        if cands is None:
+            cands = chosen[key] = eligible(s, specs, dyn)
         agents.candidates[s.step_id] = cands
         if not cands[0]:
             problems.append(

@@ -71,6 +71,11 @@ def spec_finder(wf: Workflow) -> Callable[[str], StepSpec | None]:
     tables: dict[int, dict[str, StepSpec]] = {}
 
     def find(step_id: str) -> StepSpec | None:
+        if SEP not in step_id:  # a step of ``wf`` itself: once a step of every run's result
+            top = tables.get(id(wf))
+            if top is None:
+                top = tables[id(wf)] = {s.step_id: s for s in wf.all_steps}
+            return top.get(step_id)
         w = wf
         *calls, last = step_id.split(SEP)
         for call in calls:
